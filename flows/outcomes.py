@@ -52,6 +52,7 @@ class VerificationResult:
 
 class ConnectionOutcome(StrEnum):
     CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # a disconnect request succeeded
     CREDENTIAL_REJECTED = "credential_rejected"  # our DoubleTick credential: operator problem
     VALIDATION_ERROR = "validation_error"  # DoubleTick refused the request body (detail says why)
     TRANSIENT = "transient"  # 5xx, 429, timeouts: retried

@@ -1,0 +1,131 @@
+"""Guide texts as data: one TOML file per locale under ``flows/content/``.
+
+Why data: writers can change wording without touching handlers, a new locale is a new file, and a test
+checks that every step, problem, notice and button has its text.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from flows.problems import PROBLEMS
+from flows.steps import SPECS, Step
+
+__all__ = ["Content", "load_content", "missing_content"]
+
+DEFAULT_LOCALE = "en"
+
+
+@dataclass(frozen=True)
+class Content:
+    """Lookup of texts for one locale; raises KeyError on anything missing (caught by the tests)."""
+
+    locale: str
+    data: dict[str, Any]
+
+    def _section(self, name: str) -> dict[str, Any]:
+        section = self.data.get(name, {})
+        return section if isinstance(section, dict) else {}
+
+    def step(self, step: Step) -> dict[str, str]:
+        return dict(self._section("steps")[step.value])
+
+    def button(self, action: str) -> str:
+        return str(self._section("buttons")[action])
+
+    def link(self, name: str) -> str:
+        return str(self._section("links")[name])
+
+    def copy(self, name: str) -> tuple[str, str]:
+        entry = self._section("copy")[name]
+        return str(entry["label"]), str(entry["text"])
+
+    def problem(self, name: str) -> str:
+        return str(self._section("problems")[name]["text"])
+
+    def notice(self, name: str) -> str:
+        return str(self._section("notices")[name])
+
+    def reply(self, name: str) -> str:
+        return str(self._section("replies")[name])
+
+    def callback_answer(self, name: str) -> str:
+        return str(self._section("callback_answers")[name])
+
+    def commands(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self._section("commands").items()}
+
+    def meta(self, name: str) -> str:
+        return str(self._section("meta")[name])
+
+
+@cache
+def load_content(locale: str = DEFAULT_LOCALE) -> Content:
+    """Load a locale's content, falling back to English for unknown locales (Telegram's advice)."""
+    base = locale.split("-")[0].lower() if locale else DEFAULT_LOCALE
+    folder = Path(__file__).with_name("content")
+    path = folder / f"{base}.toml"
+    if not path.is_file():
+        path = folder / f"{DEFAULT_LOCALE}.toml"
+        base = DEFAULT_LOCALE
+    return Content(base, tomllib.loads(path.read_text(encoding="utf-8")))
+
+
+REQUIRED_NOTICES = (
+    "welcome_back", "restarted", "stale_button", "busy", "busy_deleted", "interrupted", "use_buttons",
+    "media_at_paste", "media_elsewhere", "forwarded_original", "workspace_invalid", "workspace_first",
+    "verified_connect_yourself", "already_connected", "revoke_old_key", "replace_intro",
+    "nothing_to_replace", "nothing_connected", "disconnect_failed", "key_warning",
+)
+REQUIRED_REPLIES = ("help", "privacy", "cancelled", "disconnected", "group_redirect", "group_deleted",
+                    "group_cannot_delete", "edited_deleted")
+REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy")
+
+
+def missing_content(content: Content) -> list[str]:
+    """Every text the machine can ask for that this locale lacks, as dotted paths."""
+    missing: list[str] = []
+
+    def need(path: str, getter: Any, *args: Any) -> None:
+        try:
+            value = getter(*args)
+        except (KeyError, TypeError):
+            missing.append(path)
+            return
+        if isinstance(value, dict):
+            missing.extend(f"{path}.{k}" for k in ("title", "text", "help") if not str(value.get(k, "")).strip())
+        elif isinstance(value, tuple):
+            if not all(str(v).strip() for v in value):
+                missing.append(path)
+        elif not str(value).strip():
+            missing.append(path)
+
+    for step, spec in SPECS.items():
+        need(f"steps.{step.value}", content.step, step)
+        for choice in spec.choices:
+            need(f"buttons.{choice.action}", content.button, choice.action)
+        for link in spec.links:
+            need(f"links.{link.name}", content.link, link.name)
+        for name in spec.copy_texts:
+            need(f"copy.{name}", content.copy, name)
+    for name, problem in PROBLEMS.items():
+        need(f"problems.{name}", content.problem, name)
+        for action in problem.actions:
+            need(f"buttons.{action.action}", content.button, action.action)
+        for link in problem.links:
+            need(f"links.{link.name}", content.link, link.name)
+    for action in ("back", "next", "stuck"):
+        need(f"buttons.{action}", content.button, action)
+    need("links.support", content.link, "support")
+    for name in REQUIRED_NOTICES:
+        need(f"notices.{name}", content.notice, name)
+    for name in REQUIRED_REPLIES:
+        need(f"replies.{name}", content.reply, name)
+    commands = content.commands()
+    missing.extend(f"commands.{c}" for c in REQUIRED_COMMANDS if not commands.get(c))
+    need("meta.progress", content.meta, "progress")
+    return missing

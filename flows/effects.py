@@ -1,0 +1,84 @@
+"""What the machine asks the world to do; the runtime performs these after saving the new state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Audit",
+    "Connect",
+    "Disconnect",
+    "Effect",
+    "Forget",
+    "HoldKey",
+    "RecordKey",
+    "Render",
+    "Reply",
+    "Verify",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Render:
+    """Show the current step. ``fresh``: send a new guide message at the bottom of the chat (the user
+    typed something, so an edit far above would go unseen) instead of editing the guide in place."""
+
+    fresh: bool = False
+    notice: str | None = None  # content key of a one-line note shown above the step
+    notice_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A separate informational message (help, privacy, goodbye)."""
+
+    text: str  # content key
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Verify the key in hand (the one from the KeyPasted event being processed)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    attempt: int
+    workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldKey:
+    """Seal the key in hand into the retry outbox: ``purpose`` is "verify" or "connect"."""
+
+    attempt: int
+    purpose: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    workspace_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKey:
+    """Keep non-secret metadata of the key in hand (fingerprint, last four, family, outcome)."""
+
+    outcome: str
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Delete the conversation's stored progress (/cancel)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    kind: str
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+
+Effect = Render | Reply | Verify | Connect | HoldKey | Disconnect | RecordKey | Forget | Audit

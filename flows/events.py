@@ -1,0 +1,141 @@
+"""Everything that can happen to a conversation, as values the machine consumes.
+
+The adapter turns Telegram updates into these; the runtime turns verdicts from OpenAI and DoubleTick
+into these. ``KeyPasted`` holds the key only in memory (as a ``SecretKey`` inside ``PastedText``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flows.inspection import PastedText
+from flows.outcomes import ConnectionResult, VerificationResult
+
+__all__ = [
+    "ButtonPressed",
+    "CancelAsked",
+    "ConnectionFinished",
+    "DeletionFailed",
+    "DisconnectAsked",
+    "DisconnectFinished",
+    "Event",
+    "HelpAsked",
+    "KeyPasted",
+    "MediaSent",
+    "PrivacyAsked",
+    "ReplaceAsked",
+    "RestartAsked",
+    "Started",
+    "TextSent",
+    "VerificationFinished",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """/start, possibly days later: resume where the user left off."""
+
+    payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HelpAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPressed:
+    """An inline button; ``step`` is the step the button was drawn for (untrusted: may be forged)."""
+
+    step: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPasted:
+    """Something pasted where a key may be: already deleted from the chat by the runtime."""
+
+    pasted: PastedText
+    forwarded: bool = False
+    retry_in_minutes: int | None = None  # set when the user is over the submission limit
+
+
+@dataclass(frozen=True, slots=True)
+class TextSent:
+    """Ordinary text that carries no secret (the runtime checked)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSent:
+    kind: str  # photo, sticker, document, voice, ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionFailed:
+    """A message with a key could not be deleted: the key is exposed and must be revoked."""
+
+    reason: str  # "no_rights", "too_old", "other"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationFinished:
+    attempt: int
+    result: VerificationResult
+    already_connected: bool = False  # the same key (by fingerprint) is already connected here
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFinished:
+    attempt: int
+    result: ConnectionResult
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectFinished:
+    result: ConnectionResult
+
+
+Event = (
+    Started
+    | RestartAsked
+    | CancelAsked
+    | HelpAsked
+    | PrivacyAsked
+    | ReplaceAsked
+    | DisconnectAsked
+    | ButtonPressed
+    | KeyPasted
+    | TextSent
+    | MediaSent
+    | DeletionFailed
+    | VerificationFinished
+    | ConnectionFinished
+    | DisconnectFinished
+)

@@ -1,0 +1,276 @@
+"""The onboarding state machine: ``advance(conversation, event, policy, now) -> Transition``.
+
+Pure: no I/O, no clock reads, no key material kept. The runtime loads the conversation, calls
+:func:`advance`, saves the new conversation (with a version check) and only then performs the effects.
+Verdicts from OpenAI and DoubleTick come back as events into this same function.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flows import effects as fx
+from flows import events as ev
+from flows.outcomes import ConnectionOutcome, VerificationOutcome
+from flows.problems import PROBLEMS
+from flows.state import Conversation
+from flows.steps import GUIDE_ORDER, MANUAL_ORDER, PIPELINE_STEPS, SPECS, SkipContext, Step, is_skipped
+
+__all__ = ["Policy", "Transition", "advance", "next_step", "previous_step"]
+
+WORKSPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Deployment facts the flow depends on, decided by configuration, not by the user."""
+
+    auto_connect: bool = False  # DoubleTick connection is configured
+    asks_workspace: bool = False  # open mode: users name their workspace themselves
+    can_hold: bool = False  # the sealed retry outbox is available
+    pipeline_timeout_s: float = 120.0  # a verifying/connecting step older than this was interrupted
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    conversation: Conversation
+    effects: tuple[fx.Effect, ...] = field(default_factory=tuple)
+
+
+def _skip_context(conv: Conversation, policy: Policy) -> SkipContext:
+    return SkipContext(choices=conv.choices, asks_workspace=policy.asks_workspace and not conv.workspace_id)
+
+
+def _sequence_of(step: Step) -> Sequence[Step]:
+    return MANUAL_ORDER if step in MANUAL_ORDER else GUIDE_ORDER
+
+
+def next_step(conv: Conversation, policy: Policy) -> Step:
+    """The step after the current one in its sequence, skipping steps that do not apply."""
+    order = _sequence_of(conv.step)
+    ctx = _skip_context(conv, policy)
+    for candidate in order[order.index(conv.step) + 1 :]:
+        if not is_skipped(candidate, ctx):
+            return candidate
+    return Step.CONNECTED if order is MANUAL_ORDER else Step.PASTE_KEY
+
+
+def previous_step(conv: Conversation, policy: Policy) -> Step:
+    """The step Back leads to; the first manual step leads back to pasting."""
+    if conv.step not in GUIDE_ORDER and conv.step not in MANUAL_ORDER:
+        return Step.PASTE_KEY
+    order = _sequence_of(conv.step)
+    ctx = _skip_context(conv, policy)
+    for candidate in reversed(order[: order.index(conv.step)]):
+        if not is_skipped(candidate, ctx):
+            return candidate
+    return Step.PASTE_KEY if order is MANUAL_ORDER else Step.WELCOME
+
+
+def _go(conv: Conversation, step: Step, now: float, *, fresh: bool = False, notice: str | None = None,
+        notice_params: dict[str, str] | None = None, **changes: object) -> Transition:
+    moved = conv.with_(step=step, help_shown=False, step_entered_at=now if step != conv.step
+                       else conv.step_entered_at, **changes)
+    return Transition(moved, (fx.Render(fresh=fresh, notice=notice, notice_params=notice_params or {}),))
+
+
+def _show(conv: Conversation, *, fresh: bool = True, notice: str | None = None,
+          notice_params: dict[str, str] | None = None) -> Transition:
+    return Transition(conv, (fx.Render(fresh=fresh, notice=notice, notice_params=notice_params or {}),))
+
+
+def _problem(conv: Conversation, name: str, now: float, detail: str | None = None,
+             *extra: fx.Effect, fresh: bool = False) -> Transition:
+    moved = _go(conv, Step.KEY_PROBLEM, now, fresh=fresh, problem=name, problem_detail=detail)
+    return Transition(moved.conversation, (*extra, *moved.effects))
+
+
+def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> Transition:
+    """Step the machine by one event. Unknown or ill-timed events never raise: they re-show the step."""
+    match event:
+        case ev.Started():
+            return _on_start(conv, policy, now)
+        case ev.RestartAsked():
+            fresh_start = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                                       connected=conv.connected, key_last_four=conv.key_last_four,
+                                       key_family=conv.key_family, attempt=conv.attempt,
+                                       step_entered_at=now)
+            return Transition(fresh_start, (fx.Render(fresh=True, notice="restarted"),))
+        case ev.CancelAsked():
+            return Transition(Conversation(step_entered_at=now), (fx.Forget(), fx.Reply("cancelled")))
+        case ev.HelpAsked():
+            return Transition(conv, (fx.Reply("help"), fx.Render(fresh=True)))
+        case ev.PrivacyAsked():
+            return Transition(conv, (fx.Reply("privacy"), fx.Render(fresh=True)))
+        case ev.ReplaceAsked():
+            return _on_replace(conv, now)
+        case ev.DisconnectAsked():
+            if not conv.connected:
+                return _show(conv, notice="nothing_connected")
+            return _go(conv, Step.CONFIRM_DISCONNECT, now, fresh=True, resume_step=conv.step)
+        case ev.ButtonPressed(step=step, action=action):
+            return _on_button(conv, step, action, policy, now)
+        case ev.KeyPasted():
+            return _on_paste(conv, event, policy, now)
+        case ev.TextSent(text=text):
+            return _on_text(conv, text, policy, now)
+        case ev.MediaSent(kind=kind):
+            notice = "media_at_paste" if conv.step == Step.PASTE_KEY else "media_elsewhere"
+            return _show(conv, notice=notice, notice_params={"kind": kind})
+        case ev.DeletionFailed(reason=reason):
+            return _problem(conv, "deletion_failed", now, reason,
+                            fx.Audit("deletion_failed", {"reason": reason}), fresh=True)
+        case ev.VerificationFinished():
+            return _on_verdict(conv, event, policy, now)
+        case ev.ConnectionFinished():
+            return _on_connection(conv, event, policy, now)
+        case ev.DisconnectFinished(result=result):
+            if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.NOT_CONFIGURED):
+                cleared = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                                       attempt=conv.attempt, step_entered_at=now)
+                return Transition(cleared, (fx.Audit("disconnected"), fx.Reply("disconnected"),
+                                            fx.Render(fresh=True)))
+            back = conv.resume_step or Step.CONNECTED
+            return _go(conv, back, now, notice="disconnect_failed")
+    return _show(conv)  # pragma: no cover - every event type is matched above
+
+
+def _on_start(conv: Conversation, policy: Policy, now: float) -> Transition:
+    if conv.step in PIPELINE_STEPS and conv.step != Step.HELD \
+            and now - conv.step_entered_at > policy.pipeline_timeout_s:
+        return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="interrupted")
+    if conv.step == Step.WELCOME:
+        return _show(conv)
+    return _show(conv, notice="welcome_back")
+
+
+def _on_replace(conv: Conversation, now: float) -> Transition:
+    if not conv.connected:
+        return _show(conv, notice="nothing_to_replace")
+    return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="replace_intro",
+               notice_params={"last_four": conv.key_last_four or "????"},
+               replacing=True, previous_last_four=conv.key_last_four)
+
+
+def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: float) -> Transition:
+    if step != conv.step.value:
+        return _show(conv, notice="stale_button")
+    if conv.step in (Step.VERIFYING, Step.CONNECTING):
+        return _show(conv, fresh=False, notice="busy")
+    spec = SPECS[conv.step]
+    if action == "back" and spec.back:
+        return _go(conv, previous_step(conv, policy), now)
+    if action == "stuck" and spec.stuck:
+        return Transition(conv.with_(help_shown=True), (fx.Render(),))
+    if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
+        for option in PROBLEMS[conv.problem].actions:
+            if option.action == action:
+                target = _after_guide_step(conv, option.goes_to, policy)
+                return _go(conv, target, now)
+    if conv.step == Step.CONFIRM_DISCONNECT:
+        if action == "confirm":
+            return Transition(conv, (fx.Audit("disconnect_confirmed"), fx.Disconnect(conv.workspace_id)))
+        if action == "keep":
+            return _go(conv, conv.resume_step or Step.CONNECTED, now, resume_step=None)
+    for choice in spec.choices:
+        if choice.action == action:
+            chosen = dict(conv.choices)
+            if choice.records:
+                chosen[choice.records[0]] = choice.records[1]
+            moved = conv.with_(choices=chosen)
+            target = choice.goes_to or next_step(moved, policy)
+            if target == Step.CONNECTED:
+                return _go(moved, target, now, connected=True)
+            return _go(moved, target, now)
+    return _show(conv, notice="stale_button")
+
+
+def _after_guide_step(conv: Conversation, target: Step, policy: Policy) -> Step:
+    """Pasting needs a workspace first in open mode."""
+    if target == Step.PASTE_KEY and policy.asks_workspace and not conv.workspace_id:
+        return Step.ENTER_WORKSPACE
+    return target
+
+
+def _on_paste(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: float) -> Transition:
+    pasted = event.pasted
+    notice = "forwarded_original" if event.forwarded else None
+    if conv.step in (Step.VERIFYING, Step.CONNECTING, Step.HELD):
+        return _show(conv, notice="busy_deleted")
+    if not pasted.should_verify or pasted.key is None:
+        return _problem(conv, pasted.kind, now, pasted.provider, fresh=True)
+    if event.retry_in_minutes is not None:
+        return _problem(conv, "over_limit", now, str(event.retry_in_minutes),
+                        fx.Audit("over_limit", {"kind": pasted.kind}), fresh=True)
+    if policy.asks_workspace and not conv.workspace_id:
+        return _go(conv, Step.ENTER_WORKSPACE, now, fresh=True, notice="workspace_first")
+    attempt = conv.attempt + 1
+    replacing = conv.replacing or conv.step == Step.CONNECTED
+    moved = conv.with_(step=Step.VERIFYING, attempt=attempt, key_last_four=pasted.key.last_four,
+                       key_family=pasted.kind, problem=None, problem_detail=None, help_shown=False,
+                       replacing=replacing,
+                       previous_last_four=conv.key_last_four if replacing and conv.step == Step.CONNECTED
+                       else conv.previous_last_four,
+                       step_entered_at=now)
+    params = {"warning": pasted.shape_warning} if pasted.shape_warning else {}
+    return Transition(moved, (fx.Render(fresh=True, notice=notice, notice_params=params),
+                              fx.Verify(attempt)))
+
+
+def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Transition:
+    if conv.step == Step.ENTER_WORKSPACE:
+        candidate = text.strip()
+        if not WORKSPACE_ID.match(candidate):
+            return _show(conv, notice="workspace_invalid")
+        return _go(conv.with_(workspace_id=candidate), Step.PASTE_KEY, now, fresh=True)
+    return _show(conv, notice="use_buttons")
+
+
+def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Policy, now: float) -> Transition:
+    if event.attempt != conv.attempt or conv.step not in (Step.VERIFYING, Step.HELD):
+        return Transition(conv)  # a verdict for an abandoned paste: nothing to say
+    outcome = event.result.outcome
+    audit = fx.Audit("verified", {"outcome": outcome.value})
+    if outcome == VerificationOutcome.VALID:
+        if event.already_connected:
+            return _go(conv, Step.CONNECTED, now, connected=True, notice="already_connected")
+        if policy.auto_connect and conv.workspace_id:
+            moved = _go(conv, Step.CONNECTING, now)
+            return Transition(moved.conversation, (audit, *moved.effects,
+                                                   fx.Connect(conv.attempt, conv.workspace_id)))
+        moved = _go(conv, Step.DT_LOG_IN, now, notice="verified_connect_yourself")
+        return Transition(moved.conversation, (audit, fx.RecordKey("verified", connected=False),
+                                               *moved.effects))
+    if outcome in (VerificationOutcome.INDETERMINATE, VerificationOutcome.RATE_LIMITED) and policy.can_hold \
+            and conv.step != Step.HELD:
+        moved = _go(conv, Step.HELD, now)
+        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "verify"), *moved.effects))
+    detail = event.result.detail
+    if outcome == VerificationOutcome.RATE_LIMITED and event.result.retry_after_s:
+        detail = str(int(event.result.retry_after_s + 0.999))
+    extra: list[fx.Effect] = [audit]
+    if outcome.is_definitive_failure:
+        extra.append(fx.RecordKey(outcome.value, connected=False))
+    return _problem(conv, outcome.value, now, detail, *extra)
+
+
+def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Policy, now: float) -> Transition:
+    if event.attempt != conv.attempt or conv.step not in (Step.CONNECTING, Step.HELD):
+        return Transition(conv)
+    outcome = event.result.outcome
+    audit = fx.Audit("connection", {"outcome": outcome.value})
+    if outcome == ConnectionOutcome.CONNECTED:
+        notice = "revoke_old_key" if conv.replacing and conv.previous_last_four else None
+        params = {"old_last_four": conv.previous_last_four or ""}
+        moved = _go(conv, Step.CONNECTED, now, notice=notice, notice_params=params, connected=True,
+                    replacing=False)
+        return Transition(moved.conversation, (audit, fx.RecordKey("connected", connected=True),
+                                               *moved.effects))
+    if outcome == ConnectionOutcome.NOT_CONFIGURED:
+        return _go(conv, Step.DT_LOG_IN, now)
+    if outcome == ConnectionOutcome.TRANSIENT and policy.can_hold and conv.step != Step.HELD:
+        moved = _go(conv, Step.HELD, now)
+        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "connect"), *moved.effects))
+    return _problem(conv, outcome.value, now, event.result.detail, audit)

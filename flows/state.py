@@ -1,0 +1,65 @@
+"""The conversation as the pure machine sees it: plain values, no key material, serialisable.
+
+Why a separate value: storage persists it as columns plus a JSON blob, the machine steps it, and
+neither needs to know about the other. Only the last four characters and the family of a key are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from flows.steps import Step
+
+__all__ = ["Conversation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    step: Step = Step.WELCOME
+    choices: Mapping[str, str] = field(default_factory=dict)
+    problem: str | None = None  # an inspection kind or a verification/connection outcome
+    problem_detail: str | None = None  # e.g. the missing scope, OpenAI's masked echo, a provider
+    help_shown: bool = False
+    key_last_four: str | None = None
+    key_family: str | None = None
+    previous_last_four: str | None = None  # the key being replaced, to remind the user to revoke it
+    replacing: bool = False
+    workspace_id: str | None = None
+    workspace_name: str | None = None
+    connected: bool = False
+    attempt: int = 0  # correlates verdicts with the paste they belong to
+    resume_step: Step | None = None  # where "keep it" returns to from the disconnect question
+    step_entered_at: float = 0.0  # unix seconds
+
+    def with_(self, **changes: Any) -> Conversation:
+        return replace(self, **changes)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-safe dict for storage."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Step):
+                value = value.value
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Conversation:
+        """Rebuild from storage, tolerating fields added or removed since the row was written."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        for name in ("step", "resume_step"):
+            raw = values.get(name)
+            if raw is not None:
+                try:
+                    values[name] = Step(raw)
+                except ValueError:
+                    values[name] = Step.WELCOME if name == "step" else None
+        if "choices" in values:
+            values["choices"] = dict(values["choices"] or {})
+        return cls(**values)

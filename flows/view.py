@@ -1,0 +1,160 @@
+"""Turn a conversation into what the user sees: HTML text and rows of buttons, still pure.
+
+Why pure: the Telegram adapter, the terminal try-it mode and the tests all show the same view; only the
+last conversion into PTB objects (``bot/telegram_view.py``) knows about Telegram.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flows.content import Content
+from flows.problems import PROBLEMS
+from flows.state import Conversation
+from flows.steps import SPECS, Step
+
+__all__ = ["Button", "View", "ViewSettings", "callback_data", "parse_callback_data", "render_reply",
+           "render_step"]
+
+CALLBACK_SEPARATOR = "|"
+MAX_CALLBACK_BYTES = 64  # Bot API limit for callback_data
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    callback: str | None = None
+    url: str | None = None
+    copy_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    text: str  # Telegram HTML
+    rows: tuple[tuple[Button, ...], ...] = ()
+
+    @property
+    def buttons(self) -> tuple[Button, ...]:
+        return tuple(b for row in self.rows for b in row)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSettings:
+    """Deployment facts that appear in texts."""
+
+    operator: str = "the DoubleTick support team"
+    probe_cost: str = "one request of a few tokens, costing a tiny fraction of a cent."
+    hold_minutes: int = 15
+    retention_days: int = 90
+    support_url: str | None = None
+    support_contact: str = "DoubleTick support"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def callback_data(step: Step, action: str) -> str:
+    data = f"{step.value}{CALLBACK_SEPARATOR}{action}"
+    if len(data.encode()) > MAX_CALLBACK_BYTES:
+        raise ValueError(f"callback data too long: {data!r}")
+    return data
+
+
+def parse_callback_data(data: str | None) -> tuple[str, str] | None:
+    """Split ``step|action``; anything else (forged, legacy, oversized) is None."""
+    if not data or len(data) > MAX_CALLBACK_BYTES or data.count(CALLBACK_SEPARATOR) != 1:
+        return None
+    step, action = data.split(CALLBACK_SEPARATOR)
+    if not (step.replace("_", "").isalnum() and action.replace("_", "").isalnum()):
+        return None
+    return step, action
+
+
+class _Params(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _fill(template: str, params: Mapping[str, str]) -> str:
+    return template.strip().format_map(_Params(params))
+
+
+def _escaped(values: Mapping[str, object]) -> dict[str, str]:
+    return {k: html.escape(str(v)) for k, v in values.items() if v is not None}
+
+
+def _progress(content: Content, number: str | None) -> str:
+    if not number:
+        return ""
+    part, index = number.split(".")
+    total = "7" if part == "1" else "4"
+    return content.meta("progress").format(part=part, index=index, total=total)
+
+
+def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
+    workspace = conv.workspace_name or conv.workspace_id
+    params = _escaped({
+        "operator": settings.operator,
+        "probe_cost": settings.probe_cost,
+        "hold_minutes": settings.hold_minutes,
+        "retention_days": settings.retention_days,
+        "support": settings.support_url or settings.support_contact,
+        "last_four": conv.key_last_four or "????",
+        "detail": conv.problem_detail or "",
+        **settings.extra,
+    })
+    params["workspace"] = f" <b>{html.escape(workspace)}</b>" if workspace else ""
+    return params
+
+
+def render_step(conv: Conversation, content: Content, settings: ViewSettings, notice: str | None = None,
+                notice_params: Mapping[str, str] | None = None) -> View:
+    """The guide message for the conversation's current step."""
+    spec = SPECS[conv.step]
+    texts = content.step(conv.step)
+    params = _params(conv, settings)
+    if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
+        params["problem"] = _fill(content.problem(conv.problem), params)
+    parts: list[str] = []
+    if notice:
+        parts.append(f"<i>{_fill(content.notice(notice), {**params, **_escaped(notice_params or {})})}</i>")
+    progress = _progress(content, spec.number)
+    heading = f"<b>{html.escape(texts['title'])}</b>"
+    parts.append(f"{html.escape(progress)}\n{heading}" if progress else heading)
+    parts.append(_fill(texts["text"], params))
+    if conv.help_shown:
+        parts.append("🆘 " + _fill(texts["help"], params))
+    return View("\n\n".join(parts), _keyboard(conv, content, settings))
+
+
+def _keyboard(conv: Conversation, content: Content, settings: ViewSettings) -> tuple[tuple[Button, ...], ...]:
+    spec = SPECS[conv.step]
+    rows: list[tuple[Button, ...]] = []
+    links = list(spec.links)
+    actions = [(c.action, content.button(c.action)) for c in spec.choices]
+    support = False
+    if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
+        problem = PROBLEMS[conv.problem]
+        links.extend(problem.links)
+        actions = [(a.action, content.button(a.action)) for a in problem.actions]
+        support = problem.support
+    rows.extend((Button(content.link(link.name), url=link.url),) for link in links)
+    if support and settings.support_url:
+        rows.append((Button(content.link("support"), url=settings.support_url),))
+    for name in spec.copy_texts:
+        label, text = content.copy(name)
+        rows.append((Button(label, copy_text=text),))
+    rows.extend((Button(label, callback=callback_data(conv.step, action)),) for action, label in actions)
+    footer = []
+    if spec.back:
+        footer.append(Button(content.button("back"), callback=callback_data(conv.step, "back")))
+    if spec.stuck and not conv.help_shown:
+        footer.append(Button(content.button("stuck"), callback=callback_data(conv.step, "stuck")))
+    if footer:
+        rows.append(tuple(footer))
+    return tuple(rows)
+
+
+def render_reply(name: str, content: Content, settings: ViewSettings) -> str:
+    """A standalone informational message (help, privacy ...)."""
+    return _fill(content.reply(name), _params(Conversation(), settings))
