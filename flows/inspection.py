@@ -23,10 +23,20 @@ from flows.secret_shapes import (
     TokenMatch,
     find_tokens,
     is_complete_openai_key,
+    might_be_key_file,
+    might_carry_secret,
     strip_invisible,
 )
 
-__all__ = ["VERIFIABLE_KINDS", "PastedKind", "PastedText", "inspect_pasted_text", "normalise_pasted_text"]
+__all__ = [
+    "VERIFIABLE_KINDS",
+    "PastedKind",
+    "PastedText",
+    "inspect_pasted_text",
+    "might_be_key_file",  # re-exported: the runtime's secret guard imports both checks from here
+    "might_carry_secret",
+    "normalise_pasted_text",
+]
 
 
 class PastedKind(StrEnum):

@@ -129,7 +129,14 @@ def might_carry_secret(text: str) -> bool:
     Linear and regex-light: any run of 32 key characters, ``5 digits:`` + a key character (a bot token), or
     a known secret prefix at the start of a token followed by a key character. Chat and plain URLs pass.
     """
-    data = strip_invisible(text).encode("utf-8", "surrogatepass")
+    visible = strip_invisible(text)
+    if _bytes_might_carry_secret(visible.encode("utf-8", "surrogatepass")):
+        return True
+    # zero-width characters also split tokens when a text is scanned as is (log redaction): check both ways
+    return visible is not text and _bytes_might_carry_secret(text.encode("utf-8", "surrogatepass"))
+
+
+def _bytes_might_carry_secret(data: bytes) -> bool:
     if _LONG_RUN in data.translate(_AS_KEY_OR_NOT):
         return True
     if b":" in data:
@@ -285,12 +292,14 @@ def _classify(text: str, start: int, end: int) -> TokenMatch | None:
         return TokenMatch(start, end, TokenKind.SESSION_TOKEN, "ChatGPT")
     if token.startswith("eyJ") and len(token) >= 24:  # a JWT part without its dots
         return TokenMatch(start, end, TokenKind.SESSION_TOKEN)
-    for provider, pattern in _OTHER_PROVIDERS:
-        if pattern.fullmatch(token):
-            kind = TokenKind.MASKED if masked_here else TokenKind.OTHER_PROVIDER
-            return TokenMatch(start, end, kind, provider)
-    if masked_here and token.startswith(SECRET_PREFIXES):
-        return TokenMatch(start, end, TokenKind.MASKED)
+    prefixed = token.startswith(SECRET_PREFIXES)
+    if prefixed or len(token) == 32:
+        for provider, pattern in _OTHER_PROVIDERS:
+            if pattern.fullmatch(token):
+                kind = TokenKind.MASKED if masked_here else TokenKind.OTHER_PROVIDER
+                return TokenMatch(start, end, kind, provider)
+        if masked_here and prefixed:
+            return TokenMatch(start, end, TokenKind.MASKED)
     if _ORG_ID_RE.fullmatch(token):
         return TokenMatch(start, end, TokenKind.ORGANIZATION_ID, "OpenAI")
     if _PROJECT_ID_RE.fullmatch(token):

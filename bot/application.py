@@ -1,0 +1,105 @@
+"""Build the PTB Application and everything behind it from one Settings object (all wiring here)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeAllPrivateChats, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import Application, ApplicationBuilder, Defaults
+
+from bot.config import Settings
+from bot.doubletick_client import DoubleTickConnector
+from bot.handlers import BotHandlers
+from bot.intake import Intake, SubmissionLimits
+from bot.keyflow import KeyFlow
+from bot.messenger import Messenger
+from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.runtime import Runtime
+from bot.secret_guard import GuardedUpdateProcessor, SecretGuard
+from flows.content import load_content
+from flows.secret import SecretKey
+from storage.db import create_engine, session_factory
+from storage.repositories import (
+    AuditLog,
+    ConversationRepository,
+    KeyRecordRepository,
+    ProcessedUpdateRepository,
+)
+
+__all__ = ["ALLOWED_UPDATES", "BotApp", "build_bot"]
+
+log = logging.getLogger(__name__)
+
+# Business and channel updates are left out on purpose (reference section 1.4 and 4.1).
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+MAX_CONCURRENT_UPDATES = 512
+
+
+@dataclass
+class BotApp:
+    application: Application  # type: ignore[type-arg]
+    runtime: Runtime
+    settings: Settings
+    closers: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.runtime.drain()
+        for close in self.closers:
+            await close()
+
+
+def build_bot(settings: Settings) -> BotApp:
+    """The real bot; only the base URLs in ``settings`` decide whether it talks to stand-ins."""
+    if settings.telegram_bot_token is None:
+        raise SystemExit("TELEGRAM_BOT_TOKEN is not set (see README: 'Run it for real').")
+    if settings.fingerprint_secret is None:
+        raise SystemExit("FINGERPRINT_SECRET is not set: generate one with `onboarding-bot keys generate`.")
+    processor = GuardedUpdateProcessor(MAX_CONCURRENT_UPDATES)
+    base = settings.telegram_api_base_url
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(f"{base}/bot")
+        .base_file_url(f"{base}/file/bot")
+        .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        .concurrent_updates(processor)
+        .connection_pool_size(128)
+        .post_init(_post_init)
+        .build()
+    )
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    messenger = Messenger(application.bot)
+    guard = SecretGuard(messenger)
+    processor.guard = guard
+    verifier = OpenAIVerifier(base_url=settings.openai_api_base_url,
+                              required_models=settings.openai_required_models,
+                              billed_probe=settings.openai_billed_probe, probe_model=settings.openai_probe_model,
+                              timeout=settings.openai_timeout_s)
+    dt_key = settings.doubletick_api_key
+    connector = DoubleTickConnector(base_url=settings.doubletick_api_base_url,
+                                    api_key=SecretKey(dt_key.get_secret_value()) if dt_key else None,
+                                    connect_path=settings.doubletick_connect_path,
+                                    timeout=settings.doubletick_timeout_s)
+    keyflow = KeyFlow(verifier=verifier, connector=connector, keys=KeyRecordRepository(sessions),
+                      fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode())
+    runtime = Runtime(conversations=ConversationRepository(sessions), updates=ProcessedUpdateRepository(sessions),
+                      audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
+                      view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT))
+    limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
+    BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
+    bot_app = BotApp(application, runtime, settings,
+                     closers=[verifier.aclose, connector.aclose, engine.dispose])
+    application.bot_data["bot_app"] = bot_app
+    return bot_app
+
+
+async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
+    """Register the command menu (setMyCommands) for private chats."""
+    commands = load_content("en").commands()
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()],
+                                          scope=BotCommandScopeAllPrivateChats())
+    log.info("bot @%s ready", application.bot.username)

@@ -1,0 +1,142 @@
+"""The ``onboarding-bot`` command: run, migrate, sandbox, try, diagram, keys.
+
+Why argparse: a handful of subcommands with few options; the standard library does it without another
+dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+log = logging.getLogger("bot")
+
+
+def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
+    """Structured-enough, redacted logs; httpx would print the bot token in URLs at INFO."""
+    from bot.redaction import install_redaction
+
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("telegram").setLevel(max(logging.INFO, logging.getLogger().level))
+    install_redaction(secrets)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from bot.config import Settings
+
+    return Settings()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot (polling) against the configured Telegram Bot API."""
+    from bot.application import ALLOWED_UPDATES, build_bot
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.secrets_to_redact())
+    if settings.telegram_bot_token is None:
+        log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
+        return 2
+    asyncio.run(upgrade(settings.database_url))
+    bot_app = build_bot(settings)
+    bot_app.application.post_stop = lambda app: bot_app.close()
+    bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
+                                    close_loop=True)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database schema to the latest revision (safe to run from several replicas at once)."""
+    from storage.migrate import current_revision, upgrade
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.secrets_to_redact())
+    asyncio.run(upgrade(settings.database_url))
+    print(f"database at revision {asyncio.run(current_revision(settings.database_url))}")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Start the Telegram, OpenAI and DoubleTick stand-ins on loopback and print their URLs."""
+    from bot.sandbox import Sandbox
+
+    with Sandbox(telegram_port=args.telegram_port, openai_port=args.openai_port,
+                 doubletick_port=args.doubletick_port) as sandbox:
+        print(sandbox.describe(), flush=True)
+        try:
+            asyncio.run(_forever())
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    """Chat with the real bot in this terminal, everything offline."""
+    from bot.try_mode import run_try
+
+    return run_try(script=args.script)
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    """Print the state machine as a Mermaid diagram."""
+    from flows.diagram import mermaid
+
+    print(mermaid())
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Generate a key-encryption key, or re-seal pending outbox rows under the newest one."""
+    if args.action == "generate":
+        from storage.sealing import generate_key_spec
+
+        print(generate_key_spec())
+        return 0
+    from bot.outbox import rotate_pending
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.secrets_to_redact())
+    count = asyncio.run(rotate_pending(settings))
+    print(f"re-sealed {count} pending outbox rows under the newest key")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onboarding-bot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help=cmd_run.__doc__).set_defaults(func=cmd_run)
+    sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
+    sandbox = sub.add_parser("sandbox", help=cmd_sandbox.__doc__)
+    sandbox.add_argument("--telegram-port", type=int, default=0)
+    sandbox.add_argument("--openai-port", type=int, default=0)
+    sandbox.add_argument("--doubletick-port", type=int, default=0)
+    sandbox.set_defaults(func=cmd_sandbox)
+    try_parser = sub.add_parser("try", help=cmd_try.__doc__)
+    try_parser.add_argument("--script", help="read the user's lines from this file instead of the keyboard")
+    try_parser.set_defaults(func=cmd_try)
+    sub.add_parser("diagram", help=cmd_diagram.__doc__).set_defaults(func=cmd_diagram)
+    keys = sub.add_parser("keys", help=cmd_keys.__doc__)
+    keys.add_argument("action", choices=["generate", "rotate"])
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

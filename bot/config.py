@@ -1,0 +1,96 @@
+"""One typed settings object, read from the environment and ``.env``, validated at start.
+
+Why validate early: a missing or malformed encryption key must stop the process with a clear message
+at start, not fail on the first paste an hour later.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+from flows.machine import Policy
+from flows.view import ViewSettings
+from storage.db import DEFAULT_DATABASE_URL
+
+__all__ = ["Settings"]
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every option, with its environment variable name (case-insensitive) and default."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    database_url: str = DEFAULT_DATABASE_URL
+
+    openai_api_base_url: str = "https://api.openai.com/v1"
+    openai_required_models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpt-4o-mini"])
+    openai_billed_probe: bool = True
+    openai_probe_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = 10.0
+
+    doubletick_api_base_url: str = "https://public.doubletick.io"
+    doubletick_api_key: SecretStr | None = None
+    doubletick_connect_path: str | None = None
+    doubletick_timeout_s: float = 10.0
+
+    open_mode: bool = False
+    key_encryption_keys: SecretStr | None = None
+    fingerprint_secret: SecretStr | None = None
+    outbox_hold_minutes: int = 15
+
+    operator_name: str = "the DoubleTick support team"
+    support_url: str | None = "https://web.doubletick.io"
+    support_contact: str = "DoubleTick support"
+    retention_days: int = 90
+    key_submissions_per_user_per_hour: int = 5
+    verifications_per_minute: int = 60
+    log_level: str = "INFO"
+
+    @field_validator("openai_required_models", mode="before")
+    @classmethod
+    def _models(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("telegram_api_base_url", "openai_api_base_url", "doubletick_api_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def auto_connect(self) -> bool:
+        return bool(self.doubletick_connect_path and self.doubletick_api_key)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return Policy(auto_connect=self.auto_connect, asks_workspace=self.open_mode and self.auto_connect,
+                      can_hold=self.key_encryption_keys is not None)
+
+    def view_settings(self, probe_cost: str) -> ViewSettings:
+        return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe
+                            else "no, with this setup I don't; OpenAI only lists your models.",
+                            hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
+                            support_url=self.support_url, support_contact=self.support_contact)
+
+    def secrets_to_redact(self) -> list[str]:
+        """Configured secrets that must never appear in a log line."""
+        values = [self.telegram_bot_token, self.doubletick_api_key, self.key_encryption_keys,
+                  self.fingerprint_secret]
+        out: list[str] = []
+        for secret in values:
+            if secret is not None:
+                raw = secret.get_secret_value()
+                out.append(raw)
+                out.extend(part.split(":", 1)[-1] for part in raw.split(",") if ":" in part)
+        return [v for v in out if len(v) >= 8]

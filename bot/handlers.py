@@ -1,0 +1,179 @@
+"""PTB handlers: each turns one kind of update into a flow event and hands it to the runtime.
+
+Thin on purpose, in the style of PTB's examples: no decisions here beyond "which event is this".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.intake import Intake
+from bot.runtime import ChatRef, Runtime
+from bot.secret_guard import SecretGuard, message_of
+from flows import events as ev
+from flows.content import load_content
+from flows.state import Conversation
+from flows.view import parse_callback_data, render_reply
+
+__all__ = ["BotHandlers"]
+
+log = logging.getLogger(__name__)
+
+COMMAND_EVENTS: dict[str, type[ev.Event]] = {
+    "restart": ev.RestartAsked,
+    "cancel": ev.CancelAsked,
+    "help": ev.HelpAsked,
+    "privacy": ev.PrivacyAsked,
+    "replace": ev.ReplaceAsked,
+    "disconnect": ev.DisconnectAsked,
+}
+MEDIA = (filters.PHOTO | filters.Sticker.ALL | filters.Document.ALL | filters.VIDEO | filters.VOICE
+         | filters.AUDIO | filters.ANIMATION | filters.VIDEO_NOTE | filters.CONTACT | filters.LOCATION
+         | filters.POLL | filters.Dice.ALL)
+PRIVATE = filters.ChatType.PRIVATE
+
+
+def chat_of(update: Update) -> ChatRef | None:
+    user = update.effective_user
+    chat = update.effective_chat
+    if user is None:
+        return None
+    chat_id = chat.id if chat is not None else user.id
+    return ChatRef(chat_id, user.id, user.username, user.language_code or "en")
+
+
+def media_kind(update: Update) -> str:
+    message = message_of(update)
+    if message is None:
+        return "message"
+    for kind in ("photo", "sticker", "document", "video", "voice", "audio", "animation", "video_note",
+                 "contact", "location", "poll", "dice"):
+        if getattr(message, kind, None):
+            return kind.replace("_", " ")
+    return "message"
+
+
+@dataclass
+class BotHandlers:
+    runtime: Runtime
+    intake: Intake
+    guard: SecretGuard
+
+    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+        """All wiring in one place."""
+        app.add_handler(MessageHandler(filters.ChatType.GROUPS, self.group_message))
+        app.add_handler(CommandHandler("start", self.start, PRIVATE))
+        for name in COMMAND_EVENTS:
+            app.add_handler(CommandHandler(name, self.command, PRIVATE & filters.UpdateType.MESSAGE))
+        app.add_handler(CallbackQueryHandler(self.button))
+        app.add_handler(MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, self.edited))
+        app.add_handler(MessageHandler(PRIVATE & (filters.TEXT | filters.CAPTION), self.text))
+        app.add_handler(MessageHandler(PRIVATE & MEDIA, self.media))
+        app.add_error_handler(self.error)
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Begin, or resume where the user left off."""
+        chat = chat_of(update)
+        if chat:
+            payload = context.args[0] if context.args else None
+            await self.runtime.handle(chat, ev.Started(payload), update_id=update.update_id)
+
+    async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Map /restart, /cancel, /help, /privacy, /replace, /disconnect to their events."""
+        chat = chat_of(update)
+        message = update.effective_message
+        if chat and message and message.text:
+            name = message.text.split()[0][1:].split("@")[0].lower()
+            await self.runtime.handle(chat, COMMAND_EVENTS[name](), update_id=update.update_id)
+
+    async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A press on an inline button; forged or stale data just re-shows the current step."""
+        query = update.callback_query
+        chat = chat_of(update)
+        if query is None or chat is None:
+            return
+        step, action = parse_callback_data(query.data) or ("", "")
+        pressed = query.message.message_id if query.message else None
+        result = await self.runtime.handle(chat, ev.ButtonPressed(step, action), update_id=update.update_id,
+                                           pressed_message_id=pressed)
+        try:
+            await query.answer(result.toast or None)
+        except TelegramError as exc:  # an old query: Telegram refuses late answers
+            log.info("callback answer refused: %s", type(exc).__name__)
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Text (or a captioned media message): a paste at the paste step, else a stray message."""
+        chat = chat_of(update)
+        message = message_of(update)
+        if chat is None or message is None:
+            return
+        verdict = self.guard.verdict_for(update)
+        text = message.text or message.caption or ""
+        forwarded = message.forward_origin is not None
+
+        async def event(conv: Conversation) -> ev.Event:
+            return await self.intake.text_event(conv, chat_id=chat.chat_id, user_id=chat.user_id,
+                                                message_id=message.message_id, text=text,
+                                                verdict=verdict, forwarded=forwarded)
+
+        await self.runtime.handle(chat, event, update_id=update.update_id)
+
+    async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """An edit only matters if it put a secret into an earlier message (the guard deleted it)."""
+        if not self.guard.has_verdict(update):
+            return
+        await self.text(update, context)
+
+    async def media(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Photos, stickers, files ...: deleted at the paste step; elsewhere a gentle pointer."""
+        chat = chat_of(update)
+        message = message_of(update)
+        if chat is None or message is None:
+            return
+        verdict = self.guard.verdict_for(update)
+        kind = media_kind(update)
+
+        async def event(conv: Conversation) -> ev.Event:
+            return await self.intake.media_event(conv, chat_id=chat.chat_id, message_id=message.message_id,
+                                                 kind=kind, verdict=verdict)
+
+        await self.runtime.handle(chat, event, update_id=update.update_id)
+
+    async def group_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Never verify in groups: say what happened and point to the private chat."""
+        chat = update.effective_chat
+        message = message_of(update)
+        if chat is None or message is None or chat.type == ChatType.CHANNEL:
+            return
+        verdict = self.guard.verdict_for(update)
+        is_start = bool(message.text and message.text.split()[0].split("@")[0] == "/start")
+        if verdict is None and not is_start:
+            return
+        name = "group_redirect" if verdict is None else ("group_deleted" if verdict.deleted
+                                                         else "group_cannot_delete")
+        content = load_content(update.effective_user.language_code if update.effective_user else "en")
+        text = render_reply(name, content, self.runtime.view_settings)
+        link = f"https://t.me/{context.bot.username}"
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton("💬 " + content.button("open_private"),
+                                                             url=link)]])
+        await context.bot.send_message(chat.id, text, reply_markup=markup)
+
+    async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the error class and where; never the update's contents (it may hold a key)."""
+        error = context.error
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("error while handling update %s: %s", update_id, type(error).__name__,
+                  exc_info=error)

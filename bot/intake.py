@@ -1,0 +1,74 @@
+"""Turn a user's message into the machine's event, deciding what counts as a paste.
+
+Rules: at the paste step (and after a failed paste) any text or media is deleted and treated as an
+attempt; elsewhere only what the secret guard flagged is. A message that carried a secret but could not
+be deleted becomes ``DeletionFailed``: the key is exposed and must not be used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from bot.messenger import DeleteOutcome, Messenger
+from bot.secret_guard import GuardVerdict
+from flows import events as ev
+from flows.inspection import inspect_pasted_text
+from flows.state import Conversation
+from flows.steps import Step
+
+__all__ = ["PASTE_STEPS", "Intake", "SubmissionLimits"]
+
+PASTE_STEPS = frozenset({Step.PASTE_KEY, Step.KEY_PROBLEM})
+REASONS = {DeleteOutcome.NO_RIGHTS: "no_rights", DeleteOutcome.TOO_OLD: "too_old"}
+
+
+class SubmissionLimits:
+    """At most N key submissions per user per hour and M verifications per minute for the whole bot.
+
+    Per process (memory storage); with several replicas each enforces its own share.
+    """
+
+    def __init__(self, per_user_per_hour: int, global_per_minute: int) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_user: RateLimitItem = parse(f"{per_user_per_hour}/hour")
+        self._global: RateLimitItem = parse(f"{global_per_minute}/minute")
+
+    async def retry_in_minutes(self, user_id: int) -> int | None:
+        """Consume one submission; None if allowed, else minutes until the user may try again."""
+        for item, ident in ((self._per_user, str(user_id)), (self._global, "all")):
+            if not await self._limiter.test(item, "keys", ident):
+                stats = await self._limiter.get_window_stats(item, "keys", ident)
+                return max(1, math.ceil((stats.reset_time - time.time()) / 60))
+        await self._limiter.hit(self._per_user, "keys", str(user_id))
+        await self._limiter.hit(self._global, "keys", "all")
+        return None
+
+
+class Intake:
+    def __init__(self, messenger: Messenger, limits: SubmissionLimits) -> None:
+        self.messenger = messenger
+        self.limits = limits
+
+    async def text_event(self, conv: Conversation, *, chat_id: int, user_id: int, message_id: int, text: str,
+                         verdict: GuardVerdict | None, forwarded: bool) -> ev.Event:
+        if verdict is None and conv.step not in PASTE_STEPS:
+            return ev.TextSent(text)
+        deletion = verdict.deletion if verdict else await self.messenger.delete(chat_id, message_id)
+        pasted = inspect_pasted_text(text)
+        if deletion != DeleteOutcome.DELETED and pasted.looks_secret:
+            return ev.DeletionFailed(REASONS.get(deletion, "other"))
+        retry = await self.limits.retry_in_minutes(user_id) if pasted.should_verify else None
+        return ev.KeyPasted(pasted, forwarded=forwarded, retry_in_minutes=retry)
+
+    async def media_event(self, conv: Conversation, *, chat_id: int, message_id: int, kind: str,
+                          verdict: GuardVerdict | None) -> ev.Event:
+        if verdict is None and conv.step in PASTE_STEPS:
+            await self.messenger.delete(chat_id, message_id)
+        elif verdict is not None and not verdict.deleted:
+            return ev.DeletionFailed(REASONS.get(verdict.deletion, "other"))
+        return ev.MediaSent(kind)

@@ -1,0 +1,122 @@
+"""Everything the runtime does with a key in hand: verify, connect, remember metadata, hold for retry.
+
+Why one module: every code path that touches key plaintext lives here (plus the HTTP clients), so the
+plaintext-canary test has one place to cover and a reviewer one place to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from flows import effects as fx
+from flows import events as ev
+from flows.outcomes import (
+    ConnectionOutcome,
+    ConnectionResult,
+    VerificationOutcome,
+    VerificationResult,
+)
+from flows.secret import SecretKey
+from flows.state import Conversation
+from storage.fingerprint import fingerprint
+from storage.repositories import KeyRecordRepository
+
+if TYPE_CHECKING:
+    from bot.runtime import ChatRef
+
+__all__ = ["Connector", "KeyFlow", "KeyHolder", "Verifier"]
+
+log = logging.getLogger(__name__)
+
+
+class Verifier(Protocol):
+    async def verify(self, key: SecretKey) -> VerificationResult: ...
+
+
+class Connector(Protocol):
+    @property
+    def configured(self) -> bool: ...
+
+    async def connect(self, workspace_id: str, key: SecretKey, idempotency_key: str) -> ConnectionResult: ...
+
+    async def disconnect(self, workspace_id: str, idempotency_key: str) -> ConnectionResult: ...
+
+
+class KeyHolder(Protocol):
+    """The sealed retry outbox (see bot/outbox.py)."""
+
+    async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str,
+                   key: SecretKey, workspace_id: str | None) -> None: ...
+
+
+class KeyFlow:
+    def __init__(self, *, verifier: Verifier, connector: Connector, keys: KeyRecordRepository,
+                 fingerprint_secret: bytes, holder: KeyHolder | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.verifier = verifier
+        self.connector = connector
+        self.keys = keys
+        self.fingerprint_secret = fingerprint_secret
+        self.holder = holder
+        self.clock = clock
+
+    def fingerprint(self, key: SecretKey) -> str:
+        return fingerprint(key, self.fingerprint_secret)
+
+    async def perform(self, chat: ChatRef, effect: fx.Effect, key: SecretKey | None,
+                      conversation: Conversation | None = None) -> ev.Event | None:
+        """Run one network effect and return the verdict as an event for the machine."""
+        match effect:
+            case fx.Verify(attempt=attempt) if key is not None:
+                result = await self.verifier.verify(key)
+                already = False
+                if result.outcome == VerificationOutcome.VALID:
+                    already = await self.keys.find_connected_by_fingerprint(self.fingerprint(key)) is not None
+                return ev.VerificationFinished(attempt, result, already_connected=already)
+            case fx.Connect(attempt=attempt, workspace_id=workspace_id) if key is not None:
+                idempotency = self._idempotency_key(chat.chat_id, attempt, workspace_id, key)
+                return ev.ConnectionFinished(attempt, await self.connector.connect(workspace_id, key, idempotency))
+            case fx.Disconnect(workspace_id=workspace_id):
+                result = ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
+                if self.connector.configured and workspace_id:
+                    token = hashlib.sha256(f"disconnect:{chat.chat_id}:{workspace_id}:{self.clock().date()}"
+                                           .encode()).hexdigest()[:32]
+                    result = await self.connector.disconnect(workspace_id, token)
+                if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.NOT_CONFIGURED):
+                    await self.keys.delete_for_chat(chat.chat_id)
+                return ev.DisconnectFinished(result)
+        return None
+
+    def _idempotency_key(self, chat_id: int, attempt: int, workspace_id: str, key: SecretKey) -> str:
+        """Stable for one paste, so a redelivered update or a retry never connects twice."""
+        material = f"{chat_id}:{attempt}:{workspace_id}:{self.fingerprint(key)}"
+        return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+    async def keep(self, chat: ChatRef, conv: Conversation, effect: fx.Effect, key: SecretKey,
+                   conversation_id: int | None = None) -> None:
+        """Record non-secret metadata, or seal the key into the retry outbox."""
+        match effect:
+            case fx.RecordKey(outcome=outcome, connected=connected):
+                if connected:  # after a replacement only the new key counts as connected
+                    await self.keys.mark_disconnected(chat.chat_id)
+                await self.keys.add(chat_id=chat.chat_id, user_id=chat.user_id,
+                                    fingerprint=self.fingerprint(key), last_four=key.last_four,
+                                    family=conv.key_family or "unknown", outcome=outcome,
+                                    workspace_id=conv.workspace_id,
+                                    connected_at=self.clock() if connected else None)
+            case fx.HoldKey(attempt=attempt, purpose=purpose) if self.holder and conversation_id is not None:
+                await self.holder.hold(chat.chat_id, conversation_id, attempt, purpose, key, conv.workspace_id)
+
+    @staticmethod
+    def failure_event(effects: list[fx.Effect]) -> ev.Event | None:
+        """The verdict to report when a pipeline crashed: indeterminate, never "invalid"."""
+        for effect in effects:
+            if isinstance(effect, fx.Verify):
+                return ev.VerificationFinished(effect.attempt, VerificationResult(VerificationOutcome.INDETERMINATE))
+            if isinstance(effect, fx.Connect):
+                return ev.ConnectionFinished(effect.attempt, ConnectionResult(ConnectionOutcome.TRANSIENT))
+        return None

@@ -1,0 +1,227 @@
+"""Redacted logs: secrets are masked in every log record before any handler can format it.
+
+Why three layers:
+
+- A log-record factory renders each record's message (and exception text, and stack) and redacts it at
+  creation, whatever logger made it: ``httpx`` (bot token in request URLs at INFO), ``telegram.ext``
+  (whole updates, pasted keys included, at DEBUG), ``uvicorn``, our own code. Filters on a logger do not
+  see records propagated from child loggers, so a filter on the root logger alone is not enough.
+- A :class:`RedactingFilter` on the root logger and on every handler catches what the factory cannot:
+  ``extra=`` attributes (set after the factory runs) and records built elsewhere (``makeLogRecord``).
+- :class:`RedactingFormatter` wraps a formatter for handlers whose output includes more than the record's
+  message (a JSON formatter dumping attributes), as a last line.
+
+Masks: Telegram bot tokens become ``<bot-token>``; every key-shaped token known to
+:mod:`flows.secret_shapes` (OpenAI keys of all families, other providers' keys, JWTs, ``sess-`` tokens,
+long random-looking tokens) becomes its mask (``sk-proj-…abcd``); configured secrets (the bot token, the
+DoubleTick credential, the encryption keys) become ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flows.secret import mask_key
+from flows.secret_shapes import TokenKind, find_tokens, might_carry_secret
+
+__all__ = [
+    "BOT_TOKEN_MASK",
+    "REDACTED",
+    "RedactingFilter",
+    "RedactingFormatter",
+    "install_redaction",
+    "redact",
+    "uninstall_redaction",
+]
+
+BOT_TOKEN_MASK = "<bot-token>"
+REDACTED = "<redacted>"
+MIN_EXTRA_SECRET = 4  # shorter "secrets" would garble every log line and protect nothing
+_LONG_MASKED = 16  # OpenAI's own masked echo shows 8 characters before its stars
+
+_lock = threading.Lock()
+_extra_secrets: set[str] = set()
+_extra_re: re.Pattern[str] | None = None
+
+
+def redact(text: str) -> str:
+    """``text`` with configured secrets, bot tokens and key-shaped tokens masked. Idempotent."""
+    pattern = _extra_re
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    if not might_carry_secret(text):
+        return text
+    parts: list[str] = []
+    last = 0
+    for token in find_tokens(text):
+        # a long "masked" token is a real key followed by dots or stars (f"{key}..."): mask it too
+        long_masked = token.kind is TokenKind.MASKED and token.end - token.start >= _LONG_MASKED
+        if not (token.kind.is_secret or long_masked):
+            continue
+        parts.append(text[last : token.start])
+        value = text[token.start : token.end]
+        parts.append(BOT_TOKEN_MASK if token.kind is TokenKind.TELEGRAM_BOT_TOKEN else mask_key(value))
+        last = token.end
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _set_extra_secrets(secrets: Iterable[str]) -> None:
+    global _extra_re
+    _extra_secrets.update(s for s in secrets if isinstance(s, str) and len(s) >= MIN_EXTRA_SECRET)
+    ordered = sorted(_extra_secrets, key=len, reverse=True)  # longest first: a secret containing another
+    _extra_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+# --- scrubbing one record ------------------------------------------------------------------------------
+
+_STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_SCALARS = (int, float, bool, type(None))
+_exception_formatter = logging.Formatter()
+
+
+def _simple(value: object) -> bool:
+    return isinstance(value, (str, *_SCALARS))
+
+
+def _scrub_message(record: logging.LogRecord) -> None:
+    """Redact msg and args; keep simple args as a tuple (uvicorn's access formatter unpacks them)."""
+    msg, args = record.msg, record.args
+    if isinstance(msg, str) and isinstance(args, tuple) and all(_simple(a) for a in args):
+        record.msg = redact(msg)
+        record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        return
+    if isinstance(msg, str) and isinstance(args, Mapping) and all(_simple(v) for v in args.values()):
+        record.msg = redact(msg)
+        record.args = {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
+        return
+    try:
+        text = record.getMessage()
+    except Exception:  # a bad format string: keep the evidence, never the secret
+        text = f"{_safe_str(msg)} (unformattable arguments: {_safe_str(args)})"
+    record.msg, record.args = redact(text), ()
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _scrub_exception(record: logging.LogRecord) -> None:
+    if record.exc_info:
+        try:
+            record.exc_text = _exception_formatter.formatException(record.exc_info)
+        except Exception:
+            record.exc_text = "<unformattable exception>"
+        record.exc_info = None  # handlers now print exc_text, which is redacted below
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def _scrub_extras(record: logging.LogRecord) -> None:
+    for name, value in list(record.__dict__.items()):
+        if name in _STANDARD_ATTRIBUTES or isinstance(value, _SCALARS):
+            continue
+        record.__dict__[name] = redact(value if isinstance(value, str) else _safe_str(value))
+
+
+def _scrub(record: logging.LogRecord, *, extras: bool) -> None:
+    _scrub_message(record)
+    _scrub_exception(record)
+    if extras:
+        _scrub_extras(record)
+
+
+# --- the three layers ----------------------------------------------------------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts each record in place (message, exception, stack, ``extra=`` attributes); drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _scrub(record, extras=True)
+        return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps another formatter and redacts its whole output (for formatters that print extra fields)."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
+_RecordFactory = Callable[..., logging.LogRecord]
+
+
+class _RedactingFactory:
+    """Wraps the previous log-record factory; marks itself so installing twice does not wrap twice."""
+
+    def __init__(self, wrapped: _RecordFactory) -> None:
+        self.wrapped = wrapped
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.wrapped(*args, **kwargs)
+        _scrub(record, extras=False)  # extra= attributes are set after the factory: the filter gets them
+        return record
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    known = list(logging.Logger.manager.loggerDict.values())  # a copy: other threads may add loggers
+    loggers += [lg for lg in known if isinstance(lg, logging.Logger)]
+    handlers = [h for lg in loggers for h in lg.handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    return handlers
+
+
+def _attach(filterer: logging.Filterer, redacting: RedactingFilter) -> None:
+    if not any(isinstance(f, RedactingFilter) for f in filterer.filters):
+        filterer.addFilter(redacting)
+
+
+def install_redaction(extra_secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Redact every log record from now on; safe to call again (adds secrets, attaches to new handlers).
+
+    Call after handlers are configured (``logging.basicConfig``, uvicorn's config) so they get the filter
+    too; the record factory protects records reaching handlers added later.
+    """
+    with _lock:
+        _set_extra_secrets(extra_secrets)
+        factory = logging.getLogRecordFactory()
+        if not isinstance(factory, _RedactingFactory):
+            logging.setLogRecordFactory(_RedactingFactory(factory))
+        redacting = RedactingFilter()
+        _attach(logging.getLogger(), redacting)
+        for handler in _all_handlers():
+            _attach(handler, redacting)
+        return redacting
+
+
+def uninstall_redaction() -> None:
+    """Undo :func:`install_redaction` (tests): restore the record factory, drop filters and secrets."""
+    global _extra_re
+    with _lock:
+        factory = logging.getLogRecordFactory()
+        if isinstance(factory, _RedactingFactory):
+            logging.setLogRecordFactory(factory.wrapped)
+        for filterer in [logging.getLogger(), *_all_handlers()]:
+            for f in [f for f in filterer.filters if isinstance(f, RedactingFilter)]:
+                filterer.removeFilter(f)
+        _extra_secrets.clear()
+        _extra_re = None

@@ -1,0 +1,218 @@
+"""The runtime: load a conversation, step the pure machine, save with a version check, then act.
+
+Why this order: state lives in the database so any replica can take the next update; effects run only
+after the new state is committed, so a crash never leaves the user told something the database does
+not know. The key travels only inside the ``KeyPasted`` event and the pipeline task that verifies and
+connects it; it is never stored, logged or rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bot.chat_locks import ChatLocks
+from bot.keyflow import KeyFlow
+from bot.messenger import Messenger
+from flows import effects as fx
+from flows import events as ev
+from flows.content import load_content
+from flows.machine import Policy, Transition, advance
+from flows.secret import SecretKey
+from flows.state import Conversation
+from flows.view import ViewSettings, render_reply, render_step
+from storage.models import Conversation as ConversationRow
+from storage.repositories import AuditLog, ConversationRepository, ProcessedUpdateRepository
+
+__all__ = ["ChatRef", "HandleResult", "Runtime", "conversation_of"]
+
+log = logging.getLogger(__name__)
+MAX_SAVE_ATTEMPTS = 5
+TOASTS = {"stale_button": "stale", "busy": "busy", "busy_deleted": "busy"}
+EventSource = Callable[[Conversation], Awaitable[ev.Event]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """Who an event is about: a private chat and its user."""
+
+    chat_id: int
+    user_id: int
+    username: str | None = None
+    language: str = "en"
+
+
+@dataclass(slots=True)
+class HandleResult:
+    """What the adapter needs back: the text of a callback-query answer."""
+
+    toast: str = ""
+    effects: list[fx.Effect] = field(default_factory=list)
+
+
+class Runtime:
+    """Applies events to conversations and performs the machine's effects."""
+
+    def __init__(
+        self,
+        *,
+        conversations: ConversationRepository,
+        updates: ProcessedUpdateRepository,
+        audit: AuditLog,
+        messenger: Messenger,
+        keyflow: KeyFlow,
+        policy: Policy,
+        view_settings: ViewSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conversations = conversations
+        self.updates = updates
+        self.audit = audit
+        self.messenger = messenger
+        self.keyflow = keyflow
+        self.policy = policy
+        self.view_settings = view_settings
+        self.clock = clock
+        self._locks = ChatLocks()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- entry points ---------------------------------------------------------------------------
+    async def handle(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
+                     pressed_message_id: int | None = None) -> HandleResult:
+        """Apply one event (or an event built from the loaded conversation) and perform its effects."""
+        result, deferred, key = await self._apply(chat, event, update_id=update_id,
+                                                  pressed_message_id=pressed_message_id)
+        if deferred:
+            self._spawn(self._pipeline(chat, deferred, key))
+        return result
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait for running key pipelines (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    @property
+    def pipelines_running(self) -> int:
+        return len(self._tasks)
+
+    # -- core ----------------------------------------------------------------------------------
+    async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
+                     pressed_message_id: int | None = None, key: SecretKey | None = None,
+                     ) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
+        async with self._locks.hold(chat.chat_id):
+            if update_id is not None and not await self.updates.claim(update_id):
+                log.info("update %s was already processed; skipped", update_id)
+                return HandleResult(), [], None
+            for _ in range(MAX_SAVE_ATTEMPTS):
+                row = await self._load(chat)
+                conv = Conversation.from_record(row.state) if row.state else Conversation(
+                    step_entered_at=self.clock())
+                concrete = event if not callable(event) else await event(conv)
+                if isinstance(concrete, ev.KeyPasted) and concrete.pasted.key is not None:
+                    key = concrete.pasted.key
+                transition = advance(conv, concrete, self.policy, self.clock())
+                if any(isinstance(e, fx.Forget) for e in transition.effects):
+                    await self.conversations.delete(chat.chat_id)
+                    break
+                expected = row.version
+                _copy_into(row, transition.conversation)
+                if await self.conversations.save(row, expected):
+                    break
+                log.info("conversation of chat %s changed concurrently; stepping again", chat.chat_id)
+            else:
+                raise RuntimeError(f"could not save conversation of chat {chat.chat_id}")
+            result = HandleResult()
+            deferred = await self._perform(chat, row, transition, result, key, pressed_message_id)
+            return result, deferred, key
+
+    async def _load(self, chat: ChatRef) -> ConversationRow:
+        row = await self.conversations.get(chat.chat_id)
+        if row is None:
+            start = Conversation(step_entered_at=self.clock())
+            row = await self.conversations.create(chat_id=chat.chat_id, user_id=chat.user_id,
+                                                  username=chat.username, language=chat.language,
+                                                  step=start.step.value, state=start.to_record())
+        return row
+
+    async def _perform(self, chat: ChatRef, row: ConversationRow, transition: Transition,
+                       result: HandleResult, key: SecretKey | None,
+                       pressed_message_id: int | None) -> list[fx.Effect]:
+        conv = transition.conversation
+        deferred: list[fx.Effect] = []
+        for effect in transition.effects:
+            result.effects.append(effect)
+            match effect:
+                case fx.Render():
+                    await self._render(chat, row, conv, effect, pressed_message_id)
+                    toast = TOASTS.get(effect.notice or "")
+                    if toast:
+                        result.toast = load_content(chat.language).callback_answer(toast)
+                case fx.Reply(text=name):
+                    text = render_reply(name, load_content(chat.language), self.view_settings)
+                    await self.messenger.send_html(chat.chat_id, text)
+                case fx.Audit(kind=kind, detail=detail):
+                    await self.audit.record(kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail)
+                case fx.RecordKey() | fx.HoldKey():
+                    if key is not None:
+                        await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)
+                case fx.Verify() | fx.Connect() | fx.Disconnect():
+                    deferred.append(effect)
+        return deferred
+
+    async def _render(self, chat: ChatRef, row: ConversationRow, conv: Conversation, effect: fx.Render,
+                      pressed_message_id: int | None) -> None:
+        view = render_step(conv, load_content(chat.language), self.view_settings, effect.notice,
+                           effect.notice_params)
+        guide = row.guide_message_id
+        in_place = not effect.fresh and guide is not None and pressed_message_id in (None, guide)
+        if in_place and guide is not None and await self.messenger.edit_view(chat.chat_id, guide, view):
+            return
+        new_id = await self.messenger.send_view(chat.chat_id, view)
+        row.guide_message_id = new_id
+        await self.conversations.set_guide_message(chat.chat_id, new_id)
+        if guide is not None and guide != new_id:
+            await self.messenger.delete_quietly(chat.chat_id, guide)
+
+    # -- the key pipeline ----------------------------------------------------------------------
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pipeline(self, chat: ChatRef, effects: list[fx.Effect], key: SecretKey | None) -> None:
+        """Verify, then connect, feeding each verdict back into the machine; the key dies with this task."""
+        queue = list(effects)
+        try:
+            while queue:
+                effect = queue.pop(0)
+                event = await self.keyflow.perform(chat, effect, key)
+                if event is None:
+                    continue
+                _result, more, _ = await self._apply(chat, event, key=key)
+                queue.extend(more)
+        except Exception:
+            log.exception("key pipeline of chat %s failed", chat.chat_id)
+            failure = self.keyflow.failure_event(effects)
+            if failure is not None:
+                await self._apply(chat, failure, key=key)
+        finally:
+            del key
+
+
+def _copy_into(row: ConversationRow, conv: Conversation) -> None:
+    row.step = conv.step.value
+    row.choices = dict(conv.choices)
+    row.state = conv.to_record()
+    row.workspace_id = conv.workspace_id
+    row.last_outcome = conv.problem
+
+
+def conversation_of(row: ConversationRow | None) -> Conversation | None:
+    """The machine's view of a stored row (for status commands and tests)."""
+    if row is None or not row.state:
+        return None
+    return Conversation.from_record(row.state)
+

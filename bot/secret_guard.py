@@ -1,0 +1,98 @@
+"""Delete first: remove any message that may carry a secret before anything else is awaited.
+
+Why in the update processor: it runs as the first step of every update's task, before the database is
+touched, before the per-chat lock, before any handler. The time from receiving the update to sending
+``deleteMessage`` is the exposure window, a headline metric.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Message, Update
+from telegram.ext import BaseUpdateProcessor
+
+from bot.messenger import DeleteOutcome, Messenger
+from flows.inspection import might_be_key_file, might_carry_secret
+
+__all__ = ["GuardVerdict", "GuardedUpdateProcessor", "SecretGuard", "message_of"]
+
+MAX_PENDING_VERDICTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    deletion: DeleteOutcome
+    received_at: float  # time.monotonic() when the guard saw the update
+    deleted_at: float
+
+    @property
+    def deleted(self) -> bool:
+        return self.deletion == DeleteOutcome.DELETED
+
+
+def message_of(update: Update) -> Message | None:
+    """The user's message in a message or edited-message update."""
+    return update.message or update.edited_message
+
+
+def carries_secret(message: Message) -> bool:
+    text = message.text or message.caption or ""
+    if text and might_carry_secret(text):
+        return True
+    document = message.document
+    return bool(document and document.file_name and might_be_key_file(document.file_name))
+
+
+class SecretGuard:
+    """Checks each update and deletes key-shaped messages; handlers read the verdict afterwards."""
+
+    def __init__(self, messenger: Messenger) -> None:
+        self.messenger = messenger
+        self._verdicts: OrderedDict[int, GuardVerdict] = OrderedDict()
+        self.observers: list[Any] = []  # callables(verdict) for metrics
+
+    async def check(self, update: object) -> None:
+        if not isinstance(update, Update):
+            return
+        message = message_of(update)
+        if message is None or not carries_secret(message):
+            return
+        received = time.monotonic()
+        outcome = await self.messenger.delete(message.chat_id, message.message_id)
+        verdict = GuardVerdict(outcome, received, time.monotonic())
+        self._verdicts[update.update_id] = verdict
+        while len(self._verdicts) > MAX_PENDING_VERDICTS:
+            self._verdicts.popitem(last=False)
+        for observe in self.observers:
+            observe(verdict)
+
+    def has_verdict(self, update: Update) -> bool:
+        return update.update_id in self._verdicts
+
+    def verdict_for(self, update: Update) -> GuardVerdict | None:
+        """The guard's verdict for this update (taken: each verdict is read once)."""
+        return self._verdicts.pop(update.update_id, None)
+
+
+class GuardedUpdateProcessor(BaseUpdateProcessor):
+    """Concurrent update processing whose first act for every update is the secret guard."""
+
+    def __init__(self, max_concurrent_updates: int, guard: SecretGuard | None = None) -> None:
+        super().__init__(max_concurrent_updates)
+        self.guard = guard
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        if self.guard is not None:
+            await self.guard.check(update)
+        await coroutine
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None

@@ -1,0 +1,149 @@
+"""A simulated Telegram user, driving the Bot API stand-in's control API over HTTP.
+
+Used by the try-it mode (a person at a terminal), the end-to-end tests and the benchmarks, so that all
+three talk to the bot exactly the same way.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+__all__ = ["ChatDriver", "plain_text"]
+
+TAG = re.compile(r"<[^>]+>")
+
+
+def plain_text(text: str) -> str:
+    """Telegram HTML to terminal text."""
+    return html.unescape(TAG.sub("", text or ""))
+
+
+class ChatDriver:
+    def __init__(self, telegram_url: str, user_id: int, *, first_name: str = "Ana", username: str | None = None,
+                 chat_id: int | None = None, chat_type: str = "private", timeout: float = 10.0) -> None:
+        self.base = telegram_url.rstrip("/") + "/_sandbox"
+        self.user_id = user_id
+        self.chat_id = chat_id if chat_id is not None else user_id
+        self.chat_type = chat_type
+        self.first_name = first_name
+        self.username = username
+        self.http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _post(self, path: str, **payload: Any) -> dict[str, Any]:
+        response = self.http.post(f"{self.base}/{path}", json=payload)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def _who(self) -> dict[str, Any]:
+        who: dict[str, Any] = {"user_id": self.user_id, "chat_id": self.chat_id, "chat_type": self.chat_type,
+                               "first_name": self.first_name}
+        if self.username:
+            who["username"] = self.username
+        return who
+
+    # -- acting ---------------------------------------------------------------------------------
+    def send(self, text: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Send a message (text, or media with ``photo=True``, ``sticker=True``, ``caption=...`` ...)."""
+        payload = {**self._who(), **extra}
+        if text is not None:
+            payload["text"] = text
+        return self._post("send", **payload)
+
+    def edit(self, message_id: int, text: str) -> dict[str, Any]:
+        return self._post("edit", user_id=self.user_id, chat_id=self.chat_id, message_id=message_id, text=text)
+
+    def press_data(self, message_id: int, data: str) -> dict[str, Any]:
+        """Press a button by its raw callback data (also for forged data)."""
+        return self._post("press", user_id=self.user_id, chat_id=self.chat_id, message_id=message_id, data=data)
+
+    def press(self, label: str, message_id: int | None = None) -> dict[str, Any]:
+        """Press the button whose label contains ``label`` on the guide message (or ``message_id``)."""
+        message = self.message(message_id) if message_id else self.guide()
+        for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+            for button in row:
+                if label.lower() in button["text"].lower() and "callback_data" in button:
+                    return self.press_data(message["message_id"], button["callback_data"])
+        raise LookupError(f"no button {label!r} on message {message['message_id']}: {self.labels(message)}")
+
+    # -- observing ------------------------------------------------------------------------------
+    def messages(self) -> list[dict[str, Any]]:
+        response = self.http.get(f"{self.base}/chats/{self.chat_id}/messages")
+        response.raise_for_status()
+        return list(response.json())
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        for message in self.messages():
+            if message["message_id"] == message_id:
+                return message
+        raise LookupError(f"no message {message_id}")
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages() if m.get("from_bot") and not m.get("deleted")]
+
+    def guide(self) -> dict[str, Any]:
+        """The newest visible bot message with a keyboard (the guide), else the newest bot message."""
+        visible = self.bot_messages()
+        with_keyboard = [m for m in visible if (m.get("reply_markup") or {}).get("inline_keyboard")]
+        if with_keyboard:
+            return with_keyboard[-1]
+        if visible:
+            return visible[-1]
+        raise LookupError("the bot has not said anything yet")
+
+    @staticmethod
+    def labels(message: dict[str, Any]) -> list[str]:
+        return [b["text"] for row in (message.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+
+    def calls(self, method: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"since": since}
+        if method:
+            params["method"] = method
+        response = self.http.get(f"{self.base}/calls", params=params)
+        response.raise_for_status()
+        return list(response.json())
+
+    def wait_bot_polling(self, timeout: float = 60.0) -> None:
+        """Wait until the bot has started asking for updates (it is up and its handlers are wired)."""
+        self.wait_for(lambda: self.calls("getUpdates") or self.calls("setWebhook"), timeout, "the bot to start")
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+        """Poll until ``predicate()`` is truthy (lookups that raise count as not yet)."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (LookupError, KeyError) as exc:
+                last_error = exc
+            time.sleep(0.02)
+        raise TimeoutError(f"timed out waiting for {what}; last error: {last_error}; "
+                           f"messages: {[(m['message_id'], plain_text(m.get('text') or '')[:60]) for m in self.messages()]}")
+
+    def wait_guide(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the guide message's text contains ``contains``."""
+        return dict(self.wait_for(lambda: (g := self.guide()) and contains.lower() in
+                                  plain_text(g.get("text") or "").lower() and g, timeout, f"guide with {contains!r}"))
+
+    def wait_idle(self, quiet: float = 0.4, timeout: float = 10.0) -> None:
+        """Wait until the bot has made no Bot API call for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        last = len(self.calls())
+        calm_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(self.calls())
+            if now != last:
+                last, calm_since = now, time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return

@@ -1,0 +1,137 @@
+"""``onboarding-bot try``: chat with the real bot in a terminal, with no network and no Telegram token.
+
+It starts the stand-ins, runs the real bot (``onboarding-bot run``) as a child process pointed at them,
+and plays the Telegram user: bot messages are printed, buttons become numbered choices, links are
+shown as text. What you type is sent as your message; paste a demo key at the paste step.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.sandbox import Sandbox
+from bot.standins.chat_driver import ChatDriver, plain_text
+from bot.standins.demo_keys import DEMO_KEYS
+
+__all__ = ["run_try"]
+
+USER_ID = 1001
+INTRO = """\
+Offline try-it mode: the real bot, talking to local stand-ins of Telegram, OpenAI and DoubleTick.
+Type a number to press a button, type text to send a message, /quit to leave.
+When the bot asks for your DoubleTick workspace, type: ws_demo
+Demo keys (paste one at the paste step; each gives a different verification outcome):"""
+
+
+class Transcript:
+    """Prints what changed in the chat since last time."""
+
+    def __init__(self, driver: ChatDriver, out: TextIO) -> None:
+        self.driver = driver
+        self.out = out
+        self.seen: dict[int, tuple[Any, ...]] = {}
+        self.buttons: list[dict[str, Any]] = []
+
+    def show_changes(self) -> None:
+        for message in self.driver.messages():
+            state = (message.get("text"), str(message.get("reply_markup")), message.get("deleted"))
+            previous = self.seen.get(message["message_id"])
+            self.seen[message["message_id"]] = state
+            if previous == state:
+                continue
+            if not message.get("from_bot"):
+                if message.get("deleted") and (previous is None or not previous[2]):
+                    self.print("🗑  (the bot deleted your message at once)")
+                continue
+            if message.get("deleted"):
+                continue
+            heading = "🤖 bot" if previous is None else "🤖 bot (updated its message)"
+            self.print(f"\n{heading}:\n{plain_text(message.get('text') or message.get('caption') or '')}")
+        self.show_buttons()
+
+    def show_buttons(self) -> None:
+        try:
+            guide = self.driver.guide()
+        except LookupError:
+            self.buttons = []
+            return
+        self.buttons = [b for row in (guide.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+        for number, button in enumerate(self.buttons, 1):
+            suffix = f"  → {button['url']}" if "url" in button else ""
+            self.print(f"  [{number}] {button['text']}{suffix}")
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _lines(script: str | None) -> Iterator[str]:
+    if script:
+        for line in Path(script).read_text(encoding="utf-8").splitlines():
+            print(f"\nyou> {line}", flush=True)
+            yield line
+        return
+    while True:
+        try:
+            yield input("\nyou> ")
+        except EOFError:
+            return
+
+
+def _act(driver: ChatDriver, transcript: Transcript, line: str) -> bool:
+    text = line.strip()
+    if text in ("/quit", "/exit"):
+        return False
+    if text.isdigit() and 1 <= int(text) <= len(transcript.buttons):
+        button = transcript.buttons[int(text) - 1]
+        if "url" in button:
+            transcript.print(f"🔗 In Telegram this opens {button['url']} in your browser.")
+            return True
+        if "copy_text" in button:
+            transcript.print(f"📋 Copied to your clipboard: {button['copy_text']['text']}")
+            return True
+        driver.press_data(driver.guide()["message_id"], button["callback_data"])
+    elif text:
+        driver.send(text)
+    driver.wait_idle(quiet=0.5, timeout=15)
+    transcript.show_changes()
+    return True
+
+
+def run_try(script: str | None = None) -> int:
+    var = Path("var")
+    var.mkdir(exist_ok=True)
+    database = var / "try.db"
+    for stale in var.glob("try.db*"):
+        stale.unlink()
+    with Sandbox() as sandbox:
+        env = {**os.environ, **sandbox.bot_environment(f"sqlite+aiosqlite:///{database.resolve()}")}
+        with open(var / "try-bot.log", "w", encoding="utf-8") as log:
+            bot = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, stdout=log, stderr=log)
+            driver = ChatDriver(sandbox.telegram_url, USER_ID, first_name="You")
+            try:
+                print(INTRO)
+                for name, demo in DEMO_KEYS.items():
+                    print(f"  {name:<22} {demo.key}")
+                print("\n(bot log: var/try-bot.log)")
+                transcript = Transcript(driver, sys.stdout)
+                driver.wait_bot_polling()
+                driver.send("/start")
+                driver.wait_for(lambda: driver.bot_messages(), timeout=60, what="the bot to answer /start")
+                driver.wait_idle(quiet=0.3)
+                transcript.show_changes()
+                for line in _lines(script):
+                    if not _act(driver, transcript, line):
+                        break
+            finally:
+                driver.close()
+                bot.terminate()
+                try:
+                    bot.wait(15)
+                except subprocess.TimeoutExpired:
+                    bot.kill()
+    return 0

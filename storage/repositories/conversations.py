@@ -1,0 +1,166 @@
+"""Conversation rows: load, create once per chat, save with an optimistic version check.
+
+Why optimistic concurrency: two replicas (or two updates of one chat handled at once) may step the same
+conversation; the loser's ``save`` returns False and the caller reloads and re-applies its event instead
+of silently overwriting the winner's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from storage.models import Conversation, OutboxItem
+from storage.repositories._sql import insert_ignoring_conflict
+from storage.timestamps import utcnow
+
+__all__ = ["ConversationRepository"]
+
+
+class ConversationRepository:
+    """Persistence of :class:`~storage.models.Conversation`, one row per Telegram chat."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def get(self, chat_id: int) -> Conversation | None:
+        """Return the chat's conversation, or None if it has none yet."""
+        async with self._sessions() as session:
+            result = await session.scalars(select(Conversation).where(col(Conversation.chat_id) == chat_id))
+            return result.first()
+
+    async def create(
+        self,
+        *,
+        chat_id: int,
+        user_id: int,
+        step: str,
+        username: str | None = None,
+        language: str = "en",
+        choices: dict[str, str] | None = None,
+        state: dict[str, Any] | None = None,
+        guide_message_id: int | None = None,
+        workspace_id: str | None = None,
+    ) -> Conversation:
+        """Insert the chat's conversation; if one exists already (a concurrent insert won), return it."""
+        now = self._clock()
+        row = Conversation(
+            chat_id=chat_id,
+            user_id=user_id,
+            username=username,
+            language=language,
+            step=step,
+            choices=dict(choices or {}),
+            state=dict(state or {}),
+            guide_message_id=guide_message_id,
+            workspace_id=workspace_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            step_entered_at=now,
+        )
+        values = row.model_dump(exclude={"id"})
+        async with self._sessions.begin() as session:
+            stmt = insert_ignoring_conflict(session, Conversation, values, ["chat_id"]).returning(
+                col(Conversation.id)
+            )
+            new_id = (await session.execute(stmt)).scalar_one_or_none()
+            if new_id is not None:
+                row.id = new_id
+                return row
+            existing = await session.scalars(select(Conversation).where(col(Conversation.chat_id) == chat_id))
+            return existing.one()
+
+    async def save(self, conv: Conversation, expected_version: int) -> bool:
+        """Write ``conv`` if the stored version is still ``expected_version``; False on conflict.
+
+        On success the stored version becomes ``expected_version + 1`` and ``conv`` is updated in
+        place (version, updated_at, and step_entered_at, which storage resets when the step changes).
+        """
+        if conv.id is None:
+            raise ValueError("save() needs a conversation that was created first")
+        now = self._clock()
+        stmt = (
+            update(Conversation)
+            .where(col(Conversation.id) == conv.id, col(Conversation.version) == expected_version)
+            .values(
+                username=conv.username,
+                language=conv.language,
+                step=conv.step,
+                choices=dict(conv.choices),
+                state=dict(conv.state),
+                guide_message_id=conv.guide_message_id,
+                workspace_id=conv.workspace_id,
+                last_outcome=conv.last_outcome,
+                version=expected_version + 1,
+                updated_at=now,
+                step_entered_at=case(
+                    (col(Conversation.step) != conv.step, now), else_=col(Conversation.step_entered_at)
+                ),
+            )
+            .returning(
+                col(Conversation.version), col(Conversation.updated_at), col(Conversation.step_entered_at)
+            )
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions.begin() as session:
+            returned = (await session.execute(stmt)).one_or_none()
+        if returned is None:
+            return False
+        conv.version, conv.updated_at, conv.step_entered_at = returned
+        return True
+
+    async def delete(self, chat_id: int) -> bool:
+        """Forget the chat's conversation and shred its sealed outbox rows; True if it existed."""
+        async with self._sessions.begin() as session:
+            # The foreign key cascades too; deleting explicitly keeps shredding independent of it.
+            await session.execute(
+                delete(OutboxItem)
+                .where(col(OutboxItem.chat_id) == chat_id)
+                .execution_options(synchronize_session=False)
+            )
+            result = await session.execute(
+                delete(Conversation)
+                .where(col(Conversation.chat_id) == chat_id)
+                .returning(col(Conversation.id))
+                .execution_options(synchronize_session=False)
+            )
+            return result.first() is not None
+
+    async def find_stale(
+        self, step_in: Collection[str], idle_since: datetime, limit: int = 100
+    ) -> list[Conversation]:
+        """Conversations parked at one of ``step_in`` with no update since ``idle_since``, oldest first."""
+        if not step_in:
+            return []
+        stmt = (
+            select(Conversation)
+            .where(col(Conversation.step).in_(list(step_in)), col(Conversation.updated_at) < idle_since)
+            .order_by(col(Conversation.updated_at), col(Conversation.id))
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(stmt)).all())
+
+    async def count(self) -> int:
+        """How many conversations are stored."""
+        async with self._sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(Conversation))).scalar_one())
+
+    async def set_guide_message(self, chat_id: int, message_id: int | None) -> None:
+        """Remember which bot message is the guide (edited in place); not a state change, no version bump."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Conversation)
+                .where(col(Conversation.chat_id) == chat_id)
+                .values(guide_message_id=message_id)
+                .execution_options(synchronize_session=False)
+            )
