@@ -105,7 +105,7 @@ _AS_DIGIT_KEY_COLON = bytes(
     ord("d") if b in b"0123456789" else ord("k") if b in _KEY_BYTES else ord(":") if b == ord(":") else 32
     for b in range(256)
 )
-_LONG_RUN = b"k" * 32
+_LONG_RUN = b"k" * 34
 
 
 def _grouped_alternation(words: tuple[str, ...]) -> str:
@@ -183,7 +183,7 @@ _SK_FAMILIES: tuple[tuple[str, TokenKind, str], ...] = (
     ("ant-", TokenKind.OTHER_PROVIDER, "Anthropic"),
     ("or-", TokenKind.OTHER_PROVIDER, "OpenRouter"),
 )
-_NAMED_SERVICE_ACCOUNT_RE = re.compile(r"[A-Za-z0-9]{1,40}-")  # older ``sk-<name>-…`` service-account keys
+_NAMED_SERVICE_ACCOUNT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}-")  # older ``sk-<name>-…`` keys
 
 # body length bounds and the canonical "half" lengths around the marker, per OpenAI family
 _SHAPES: dict[TokenKind, tuple[int, int, tuple[int, ...]]] = {
@@ -230,13 +230,28 @@ def _openai_shape_warning(kind: TokenKind, body: str) -> str | None:
             return None
     if kind is TokenKind.UNSCOPED and len(body) >= 100 and _MARKER in body:
         return None
-    if len(body) < low:
+    at = body.find(_MARKER)
+    expected = 2 * at + 8 if at >= 0 else None  # the marker sits in the middle of the body
+    if len(body) < (expected or low):
         return SHORTER_THAN_USUAL
-    if len(body) > high:
+    if len(body) > (expected or high):
         return LONGER_THAN_USUAL
-    if _MARKER not in body:
-        return NO_OPENAI_MARKER
-    return UNUSUAL_FORMAT
+    return UNUSUAL_FORMAT if expected else NO_OPENAI_MARKER
+
+
+def _named_body_start(rest: str) -> int | None:
+    """Where the body starts in ``<name>-<body>`` (older service-account keys), or None if not that shape.
+
+    The name may hold dashes too, so the split is found from the marker: the body is half + marker + half.
+    """
+    if _NAMED_SERVICE_ACCOUNT_RE.match(rest) is None or (at := rest.find(_MARKER)) < 0:
+        return None
+    for half in _SHAPES[TokenKind.SERVICE_ACCOUNT][2]:
+        start = at - half
+        if start >= 2 and rest[start - 1] == "-" and len(rest) - start == 2 * half + 8:
+            return start
+    first_dash = rest.index("-") + 1
+    return first_dash if _MARKER in rest[first_dash:] else None
 
 
 def _classify_sk(token: str) -> tuple[TokenKind, str, str | None, bool]:
@@ -246,8 +261,8 @@ def _classify_sk(token: str) -> tuple[TokenKind, str, str | None, bool]:
     if family is not None:
         sub, kind, provider = family
         body = rest[len(sub) :]
-    elif (named := _NAMED_SERVICE_ACCOUNT_RE.match(rest)) and _MARKER in rest[named.end() :]:
-        kind, provider, body = TokenKind.SERVICE_ACCOUNT, "OpenAI", rest[named.end() :]
+    elif (body_at := _named_body_start(rest)) is not None:
+        kind, provider, body = TokenKind.SERVICE_ACCOUNT, "OpenAI", rest[body_at:]
     else:  # the closest family for a plain sk- string: formats are hints, not verdicts
         kind, provider, body = TokenKind.LEGACY_USER, "OpenAI", rest
     if len(body) < MIN_KEY_BODY:

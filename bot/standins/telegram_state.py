@@ -89,6 +89,8 @@ class FakeTelegram:
         self._base_settings = settings or Settings()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher = WebhookDispatcher(self)
+        self._next_update_ids: dict[int, int] = {}  # survive reset: update ids only ever grow
+        self._last_bot_id: int | None = None  # survives reset: control calls keep their target
         self._init_state()
 
     def _init_state(self) -> None:
@@ -99,7 +101,6 @@ class FakeTelegram:
         self._calls: list[CallRecord] = []
         self._fail_next: dict[str, deque[dict[str, Any]]] = {}
         self._flood: dict[tuple[int, int], deque[float]] = {}
-        self._last_bot_id: int | None = None
 
     # --- loop and change propagation -------------------------------------------------------------
 
@@ -136,7 +137,8 @@ class FakeTelegram:
         world = self._bots.get(bot_id)
         if world is None:
             me = Person(bot_id, self.bot_first_name, self.bot_username, is_bot=True)
-            world = BotWorld(me=me, next_update_id=random.randint(100_000_000, 900_000_000))
+            first_id = self._next_update_ids.get(bot_id) or random.randint(100_000_000, 900_000_000)
+            world = BotWorld(me=me, next_update_id=first_id)
             self._bots[bot_id] = world
         return world
 
@@ -455,14 +457,25 @@ class FakeTelegram:
             for world in self._bots.values():
                 world.webhook = None
                 world.poller = None
+                self._next_update_ids[world.me.id] = world.next_update_id
             self._init_state()
         self.notifier.notify()
 
     # --- control: observation ----------------------------------------------------------------------
 
+    def _observed(self, bot_id: int | None) -> BotWorld | None:
+        """Like ``_world`` but for read-only views: nothing known yet is simply empty."""
+        if bot_id is not None:
+            return self._bots.get(bot_id)
+        try:
+            return self._world(None)
+        except SandboxError:
+            return None
+
     def messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            chat = self._world(bot_id).chats.get(chat_id)
+            world = self._observed(bot_id)
+            chat = world.chats.get(chat_id) if world is not None else None
             return [m.to_sandbox() for m in chat.messages.values()] if chat is not None else []
 
     def calls(self, since: int = 0, method: str | None = None) -> list[dict[str, Any]]:
@@ -473,7 +486,8 @@ class FakeTelegram:
 
     def updates(self, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return [u.to_sandbox() for u in self._world(bot_id).updates]
+            world = self._observed(bot_id)
+            return [u.to_sandbox() for u in world.updates] if world is not None else []
 
     def bot_info(self, *, bot_id: int | None = None) -> dict[str, Any]:
         with self.lock:
@@ -481,9 +495,11 @@ class FakeTelegram:
 
     def callback_answers(self, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         with self.lock:
+            world = self._observed(bot_id)
+            queries = world.callback_queries.values() if world is not None else []
             return [{"callback_query_id": q.id, "user_id": q.user_id, "chat_id": q.chat_id,
                      "message_id": q.message_id, "answered": q.answered, "answer": q.answer}
-                    for q in self._world(bot_id).callback_queries.values()]
+                    for q in queries]
 
     async def wait_for_calls(self, chat_id: int, after_seq: int = 0, within_s: float = 5.0,
                              method: str | None = None) -> list[dict[str, Any]]:

@@ -21,9 +21,10 @@ def test_unknown_locale_falls_back_to_english() -> None:
 
 @pytest.mark.parametrize("step", list(SPECS))
 def test_every_step_renders_with_buttons_that_fit_telegram(step: Step) -> None:
-    for problem in (list(PROBLEMS) if step == Step.KEY_PROBLEM else [None]):
-        view = render_step(Conversation(step=step, problem=problem, help_shown=True), load_content(),
-                           ViewSettings())
+    for problem in list(PROBLEMS) if step == Step.KEY_PROBLEM else [None]:
+        view = render_step(
+            Conversation(step=step, problem=problem, help_shown=True), load_content(), ViewSettings()
+        )
         assert view.text.strip() and len(view.text) < 4096
         for button in view.buttons:
             assert button.label
@@ -34,8 +35,10 @@ def test_every_step_renders_with_buttons_that_fit_telegram(step: Step) -> None:
 
 
 def test_guide_steps_offer_back_and_im_stuck() -> None:
-    labels = [b.label for b in render_step(Conversation(step=Step.CHOOSE_OWNER), load_content(),
-                                           ViewSettings()).buttons]
+    labels = [
+        b.label
+        for b in render_step(Conversation(step=Step.CHOOSE_OWNER), load_content(), ViewSettings()).buttons
+    ]
     assert any("Back" in label for label in labels) and any("stuck" in label for label in labels)
     assert any("Personal" in label for label in labels) and any("Service" in label for label in labels)
 

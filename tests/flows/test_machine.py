@@ -49,8 +49,17 @@ def test_personal_owner_walks_every_guide_step_in_order() -> None:
     for action in PERSONAL_PATH:
         conv = press(conv, action).conversation
         seen.append(conv.step)
-    assert seen == [Step.WELCOME, Step.OPEN_KEYS_PAGE, Step.CREATE_NEW_KEY, Step.CHOOSE_OWNER, Step.NAME_KEY,
-                    Step.CHOOSE_PROJECT, Step.CHOOSE_PERMISSIONS, Step.COPY_KEY, Step.PASTE_KEY]
+    assert seen == [
+        Step.WELCOME,
+        Step.OPEN_KEYS_PAGE,
+        Step.CREATE_NEW_KEY,
+        Step.CHOOSE_OWNER,
+        Step.NAME_KEY,
+        Step.CHOOSE_PROJECT,
+        Step.CHOOSE_PERMISSIONS,
+        Step.COPY_KEY,
+        Step.PASTE_KEY,
+    ]
     assert conv.choices == {"owner": "personal", "project": "default", "permissions": "all"}
 
 
@@ -73,8 +82,15 @@ def test_back_retraces_the_path_taken_including_skips() -> None:
     while conv.step != Step.WELCOME:
         conv = press(conv, "back").conversation
         back.append(conv.step)
-    assert back == [Step.COPY_KEY, Step.CHOOSE_PROJECT, Step.NAME_KEY, Step.CHOOSE_OWNER, Step.CREATE_NEW_KEY,
-                    Step.OPEN_KEYS_PAGE, Step.WELCOME]
+    assert back == [
+        Step.COPY_KEY,
+        Step.CHOOSE_PROJECT,
+        Step.NAME_KEY,
+        Step.CHOOSE_OWNER,
+        Step.CREATE_NEW_KEY,
+        Step.OPEN_KEYS_PAGE,
+        Step.WELCOME,
+    ]
 
 
 def test_back_from_restricted_goes_to_permissions_and_from_copy_to_restricted() -> None:
@@ -110,7 +126,9 @@ def test_a_button_from_an_older_step_gets_a_friendly_notice_and_the_current_step
     assert renders(t) == [fx.Render(fresh=True, notice="stale_button")]
 
 
-@pytest.mark.parametrize("data", [("choose_owner", "admin"), ("nonsense", "x"), ("", ""), ("choose_owner", "")])
+@pytest.mark.parametrize(
+    "data", [("choose_owner", "admin"), ("nonsense", "x"), ("", ""), ("choose_owner", "")]
+)
 def test_forged_buttons_never_change_state(data: tuple[str, str]) -> None:
     conv = walk(PERSONAL_PATH[:3])
     t = step(conv, ev.ButtonPressed(*data))
@@ -136,8 +154,13 @@ def test_start_after_an_interrupted_verification_asks_for_the_key_again() -> Non
 
 
 def test_restart_goes_back_to_welcome_but_keeps_the_workspace_and_connection() -> None:
-    conv = Conversation(step=Step.CONNECTED, connected=True, workspace_id="ws_demo", key_last_four="abcd",
-                        choices={"owner": "service"})
+    conv = Conversation(
+        step=Step.CONNECTED,
+        connected=True,
+        workspace_id="ws_demo",
+        key_last_four="abcd",
+        choices={"owner": "service"},
+    )
     t = step(conv, ev.RestartAsked())
     assert t.conversation.step == Step.WELCOME and t.conversation.choices == {}
     assert t.conversation.workspace_id == "ws_demo" and t.conversation.connected
@@ -170,12 +193,15 @@ def test_a_key_pasted_early_is_accepted_from_any_guide_step() -> None:
     assert step(conv, ev.KeyPasted(inspect_pasted_text(KEY))).conversation.step == Step.VERIFYING
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("sk-admin-" + "a" * 58 + "T3BlbkFJ" + "b" * 58, "admin"),
-    ("sk-proj-abc...wxyz", "masked"),
-    ("org-" + "A1b2C3d4E5f6G7h8I9j0K1l2", "organization_id"),
-    ("hello there", "not_a_key"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("sk-admin-" + "a" * 58 + "T3BlbkFJ" + "b" * 58, "admin"),
+        ("sk-proj-abc...wxyz", "masked"),
+        ("org-" + "A1b2C3d4E5f6G7h8I9j0K1l2", "organization_id"),
+        ("hello there", "not_a_key"),
+    ],
+)
 def test_unverifiable_pastes_explain_the_problem_without_verifying(text: str, kind: str) -> None:
     t = step(walk(PERSONAL_PATH), ev.KeyPasted(inspect_pasted_text(text)))
     assert t.conversation.step == Step.KEY_PROBLEM and t.conversation.problem == kind
@@ -209,16 +235,24 @@ def test_valid_key_with_auto_connect_connects_then_done() -> None:
     t = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID)), AUTO)
     assert t.conversation.step == Step.CONNECTING
     assert fx.Connect(conv.attempt, "ws_demo") in t.effects
-    t = step(t.conversation, ev.ConnectionFinished(conv.attempt, ConnectionResult(ConnectionOutcome.CONNECTED)),
-             AUTO)
+    t = step(
+        t.conversation,
+        ev.ConnectionFinished(conv.attempt, ConnectionResult(ConnectionOutcome.CONNECTED)),
+        AUTO,
+    )
     assert t.conversation.step == Step.CONNECTED and t.conversation.connected
     assert fx.RecordKey("connected", connected=True) in t.effects
 
 
 def test_already_connected_key_is_recognised() -> None:
     conv = verifying(AUTO, workspace_id="ws_demo")
-    t = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID),
-                                           already_connected=True), AUTO)
+    t = step(
+        conv,
+        ev.VerificationFinished(
+            conv.attempt, VerificationResult(VerificationOutcome.VALID), already_connected=True
+        ),
+        AUTO,
+    )
     assert t.conversation.step == Step.CONNECTED and renders(t)[0].notice == "already_connected"
 
 
@@ -239,7 +273,9 @@ def test_unsure_verdicts_are_held_for_retry_when_the_outbox_exists(outcome: Veri
 
 def test_indeterminate_is_never_reported_as_invalid() -> None:
     conv = verifying()
-    t = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.INDETERMINATE)))
+    t = step(
+        conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.INDETERMINATE))
+    )
     assert t.conversation.problem == "indeterminate"
 
 
@@ -255,11 +291,14 @@ def test_a_verdict_for_an_abandoned_paste_is_ignored() -> None:
     assert t.conversation == conv and t.effects == ()
 
 
-@pytest.mark.parametrize("outcome, expected", [
-    (ConnectionOutcome.CREDENTIAL_REJECTED, "credential_rejected"),
-    (ConnectionOutcome.VALIDATION_ERROR, "validation_error"),
-    (ConnectionOutcome.TRANSIENT, "transient"),
-])
+@pytest.mark.parametrize(
+    "outcome, expected",
+    [
+        (ConnectionOutcome.CREDENTIAL_REJECTED, "credential_rejected"),
+        (ConnectionOutcome.VALIDATION_ERROR, "validation_error"),
+        (ConnectionOutcome.TRANSIENT, "transient"),
+    ],
+)
 def test_connection_failures_offer_the_manual_route(outcome: ConnectionOutcome, expected: str) -> None:
     conv = verifying(AUTO, workspace_id="ws").with_(step=Step.CONNECTING)
     t = step(conv, ev.ConnectionFinished(conv.attempt, ConnectionResult(outcome)), AUTO)
@@ -319,8 +358,9 @@ def test_replace_walks_a_new_key_through_and_reminds_to_revoke_the_old_one() -> 
     t = step(connected, ev.ReplaceAsked(), AUTO)
     assert t.conversation.step == Step.PASTE_KEY and t.conversation.replacing
     conv = step(t.conversation, ev.KeyPasted(inspect_pasted_text(KEY)), AUTO).conversation
-    conv = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID)),
-                AUTO).conversation
+    conv = step(
+        conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID)), AUTO
+    ).conversation
     t = step(conv, ev.ConnectionFinished(conv.attempt, ConnectionResult(ConnectionOutcome.CONNECTED)), AUTO)
     assert renders(t)[0].notice == "revoke_old_key"
     assert renders(t)[0].notice_params == {"old_last_four": "OLD1"}

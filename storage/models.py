@@ -1,0 +1,145 @@
+"""The tables: conversations, update dedupe, key records, audit events and the sealed retry outbox.
+
+Why these shapes: conversation state lives in the database (not in PTB persistence) so several replicas
+agree; ``version`` gives optimistic concurrency; Telegram ids are 64-bit; every timestamp is aware UTC
+(:class:`~storage.timestamps.UTCDateTime`). No table has a column for key plaintext: key records carry
+a keyed fingerprint and the last four characters, and only :class:`OutboxItem.sealed` holds (encrypted)
+key material, for a short time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary
+from sqlmodel import Field, SQLModel
+
+from storage.timestamps import UTCDateTime, utcnow
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "AuditEvent",
+    "Conversation",
+    "KeyRecord",
+    "OutboxItem",
+    "OutboxPurpose",
+    "ProcessedUpdate",
+    "metadata",
+]
+
+# Deterministic constraint names so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = SQLModel.metadata
+metadata.naming_convention = NAMING_CONVENTION
+
+
+class OutboxPurpose(StrEnum):
+    """Why a sealed key waits in the outbox: which call must be retried with it."""
+
+    VERIFY = "verify"
+    CONNECT = "connect"
+
+
+class Conversation(SQLModel, table=True):
+    """One chat's place in the onboarding guide; ``state`` is the pure machine's, opaque to storage."""
+
+    __tablename__ = "conversation"
+    # AUTOINCREMENT: never reuse an id, since sealed outbox rows bind to it in their AAD.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger, unique=True, index=True)
+    user_id: int = Field(sa_type=BigInteger)
+    username: str | None = Field(default=None, max_length=64)
+    language: str = Field(default="en", max_length=16)
+    step: str = Field(index=True, max_length=64)
+    choices: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    guide_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    workspace_id: str | None = Field(default=None, index=True, max_length=128)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    step_entered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_outcome: str | None = Field(default=None, max_length=64)
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """A Telegram ``update_id`` already handled; Telegram redelivers after errors and timeouts."""
+
+    __tablename__ = "processed_update"
+
+    update_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    processed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class KeyRecord(SQLModel, table=True):
+    """What we may remember about a pasted key: a keyed fingerprint, its last four, the outcome."""
+
+    __tablename__ = "key_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger, index=True)
+    user_id: int = Field(sa_type=BigInteger)
+    workspace_id: str | None = Field(default=None, index=True, max_length=128)
+    fingerprint: str = Field(index=True, max_length=64)  # hex HMAC-SHA256, never the key
+    last_four: str = Field(max_length=4)
+    family: str = Field(max_length=32)
+    outcome: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    connected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    disconnected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Something worth answering "what happened?" for later; ``detail`` never holds secrets."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    actor_user_id: int | None = Field(default=None, sa_type=BigInteger)
+    kind: str = Field(index=True, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class OutboxItem(SQLModel, table=True):
+    """A verify/connect call to retry after a restart, holding the key sealed (AES-GCM) until done.
+
+    Rows are deleted (not marked) on success or expiry, and cascade away with their conversation.
+    """
+
+    __tablename__ = "outbox_item"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('verify', 'connect')", name="purpose"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger, index=True)
+    conversation_id: int = Field(foreign_key="conversation.id", ondelete="CASCADE", index=True)
+    purpose: str = Field(max_length=16)
+    sealed: bytes = Field(sa_type=LargeBinary)  # nonce + AES-GCM ciphertext; see storage.sealing
+    kek_id: str = Field(max_length=64)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lock_owner: str | None = Field(default=None, max_length=128)
+
+    def __repr__(self) -> str:
+        # The sealed bytes are ciphertext, but there is no reason to print them either.
+        return (
+            f"OutboxItem(id={self.id!r}, chat_id={self.chat_id!r}, purpose={self.purpose!r}, "
+            f"kek_id={self.kek_id!r}, attempts={self.attempts!r})"
+        )

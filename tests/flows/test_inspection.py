@@ -1,0 +1,467 @@
+"""Paste inspection: every kind, every normalisation, and properties that keep the fast guard honest.
+
+Keys are generated from the shapes in ``shared/reference/openai-keys.md`` section 1 (seeded, so tests are
+repeatable) instead of being written out: nothing here looks like a leaked secret to a scanner.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows.inspection import (
+    VERIFIABLE_KINDS,
+    PastedKind,
+    inspect_pasted_text,
+    might_carry_secret,
+    normalise_pasted_text,
+)
+from flows.secret_shapes import INVISIBLE_CHARS, SECRET_PREFIXES, find_tokens
+
+MARK = "T3Blbk" + "FJ"  # base64("OpenAI"), split so scanners leave this file alone
+ALNUM = string.ascii_letters + string.digits
+URLSAFE = ALNUM + "_-"
+HEX = "0123456789abcdef"
+UPPER_ALNUM = string.ascii_uppercase + string.digits
+
+
+def chars(rng: random.Random, n: int, alphabet: str = ALNUM) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def marked(prefix: str, half: int, alphabet: str = URLSAFE) -> Callable[[random.Random], str]:
+    """``prefix`` + half + T3BlbkFJ + half: the shape every OpenAI secret-key family shares."""
+    return lambda rng: prefix + chars(rng, half, alphabet) + MARK + chars(rng, half, alphabet)
+
+
+def jwt(rng: random.Random) -> str:
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    claims = {"sub": chars(rng, 12), "aud": "https://api.openai.com/v1", "exp": rng.randrange(10**9, 2 * 10**9)}
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{chars(rng, 43, URLSAFE)}"
+
+
+def bot_token(rng: random.Random) -> str:
+    return f"{rng.randrange(10**8, 10**10)}:AA{chars(rng, 33, URLSAFE)}"
+
+
+# name -> (generator, expected kind, expected provider)
+FAMILIES: dict[str, tuple[Callable[[random.Random], str], PastedKind, str | None]] = {
+    "project_2024": (marked("sk-proj-", 20, ALNUM), PastedKind.PROJECT, "OpenAI"),
+    "project_current": (marked("sk-proj-", 74), PastedKind.PROJECT, "OpenAI"),
+    "project_132": (marked("sk-proj-", 58), PastedKind.PROJECT, "OpenAI"),
+    "svcacct_current": (marked("sk-svcacct-", 74), PastedKind.SERVICE_ACCOUNT, "OpenAI"),
+    "svcacct_135": (marked("sk-svcacct-", 58), PastedKind.SERVICE_ACCOUNT, "OpenAI"),
+    "service_older": (marked("sk-service-", 74), PastedKind.SERVICE_ACCOUNT, "OpenAI"),
+    "service_named": (marked("sk-crm-sync-", 74), PastedKind.SERVICE_ACCOUNT, "OpenAI"),
+    "legacy_user": (marked("sk-", 20, ALNUM), PastedKind.LEGACY_USER, "OpenAI"),
+    "unscoped_short": (marked("sk-None-", 20), PastedKind.UNSCOPED, "OpenAI"),
+    "unscoped_long": (marked("sk-None-", 74), PastedKind.UNSCOPED, "OpenAI"),
+    "admin": (marked("sk-admin-", 58), PastedKind.ADMIN, "OpenAI"),
+    "admin_long": (marked("sk-admin-", 74), PastedKind.ADMIN, "OpenAI"),
+    "anthropic": (lambda r: f"sk-ant-api03-{chars(r, 93, URLSAFE)}AA", PastedKind.OTHER_PROVIDER, "Anthropic"),
+    "anthropic_admin": (lambda r: f"sk-ant-admin01-{chars(r, 93, URLSAFE)}AA", PastedKind.OTHER_PROVIDER,
+                        "Anthropic"),
+    "openrouter": (lambda r: f"sk-or-v1-{chars(r, 64, HEX)}", PastedKind.OTHER_PROVIDER, "OpenRouter"),
+    "google": (lambda r: f"AIza{chars(r, 35, URLSAFE)}", PastedKind.OTHER_PROVIDER, "Google"),
+    "groq": (lambda r: f"gsk_{chars(r, 52)}", PastedKind.OTHER_PROVIDER, "Groq"),
+    "github_classic": (lambda r: f"ghp_{chars(r, 36)}", PastedKind.OTHER_PROVIDER, "GitHub"),
+    "github_fine_grained": (lambda r: f"github_pat_{chars(r, 22)}_{chars(r, 59)}", PastedKind.OTHER_PROVIDER,
+                            "GitHub"),
+    "aws": (lambda r: f"AKIA{chars(r, 16, UPPER_ALNUM)}", PastedKind.OTHER_PROVIDER, "AWS"),
+    "huggingface": (lambda r: f"hf_{chars(r, 34, string.ascii_letters)}", PastedKind.OTHER_PROVIDER,
+                    "Hugging Face"),
+    "azure": (lambda r: chars(r, 32, HEX), PastedKind.OTHER_PROVIDER, "Azure OpenAI"),
+    "stripe": (lambda r: f"sk_live_{chars(r, 24)}", PastedKind.OTHER_PROVIDER, "Stripe"),
+    "telegram_bot": (bot_token, PastedKind.TELEGRAM_BOT_TOKEN, "Telegram"),
+    "jwt": (jwt, PastedKind.SESSION_TOKEN, None),
+    "chatgpt_session": (lambda r: f"sess-{chars(r, 40)}", PastedKind.SESSION_TOKEN, "ChatGPT"),
+}
+
+
+def make(name: str, seed: int = 0) -> str:
+    return FAMILIES[name][0](random.Random(f"{name}/{seed}"))
+
+
+def project_key(seed: int = 0) -> str:
+    return make("project_current", seed)
+
+
+def whitespace_free(text: str) -> str:
+    return "".join(c for c in text if not c.isspace() and c not in INVISIBLE_CHARS)
+
+
+# --- every kind ----------------------------------------------------------------------------------------
+
+KEY_CASES = [
+    pytest.param(name, wrap, id=f"{name}-{i}")
+    for name in FAMILIES
+    for i, wrap in enumerate(["{}", "here it is: {}", "`{}`\n"])
+]
+
+
+@pytest.mark.parametrize(("name", "wrap"), KEY_CASES)
+def test_each_family_is_recognised(name: str, wrap: str) -> None:
+    generate, kind, provider = FAMILIES[name]
+    key = generate(random.Random(name + wrap))
+    result = inspect_pasted_text(wrap.format(key))
+    assert result.kind == kind
+    assert result.provider == provider
+    assert result.looks_secret
+    assert result.should_verify == (kind in VERIFIABLE_KINDS)
+    if result.should_verify:
+        assert result.key is not None and result.key.reveal() == key
+        assert result.shape_warning is None
+    else:
+        assert result.key is None
+
+
+MASKED = [
+    "sk-abc...def",  # Admin API redacted_value
+    "sk-admin...xyz",
+    "sk-...abcd",  # dashboard-style truncation
+    "sk-4sJHr" + "*" * 39 + "w8ZP",  # OpenAI's 401 echo of a legacy key
+    "sk-proj-" + "*" * 152 + "21sA",  # ... and of a current project key
+    "Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com",
+    "sk-or-v1" + "*" * 61 + "de5d",
+    "sk-proj-AbCdEfGhIjKlMnOpQrStUv…wxyz",
+    "sk-proj-abcd",  # too short after the prefix
+    "sk-",
+    "my key is sk-abc•••••••xyz9",
+]
+
+
+@pytest.mark.parametrize("text", MASKED, ids=lambda v: repr(v[:24]))
+def test_masked_key_is_explained_not_verified(text: str) -> None:
+    result = inspect_pasted_text(text)
+    assert result.kind == PastedKind.MASKED
+    assert not result.should_verify and result.key is None
+    assert not result.looks_secret
+
+
+def test_masked_form_next_to_a_full_key_is_the_full_key() -> None:
+    key = project_key(1)
+    result = inspect_pasted_text(f"the page shows sk-proj-****{key[-4:]} but I copied {key}")
+    assert result.kind == PastedKind.PROJECT and result.key is not None and result.key.reveal() == key
+
+
+IDENTIFIERS = [
+    ("org-" + chars(random.Random(1), 24), PastedKind.ORGANIZATION_ID),
+    ("OpenAI-Organization: org-" + chars(random.Random(2), 24), PastedKind.ORGANIZATION_ID),
+    ('"organization": "org-' + chars(random.Random(3), 24) + '"', PastedKind.ORGANIZATION_ID),
+    ("proj_" + chars(random.Random(4), 24), PastedKind.PROJECT_ID),
+    ("OpenAI-Project: proj_" + chars(random.Random(5), 24), PastedKind.PROJECT_ID),
+    ("project id proj_" + chars(random.Random(6), 24) + ".", PastedKind.PROJECT_ID),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), IDENTIFIERS, ids=lambda v: str(v)[:24])
+def test_ids_are_named_and_not_secret(text: str, kind: PastedKind) -> None:
+    result = inspect_pasted_text(text)
+    assert result.kind == kind and result.provider == "OpenAI"
+    assert not result.looks_secret and not result.should_verify and result.key is None
+
+
+NOT_A_KEY = [
+    "",
+    "   \n ",
+    "hello",
+    "/start",
+    "I'm stuck...",
+    "where do I find the key?",
+    "https://platform.openai.com/settings/organization/api-keys",
+    "test_masked_key_is_explained_not_verified_at_all",  # long but not random-looking
+    "req_" + chars(random.Random(7), 32, HEX),  # a request id: long, public
+    "user-" + chars(random.Random(8), 24),
+]
+
+
+@pytest.mark.parametrize("text", NOT_A_KEY, ids=lambda v: repr(v[:24]))
+def test_ordinary_text_is_not_a_key(text: str) -> None:
+    result = inspect_pasted_text(text)
+    assert result.kind == PastedKind.NOT_A_KEY
+    assert not result.looks_secret and not result.should_verify and result.key is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_long_random_token_is_not_a_key_but_looks_secret(seed: int) -> None:
+    result = inspect_pasted_text(chars(random.Random(seed), 40, URLSAFE) + "x9")
+    assert result.kind == PastedKind.NOT_A_KEY and result.looks_secret and not result.should_verify
+
+
+SEVERAL = [
+    ("project_current", "svcacct_current", " "),
+    ("project_current", "project_2024", "\n"),
+    ("legacy_user", "telegram_bot", "\n"),
+    ("project_current", "anthropic", "\nANTHROPIC_API_KEY="),
+    ("admin", "project_current", ", "),
+    ("jwt", "chatgpt_session", " "),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "glue"), SEVERAL)
+def test_several_keys_are_not_verified(first: str, second: str, glue: str) -> None:
+    result = inspect_pasted_text(make(first) + glue + make(second, 1))
+    assert result.kind == PastedKind.SEVERAL_KEYS
+    assert result.looks_secret and not result.should_verify and result.key is None
+
+
+def test_the_same_key_twice_is_one_key() -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{key}\n{key}")
+    assert result.kind == PastedKind.PROJECT and result.key is not None and result.key.reveal() == key
+
+
+def test_project_key_with_its_org_id_is_the_key() -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"OPENAI_API_KEY={key}\nOPENAI_ORG_ID=org-{chars(random.Random(), 24)}")
+    assert result.kind == PastedKind.PROJECT
+
+
+@pytest.mark.parametrize("name", ["admin", "admin_long"])
+@pytest.mark.parametrize("wrap", ["{}", "Bearer {}", "OPENAI_ADMIN_KEY={}\n"])
+def test_admin_key_is_never_verified(name: str, wrap: str) -> None:
+    result = inspect_pasted_text(wrap.format(make(name)))
+    assert result.kind == PastedKind.ADMIN
+    assert not result.should_verify and result.key is None and result.looks_secret
+
+
+# --- normalisation ----------------------------------------------------------------------------------
+
+WRAPPERS = [
+    "  {}  \n",
+    "\t{}\r\n",
+    "\u00a0{}\u00a0",
+    "'{}'",
+    '"{}"',
+    "“{}”",
+    "‘{}’",
+    "«{}»",
+    "`{}`",
+    "```{}```",
+    "```\n{}\n```",
+    "```bash\nexport OPENAI_API_KEY={}\n```",
+    "<{}>",
+    "{{{}}}",
+    "${{{}}}",
+    "[{}]",
+    "({})",
+    "{}.",
+    "{},",
+    "{};",
+    "{}!",
+    "{}:",
+    "Bearer {}",
+    "Authorization: Bearer {}",
+    "OPENAI_API_KEY={}",
+    "OPENAI_API_KEY: {}",
+    "export OPENAI_API_KEY={}",
+    'api_key="{}"',
+    "key: {}",
+    "api-key: {}",
+    'openai.api_key = "{}"',
+    "OPENAI_API_KEY='{}'  # production",
+    '{{"api_key": "{}"}}',
+    "here is my key: {}. thanks!",
+    "https://example.com/v1/chat?key={}",
+]
+
+
+@pytest.mark.parametrize("wrap", WRAPPERS)
+@pytest.mark.parametrize("name", ["project_current", "project_2024", "legacy_user", "svcacct_current"])
+def test_key_is_found_inside_what_users_paste(wrap: str, name: str) -> None:
+    key = make(name)
+    result = inspect_pasted_text(wrap.format(key))
+    assert result.kind == FAMILIES[name][1]
+    assert result.key is not None and result.key.reveal() == key
+    assert result.shape_warning is None
+
+
+@pytest.mark.parametrize("char", list(INVISIBLE_CHARS))
+@pytest.mark.parametrize("at", [0, 3, 8, 40, -1])
+def test_zero_width_characters_are_removed_anywhere(char: str, at: int) -> None:
+    key = project_key()
+    position = len(key) if at == -1 else at
+    result = inspect_pasted_text(key[:position] + char + key[position:] + char)
+    assert result.key is not None and result.key.reveal() == key
+
+
+@pytest.mark.parametrize("breaks", [[40], [80], [100, 150], [30, 60, 90, 120, 150], [9], [57]])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", " \n ", "\n\t"])
+def test_wrapped_key_is_rejoined(breaks: list[int], newline: str) -> None:
+    key = project_key(2)
+    cuts = [0, *breaks, len(key)]
+    text = newline.join(key[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
+    result = inspect_pasted_text(f'"{text}"')
+    assert result.kind == PastedKind.PROJECT
+    assert result.key is not None and result.key.reveal() == key
+
+
+def test_wrapped_legacy_key_is_rejoined() -> None:
+    key = make("legacy_user")
+    result = inspect_pasted_text(f"{key[:30]}\n{key[30:]}")
+    assert result.key is not None and result.key.reveal() == key and result.shape_warning is None
+
+
+@pytest.mark.parametrize("after", ["thanks", "Thanks!", "ok", "please check"])
+def test_word_on_the_next_line_is_not_glued_to_the_key(after: str) -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{key}\n{after}")
+    assert result.key is not None and result.key.reveal() == key
+
+
+def test_word_after_a_cut_key_is_not_glued_either() -> None:
+    cut = project_key()[:100]
+    result = inspect_pasted_text(f"{cut}\nthanks")
+    assert result.key is not None and result.key.reveal() == cut
+    assert result.shape_warning is not None
+
+
+def test_two_keys_on_two_lines_are_not_joined() -> None:
+    assert inspect_pasted_text(f"{make('legacy_user')}\n{make('legacy_user', 1)}").kind == PastedKind.SEVERAL_KEYS
+
+
+def test_internal_space_means_two_tokens() -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{key[:60]} {key[60:]}")
+    assert result.should_verify and result.key is not None
+    assert result.key.reveal() == key[:60] and result.shape_warning is not None
+
+
+# --- formats are hints, not verdicts --------------------------------------------------------------
+
+UNKNOWN_SHAPES = [
+    ("sk-" + chars(random.Random(1), 32, HEX), PastedKind.LEGACY_USER, "shorter"),  # e.g. a DeepSeek key
+    ("sk-" + chars(random.Random(2), 48), PastedKind.LEGACY_USER, "lacks"),  # no marker: a proxy's key?
+    ("sk-" + chars(random.Random(3), 20), PastedKind.LEGACY_USER, "shorter"),
+    (project_key()[:90], PastedKind.PROJECT, "shorter"),  # cut off
+    (project_key() + "abcdefghij", PastedKind.PROJECT, "longer"),  # an extra paste
+    ("sk-svcacct-" + chars(random.Random(4), 120, URLSAFE), PastedKind.SERVICE_ACCOUNT, "lacks"),
+    ("sk-None-" + chars(random.Random(5), 60), PastedKind.UNSCOPED, "lacks"),
+    ("sk-proj-" + chars(random.Random(6), 40, "_-") + MARK + chars(random.Random(6), 40), PastedKind.PROJECT,
+     "unusual"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "warning"), UNKNOWN_SHAPES, ids=lambda v: str(v)[:12])
+def test_plausible_unknown_shape_is_still_verified_with_a_warning(text: str, kind: PastedKind,
+                                                                   warning: str) -> None:
+    result = inspect_pasted_text(f" {text} ")
+    assert result.kind == kind
+    assert result.should_verify and result.key is not None and result.key.reveal() == text
+    assert result.shape_warning is not None and warning in result.shape_warning
+
+
+# --- no plaintext anywhere --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_result_never_prints_the_secret(name: str) -> None:
+    key = make(name)
+    result = inspect_pasted_text(f"key: {key}")
+    for shown in (repr(result), str(result), f"{result}", repr(result.key), str(result.key)):
+        assert key not in shown
+        assert key[10:-4] not in shown
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+KIND_NAMES = {
+    "project", "service_account", "legacy_user", "unscoped", "admin", "masked", "organization_id", "project_id",
+    "other_provider", "telegram_bot_token", "session_token", "several_keys", "not_a_key",
+}
+
+any_text = st.text(alphabet=st.characters(exclude_categories=()))
+generated_key = st.builds(make, st.sampled_from(sorted(FAMILIES)), st.integers(0, 10**6))
+key_fragment = st.builds(lambda key, a, b: key[a:b], generated_key, st.integers(0, 60), st.integers(1, 200))
+glue = st.sampled_from([
+    " ", "\n", "\r\n", " \n", "\t", "\u00a0", *INVISIBLE_CHARS, "...", "…", "*", "****", "`", "```", '"', "'",
+    "=", ":", ".", ",", "-", "_", "${", "}", "<", ">", "Bearer ", "OPENAI_API_KEY=", "org-", "proj_",
+    "12345:", "bot", "https://api.telegram.org/bot", *SECRET_PREFIXES,
+])
+noise = st.one_of(st.text(max_size=12), st.text(alphabet=URLSAFE, max_size=40), glue)
+# short secrets sit near the guard's thresholds: a prefix plus 0-40 characters, a bot-token-ish pair
+short_secret = st.one_of(
+    st.builds(str.__add__, st.sampled_from([*SECRET_PREFIXES, "sk-proj-", "sk-None-", "sk_live_", "sk-ant-"]),
+              st.text(alphabet=st.sampled_from(ALNUM), max_size=40)),
+    st.builds("{}:{}".format, st.integers(0, 10**12), st.text(alphabet=st.sampled_from(URLSAFE), max_size=40)),
+)
+pasted_text = st.lists(st.one_of(generated_key, key_fragment, short_secret, noise, glue), max_size=10).map(
+    "".join)
+
+
+def test_fast_prefilter_literals_cover_every_prefix() -> None:
+    """might_carry_secret skips its prefix regex unless one of these is present (see secret_shapes)."""
+    assert all("-" in p or "_" in p or p in ("eyJ", "AIza", "AKIA", "ASIA") for p in SECRET_PREFIXES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_text)
+def test_never_raises_and_kind_is_one_of_thirteen(text: str) -> None:
+    result = inspect_pasted_text(text)
+    assert result.kind in KIND_NAMES and len(PastedKind) == 13
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.characters(exclude_categories=()), min_size=1, max_size=40), st.integers(1, 5000))
+def test_huge_texts_do_not_break_it(chunk: str, times: int) -> None:
+    text = (chunk * times)[:100_000]
+    assert inspect_pasted_text(text).kind in KIND_NAMES
+    might_carry_secret(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pasted_text)
+def test_verified_key_comes_from_the_input(text: str) -> None:
+    result = inspect_pasted_text(text)
+    assert result.kind in KIND_NAMES
+    assert result.should_verify == (result.kind in VERIFIABLE_KINDS)
+    if result.should_verify:
+        assert result.key is not None
+        plain = result.key.reveal()
+        assert plain in whitespace_free(normalise_pasted_text(text))
+        assert plain in whitespace_free(text)
+        assert plain not in repr(result)
+    else:
+        assert result.key is None
+    if result.kind in (PastedKind.ADMIN, PastedKind.MASKED):
+        assert not result.should_verify
+
+
+@settings(max_examples=1500, deadline=None)
+@given(pasted_text)
+def test_fast_guard_over_approximates_inspection(text: str) -> None:
+    """Critical: the runtime deletes on might_carry_secret; it must never miss what inspection calls secret."""
+    if inspect_pasted_text(text).looks_secret:
+        assert might_carry_secret(text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(pasted_text)
+def test_fast_guard_over_approximates_the_raw_scan(text: str) -> None:
+    """Log redaction scans text as is (no normalisation) behind the same fast check."""
+    if any(token.kind.is_secret for token in find_tokens(text)):
+        assert might_carry_secret(text)
+
+
+@pytest.mark.parametrize("char", list(INVISIBLE_CHARS))
+def test_fast_guard_sees_a_secret_behind_a_zero_width_character(char: str) -> None:
+    """Removing the character glues the key to the word before it; the raw text still has the key."""
+    text = f"a{char}sk-proj-{chars(random.Random(), 20)}"
+    assert any(t.kind.is_secret for t in find_tokens(text))
+    assert might_carry_secret(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_text)
+def test_fast_guard_over_approximates_on_any_text(text: str) -> None:
+    if inspect_pasted_text(text).looks_secret or any(t.kind.is_secret for t in find_tokens(text)):
+        assert might_carry_secret(text)
