@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, LinkPreviewOptions, Update
@@ -17,6 +19,7 @@ from bot.intake import Intake, SubmissionLimits
 from bot.keyflow import KeyFlow
 from bot.messenger import Messenger
 from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
 from bot.runtime import Runtime
 from bot.secret_guard import GuardedUpdateProcessor, SecretGuard
 from flows.content import load_content
@@ -26,6 +29,7 @@ from storage.repositories import (
     AuditLog,
     ConversationRepository,
     KeyRecordRepository,
+    OutboxRepository,
     ProcessedUpdateRepository,
 )
 
@@ -40,12 +44,24 @@ MAX_CONCURRENT_UPDATES = 512
 
 @dataclass
 class BotApp:
-    application: Application  # type: ignore[type-arg]
+    application: Application
     runtime: Runtime
     settings: Settings
+    worker: OutboxWorker | None = None
     closers: list[Any] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
+        if self.worker is not None:
+            self.background.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
 
     async def close(self) -> None:
+        """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
+        if self.worker is not None:
+            self.worker.stop()
+        if self.background:
+            await asyncio.wait(self.background, timeout=30)
         await self.runtime.drain()
         for close in self.closers:
             await close()
@@ -84,22 +100,33 @@ def build_bot(settings: Settings) -> BotApp:
                                     api_key=SecretKey(dt_key.get_secret_value()) if dt_key else None,
                                     connect_path=settings.doubletick_connect_path,
                                     timeout=settings.doubletick_timeout_s)
+    keyring = settings.keyring()
+    retry = RetryPolicy(hold=timedelta(minutes=settings.outbox_hold_minutes),
+                        first_delay_s=settings.outbox_first_retry_s)
+    outbox_repo = OutboxRepository(sessions)
     keyflow = KeyFlow(verifier=verifier, connector=connector, keys=KeyRecordRepository(sessions),
-                      fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode())
-    runtime = Runtime(conversations=ConversationRepository(sessions), updates=ProcessedUpdateRepository(sessions),
+                      fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode(),
+                      holder=SealedOutbox(outbox_repo, keyring, retry))
+    conversations = ConversationRepository(sessions)
+    runtime = Runtime(conversations=conversations, updates=ProcessedUpdateRepository(sessions),
                       audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
                       view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT))
+    worker = OutboxWorker(repo=outbox_repo, conversations=conversations, keyring=keyring, runtime=runtime,
+                          keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s)
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
     BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
-    bot_app = BotApp(application, runtime, settings,
+    bot_app = BotApp(application, runtime, settings, worker=worker,
                      closers=[verifier.aclose, connector.aclose, engine.dispose])
     application.bot_data["bot_app"] = bot_app
     return bot_app
 
 
-async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
+async def _post_init(application: Application) -> None:
     """Register the command menu (setMyCommands) for private chats."""
     commands = load_content("en").commands()
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()],
                                           scope=BotCommandScopeAllPrivateChats())
     log.info("bot @%s ready", application.bot.username)
+    bot_app = application.bot_data.get("bot_app")
+    if isinstance(bot_app, BotApp):
+        bot_app.start_background()

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 __all__ = ["main"]
 
@@ -29,10 +34,19 @@ def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
     install_redaction(secrets)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
+    """Load and validate settings; a bad value stops the process with a message that echoes no secret."""
+    from pydantic import ValidationError
+
     from bot.config import Settings
 
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in error["loc"]).upper()
+            print(f"configuration error: {field}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,10 +85,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     with Sandbox(telegram_port=args.telegram_port, openai_port=args.openai_port,
                  doubletick_port=args.doubletick_port) as sandbox:
         print(sandbox.describe(), flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_forever())
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -7,14 +7,15 @@ at start, not fail on the first paste an hour later.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
 
 from flows.machine import Policy
 from flows.view import ViewSettings
 from storage.db import DEFAULT_DATABASE_URL
+from storage.sealing import KeyRing
 
 __all__ = ["Settings"]
 
@@ -28,7 +29,9 @@ def _split_list(value: object) -> object:
 class Settings(BaseSettings):
     """Every option, with its environment variable name (case-insensitive) and default."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a malformed secret must not be echoed in the start-up error.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      hide_input_in_errors=True)
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
@@ -49,6 +52,8 @@ class Settings(BaseSettings):
     key_encryption_keys: SecretStr | None = None
     fingerprint_secret: SecretStr | None = None
     outbox_hold_minutes: int = 15
+    outbox_first_retry_s: float = 5.0
+    outbox_poll_s: float = 1.0
 
     operator_name: str = "the DoubleTick support team"
     support_url: str | None = "https://web.doubletick.io"
@@ -68,6 +73,26 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("key_encryption_keys")
+    @classmethod
+    def _keyring_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            KeyRing.from_spec(value.get_secret_value())  # raises InvalidKeyRing with a safe message
+        return value
+
+    @field_validator("fingerprint_secret")
+    @classmethod
+    def _fingerprint_secret_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("FINGERPRINT_SECRET must be at least 16 characters (32 random bytes recommended)")
+        return value
+
+    def keyring(self) -> KeyRing:
+        """The key-encryption keys; the bot refuses to start without them."""
+        if self.key_encryption_keys is None:
+            raise SystemExit("KEY_ENCRYPTION_KEYS is not set: generate one with `onboarding-bot keys generate`.")
+        return KeyRing.from_spec(self.key_encryption_keys.get_secret_value())
+
     @property
     def auto_connect(self) -> bool:
         return bool(self.doubletick_connect_path and self.doubletick_api_key)
@@ -75,7 +100,8 @@ class Settings(BaseSettings):
     @cached_property
     def policy(self) -> Policy:
         return Policy(auto_connect=self.auto_connect, asks_workspace=self.open_mode and self.auto_connect,
-                      can_hold=self.key_encryption_keys is not None)
+                      can_hold=self.key_encryption_keys is not None,
+                      hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0)
 
     def view_settings(self, probe_cost: str) -> ViewSettings:
         return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe

@@ -32,7 +32,8 @@ __all__ = ["BotHandlers"]
 
 log = logging.getLogger(__name__)
 
-COMMAND_EVENTS: dict[str, type[ev.Event]] = {
+COMMAND_EVENTS: dict[str, type[ev.RestartAsked | ev.CancelAsked | ev.HelpAsked | ev.PrivacyAsked
+                                | ev.ReplaceAsked | ev.DisconnectAsked]] = {
     "restart": ev.RestartAsked,
     "cancel": ev.CancelAsked,
     "help": ev.HelpAsked,
@@ -72,7 +73,7 @@ class BotHandlers:
     intake: Intake
     guard: SecretGuard
 
-    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+    def register(self, app: Application) -> None:
         """All wiring in one place."""
         app.add_handler(MessageHandler(filters.ChatType.GROUPS, self.group_message))
         app.add_handler(CommandHandler("start", self.start, PRIVATE))

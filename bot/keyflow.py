@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Connector", "KeyFlow", "KeyHolder", "Verifier"]
 
 log = logging.getLogger(__name__)
+DISCONNECTED = (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED, ConnectionOutcome.NOT_CONFIGURED)
 
 
 class Verifier(Protocol):
@@ -81,14 +82,14 @@ class KeyFlow:
                 idempotency = self._idempotency_key(chat.chat_id, attempt, workspace_id, key)
                 return ev.ConnectionFinished(attempt, await self.connector.connect(workspace_id, key, idempotency))
             case fx.Disconnect(workspace_id=workspace_id):
-                result = ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
+                removal = ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
                 if self.connector.configured and workspace_id:
                     token = hashlib.sha256(f"disconnect:{chat.chat_id}:{workspace_id}:{self.clock().date()}"
                                            .encode()).hexdigest()[:32]
-                    result = await self.connector.disconnect(workspace_id, token)
-                if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.NOT_CONFIGURED):
+                    removal = await self.connector.disconnect(workspace_id, token)
+                if removal.outcome in DISCONNECTED:
                     await self.keys.delete_for_chat(chat.chat_id)
-                return ev.DisconnectFinished(result)
+                return ev.DisconnectFinished(removal)
         return None
 
     def _idempotency_key(self, chat_id: int, attempt: int, workspace_id: str, key: SecretKey) -> str:

@@ -8,6 +8,7 @@ shared/reference/telegram-bot-api.md section 1.3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from enum import StrEnum
 
@@ -89,7 +90,5 @@ class Messenger:
 
     async def delete_quietly(self, chat_id: int, message_id: int) -> None:
         """Best-effort removal of the bot's own superseded guide message."""
-        try:
+        with contextlib.suppress(TelegramError):
             await self.bot.delete_message(chat_id, message_id)
-        except TelegramError:
-            pass

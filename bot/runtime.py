@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.chat_locks import ChatLocks
 from bot.keyflow import KeyFlow
@@ -89,6 +89,12 @@ class Runtime:
             self._spawn(self._pipeline(chat, deferred, key))
         return result
 
+    async def resume(self, chat: ChatRef, event: ev.Event, key: SecretKey | None) -> None:
+        """Feed a verdict reached outside an update (the outbox worker) and finish the pipeline inline."""
+        _result, deferred, _ = await self._apply(chat, event, key=key, notify=True)
+        if deferred:
+            await self._pipeline(chat, deferred, key)
+
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait for running key pipelines (graceful shutdown)."""
         if self._tasks:
@@ -101,7 +107,12 @@ class Runtime:
     # -- core ----------------------------------------------------------------------------------
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
                      pressed_message_id: int | None = None, key: SecretKey | None = None,
-                     ) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
+                     notify: bool = False) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
+        """Load, step, save (retrying on a concurrent change), then perform the effects.
+
+        ``notify``: show the result as a new message (Telegram notifies for those, not for edits), for
+        verdicts that arrive minutes later from the outbox.
+        """
         async with self._locks.hold(chat.chat_id):
             if update_id is not None and not await self.updates.claim(update_id):
                 log.info("update %s was already processed; skipped", update_id)
@@ -125,7 +136,7 @@ class Runtime:
             else:
                 raise RuntimeError(f"could not save conversation of chat {chat.chat_id}")
             result = HandleResult()
-            deferred = await self._perform(chat, row, transition, result, key, pressed_message_id)
+            deferred = await self._perform(chat, row, transition, result, key, pressed_message_id, notify)
             return result, deferred, key
 
     async def _load(self, chat: ChatRef) -> ConversationRow:
@@ -139,14 +150,15 @@ class Runtime:
 
     async def _perform(self, chat: ChatRef, row: ConversationRow, transition: Transition,
                        result: HandleResult, key: SecretKey | None,
-                       pressed_message_id: int | None) -> list[fx.Effect]:
+                       pressed_message_id: int | None, notify: bool = False) -> list[fx.Effect]:
         conv = transition.conversation
         deferred: list[fx.Effect] = []
         for effect in transition.effects:
             result.effects.append(effect)
             match effect:
                 case fx.Render():
-                    await self._render(chat, row, conv, effect, pressed_message_id)
+                    await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
+                                       pressed_message_id)
                     toast = TOASTS.get(effect.notice or "")
                     if toast:
                         result.toast = load_content(chat.language).callback_answer(toast)

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.standins.demo_keys import DEMO_KEYS, register_demo_keys
-from bot.standins.doubletick import DEFAULT_CONNECT_PATH, DEMO_OPERATOR_KEY, FakeDoubleTick, create_doubletick_app
+from bot.standins.doubletick import (
+    DEFAULT_CONNECT_PATH,
+    DEMO_OPERATOR_KEY,
+    FakeDoubleTick,
+    create_doubletick_app,
+)
 from bot.standins.openai import FakeOpenAI, create_openai_app
 from bot.standins.server import BackgroundServer
 from bot.standins.telegram import FakeTelegram, create_telegram_app

@@ -114,8 +114,8 @@ def missing_content(content: Content) -> list[str]:
             need(f"copy.{name}", content.copy, name)
     for name, problem in PROBLEMS.items():
         need(f"problems.{name}", content.problem, name)
-        for action in problem.actions:
-            need(f"buttons.{action.action}", content.button, action.action)
+        for option in problem.actions:
+            need(f"buttons.{option.action}", content.button, option.action)
         for link in problem.links:
             need(f"links.{link.name}", content.link, link.name)
     for action in ("back", "next", "stuck"):

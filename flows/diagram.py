@@ -82,5 +82,6 @@ def mermaid() -> str:
         label = ", ".join(sorted(labels))
         lines.append(f"    {source.value} --> {target.value}: {label}")
     lines.append("    connected --> [*]")
-    lines.append("    note right of welcome: every guide step has Back and I'm stuck; a key pasted at any step is deleted and verified")
+    lines.append("    note right of welcome: every guide step has Back and I'm stuck;"
+                 " a key pasted at any step is deleted and verified")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ class Policy:
     asks_workspace: bool = False  # open mode: users name their workspace themselves
     can_hold: bool = False  # the sealed retry outbox is available
     pipeline_timeout_s: float = 120.0  # a verifying/connecting step older than this was interrupted
+    hold_timeout_s: float = 16 * 60.0  # a held key older than this is gone (the outbox expired it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
         case ev.ConnectionFinished():
             return _on_connection(conv, event, policy, now)
         case ev.DisconnectFinished(result=result):
-            if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.NOT_CONFIGURED):
+            if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED,
+                                  ConnectionOutcome.NOT_CONFIGURED):
                 cleared = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
                                        attempt=conv.attempt, step_entered_at=now)
                 return Transition(cleared, (fx.Audit("disconnected"), fx.Reply("disconnected"),
@@ -138,8 +140,8 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
 
 
 def _on_start(conv: Conversation, policy: Policy, now: float) -> Transition:
-    if conv.step in PIPELINE_STEPS and conv.step != Step.HELD \
-            and now - conv.step_entered_at > policy.pipeline_timeout_s:
+    timeout = policy.hold_timeout_s if conv.step == Step.HELD else policy.pipeline_timeout_s
+    if conv.step in PIPELINE_STEPS and now - conv.step_entered_at > timeout:
         return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="interrupted")
     if conv.step == Step.WELCOME:
         return _show(conv)

@@ -105,7 +105,7 @@ _AS_DIGIT_KEY_COLON = bytes(
     ord("d") if b in b"0123456789" else ord("k") if b in _KEY_BYTES else ord(":") if b == ord(":") else 32
     for b in range(256)
 )
-_LONG_RUN = b"k" * 34
+_LONG_RUN = b"k" * 32
 
 
 def _grouped_alternation(words: tuple[str, ...]) -> str:
@@ -115,7 +115,7 @@ def _grouped_alternation(words: tuple[str, ...]) -> str:
     return "(?:" + "|".join(f"{re.escape(c)}(?:{g})" for c, g in zip(firsts, groups, strict=True)) + ")"
 
 
-_PREFIX_RE = re.compile(f"(?<![A-Za-z0-9]){_grouped_alternation(SECRET_PREFIXES)}[{_KEY_CHARS}]".encode())
+_PREFIX_RE = re.compile(f"(?<![A-Za-z0-9_-]){_grouped_alternation(SECRET_PREFIXES)}[{_KEY_CHARS}]".encode())
 
 
 def strip_invisible(text: str) -> str:

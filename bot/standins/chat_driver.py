@@ -127,8 +127,8 @@ class ChatDriver:
             except (LookupError, KeyError) as exc:
                 last_error = exc
             time.sleep(0.02)
-        raise TimeoutError(f"timed out waiting for {what}; last error: {last_error}; "
-                           f"messages: {[(m['message_id'], plain_text(m.get('text') or '')[:60]) for m in self.messages()]}")
+        seen = [(m["message_id"], plain_text(m.get("text") or "")[:60]) for m in self.messages()]
+        raise TimeoutError(f"timed out waiting for {what}; last error: {last_error}; messages: {seen}")
 
     def wait_guide(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until the guide message's text contains ``contains``."""

@@ -32,7 +32,7 @@ import httpx
 
 from bot.standins.telegram_request import ApiError, ApiRequest
 from bot.standins.telegram_validate import allowed_updates_arg
-from bot.standins.telegram_world import BotWorld, UpdateRecord
+from bot.standins.telegram_world import BotWorld, UpdateRecord, WebhookState
 
 if TYPE_CHECKING:
     from bot.standins.telegram_state import FakeTelegram
@@ -160,12 +160,14 @@ async def get_updates(
             await fake.notifier.wait(since, deadline - time.monotonic(), watcher)
             with fake.lock:
                 since = fake.notifier.generation
+                if not fake.owns(world):  # the stand-in was reset: end quietly
+                    return []
                 if world.poller is not me:
                     by_webhook = world.poller is SET_WEBHOOK_ABORT
                     raise ApiError(409, CONFLICT_SET_WEBHOOK if by_webhook else CONFLICT_OTHER_POLL)
                 gone = watcher is not None and watcher.done()
                 batch = [] if gone else _select(world, offset, limit)
-                if batch or gone or time.monotonic() >= deadline or not fake.owns(world):
+                if batch or gone or time.monotonic() >= deadline:
                     world.poller = None
                     return _hand_over(batch)
     finally:
@@ -228,27 +230,36 @@ class WebhookDispatcher:
                     ok, reached, error, retry_after = await self._post(
                         url, secret, body, self._fake.settings.webhook_timeout_s)
                 with self._fake.lock:
-                    head.delivered = head.delivered or reached
-                    if ok:
-                        head.confirmed = True
-                        continue
-                    head.last_error = error
-                    settings = self._fake.settings
-                    if hook is not None and world is not None and world.webhook is hook:
-                        hook.last_error_date = int(time.time())
-                        hook.last_error_message = error
-                    backoff = settings.webhook_retry_initial_s * 2 ** (head.attempts - 1)
-                    delay = min(backoff, settings.webhook_retry_max_s) if retry_after is None else retry_after
-                    if head.attempts >= settings.webhook_max_attempts or \
-                            time.monotonic() + delay > head.expires_monotonic:
-                        head.dropped = True
-                        continue
-                await asyncio.sleep(delay)
+                    current = hook if world is not None and world.webhook is hook else None
+                    delay = self._settle(head, current, ok, reached, error, retry_after)
+                self._fake.notifier.notify()  # an attempt finished: observers re-check
+                if delay is not None:
+                    await asyncio.sleep(delay)
         except asyncio.CancelledError:
             self._workers.pop(slot, None)
             raise
         finally:
             self._fake.notifier.notify()
+
+    def _settle(self, head: UpdateRecord, hook: WebhookState | None, ok: bool, reached: bool,
+                error: str | None, retry_after: float | None) -> float | None:
+        """Record one attempt's outcome; return the delay before a retry (None: move on)."""
+        head.delivered = head.delivered or reached
+        if ok:
+            head.confirmed = True
+            return None
+        head.last_error = error
+        settings = self._fake.settings
+        if hook is not None:
+            hook.last_error_date = int(time.time())
+            hook.last_error_message = error
+        backoff = settings.webhook_retry_initial_s * 2 ** (head.attempts - 1)
+        delay = min(backoff, settings.webhook_retry_max_s) if retry_after is None else retry_after
+        expired = time.monotonic() + delay > head.expires_monotonic
+        if head.attempts >= settings.webhook_max_attempts or expired:
+            head.dropped = True
+            return None
+        return delay
 
     async def _post(self, url: str, secret: str, body: bytes,
                     limit_s: float) -> tuple[bool, bool, str | None, float | None]:

@@ -71,10 +71,11 @@ def chat_id_of(req: ApiRequest) -> int | None:
     return to_integer(raw) if raw and raw.lstrip("-").isdigit() else None
 
 
-def _chat(ctx: MethodContext, req: ApiRequest, *, empty: str = "chat_id is empty") -> ChatRecord:
+def _chat(ctx: MethodContext, req: ApiRequest) -> ChatRecord:
+    """``check_chat``: the bot only knows chats whose users wrote to it (or groups it is in)."""
     raw = req.arg("chat_id")
     if not raw:
-        raise bad_request(empty)
+        raise bad_request("chat_id is empty")
     chat = ctx.world.chats.get(to_integer(raw)) if raw.lstrip("-").isdigit() else None
     if chat is None:
         raise bad_request("chat not found")
@@ -112,9 +113,10 @@ def _reply_to(chat: ChatRecord, req: ApiRequest) -> int | None:
 
 
 def _new_bot_message(ctx: MethodContext, chat: ChatRecord, req: ApiRequest, **fields: Any) -> StoredMessage:
+    reply_to = _reply_to(chat, req)  # may fail: check before a message id is spent
     message = StoredMessage(
         message_id=chat.take_message_id(), chat_id=chat.id, sender=ctx.world.me, from_bot=True,
-        date=int(time.time()), sent_monotonic=time.monotonic(), reply_to_message_id=_reply_to(chat, req),
+        date=int(time.time()), sent_monotonic=time.monotonic(), reply_to_message_id=reply_to,
         protect_content=req.bool_arg("protect_content"), **fields)
     chat.messages[message.message_id] = message
     return message
@@ -388,8 +390,7 @@ def set_webhook(ctx: MethodContext, req: ApiRequest) -> Any:
     allowed = allowed_updates_arg(req)
     if allowed is not None:
         world.allowed_updates = allowed
-    world.webhook_generation += 1
-    world.webhook = WebhookState(url, secret, max_connections, world.webhook_generation)
+    world.webhook = WebhookState(url, secret, max_connections, ctx.fake.next_webhook_generation())
     ctx.fake.changed(world)
     return Described(True, "Webhook was set")
 

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -91,6 +91,8 @@ class FakeTelegram:
         self._dispatcher = WebhookDispatcher(self)
         self._next_update_ids: dict[int, int] = {}  # survive reset: update ids only ever grow
         self._last_bot_id: int | None = None  # survives reset: control calls keep their target
+        self._webhook_generations = 0  # survives reset: old webhook workers never serve a new webhook
+        self._call_seq = 0  # survives reset: a waiter's after_seq stays meaningful
         self._init_state()
 
     def _init_state(self) -> None:
@@ -118,6 +120,10 @@ class FakeTelegram:
         loop = self._loop
         if world is not None and world.webhook is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._dispatcher.kick, world.me.id)
+
+    def next_webhook_generation(self) -> int:
+        self._webhook_generations += 1
+        return self._webhook_generations
 
     def owns(self, world: BotWorld) -> bool:
         return self._bots.get(world.me.id) is world
@@ -191,13 +197,18 @@ class FakeTelegram:
         except ApiError as error:
             self._finish(record, error)
             return error_response(error)
+        except Exception as bug:  # a stand-in bug must show up in the log, not wedge a waiter
+            failure = ApiError(500, f"Internal Server Error: stand-in failure ({type(bug).__name__})")
+            self._finish(record, failure)
+            return error_response(failure)
         self._finish(record, None)
         if isinstance(result, Described):
             return ok_response(result.result, result.description)
         return ok_response(result)
 
     def _append_call(self, record: CallRecord) -> None:
-        record.seq = len(self._calls) + 1
+        self._call_seq += 1
+        record.seq = self._call_seq
         self._calls.append(record)
 
     def _before_call(self, world: BotWorld, req: ApiRequest, record: CallRecord) -> None:
@@ -455,8 +466,7 @@ class FakeTelegram:
         """Forget everything (webhooks stop, long polls end); constructor options are kept."""
         with self.lock:
             for world in self._bots.values():
-                world.webhook = None
-                world.poller = None
+                world.webhook = None  # webhook workers stop; long polls answer [] (see get_updates)
                 self._next_update_ids[world.me.id] = world.next_update_id
             self._init_state()
         self.notifier.notify()
@@ -500,6 +510,18 @@ class FakeTelegram:
             return [{"callback_query_id": q.id, "user_id": q.user_id, "chat_id": q.chat_id,
                      "message_id": q.message_id, "answered": q.answered, "answer": q.answer}
                     for q in queries]
+
+    async def wait_until(self, condition: Callable[[], bool], within_s: float = 5.0) -> bool:
+        """Re-check ``condition`` on every change of the stand-in; False if still unmet after ``within_s``."""
+        deadline = time.monotonic() + within_s
+        while True:
+            since = self.notifier.generation
+            if condition():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self.notifier.wait(since, remaining)
 
     async def wait_for_calls(self, chat_id: int, after_seq: int = 0, within_s: float = 5.0,
                              method: str | None = None) -> list[dict[str, Any]]:

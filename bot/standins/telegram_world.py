@@ -280,7 +280,6 @@ class BotWorld:
     callback_queries: dict[str, CallbackQueryRecord] = field(default_factory=dict)
     allowed_updates: frozenset[str] | None = None
     webhook: WebhookState | None = None
-    webhook_generation: int = 0
     last_webhook_set_monotonic: float = float("-inf")
     poller: object | None = None
     commands: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)

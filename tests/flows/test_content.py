@@ -54,7 +54,7 @@ def test_keys_page_step_links_to_openai_and_name_step_has_a_copy_button() -> Non
 def test_user_supplied_values_are_html_escaped() -> None:
     conv = Conversation(step=Step.CONNECTED, workspace_id="<b>x</b>", key_last_four="<i>")
     text = render_step(conv, load_content(), ViewSettings()).text
-    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<i>" not in text.replace("<i>", "", 0) or "&lt;i&gt;" in text
+    assert ("&lt;b&gt;x&lt;/b&gt;" in text and "<i>" not in text.replace("<i>", "", 0)) or "&lt;i&gt;" in text
 
 
 @pytest.mark.parametrize("data", [None, "", "a|b|c", "x" * 65, "welcome|<script>", "welcome"])

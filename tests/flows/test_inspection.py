@@ -7,6 +7,7 @@ repeatable) instead of being written out: nothing here looks like a leaked secre
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import string
@@ -299,7 +300,7 @@ def test_zero_width_characters_are_removed_anywhere(char: str, at: int) -> None:
 def test_wrapped_key_is_rejoined(breaks: list[int], newline: str) -> None:
     key = project_key(2)
     cuts = [0, *breaks, len(key)]
-    text = newline.join(key[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
+    text = newline.join(key[a:b] for a, b in itertools.pairwise(cuts))
     result = inspect_pasted_text(f'"{text}"')
     assert result.kind == PastedKind.PROJECT
     assert result.key is not None and result.key.reveal() == key
@@ -388,11 +389,15 @@ glue = st.sampled_from([
     "12345:", "bot", "https://api.telegram.org/bot", *SECRET_PREFIXES,
 ])
 noise = st.one_of(st.text(max_size=12), st.text(alphabet=URLSAFE, max_size=40), glue)
-# short secrets sit near the guard's thresholds: a prefix plus 0-40 characters, a bot-token-ish pair
+# short secrets sit near the guard's thresholds: a prefix plus 0-40 characters, a bot-token-ish pair, and
+# a key's first characters wrapped onto the next line
+body = st.builds(lambda n, seed, alphabet: chars(random.Random(seed), n, alphabet),
+                 st.integers(0, 40), st.integers(0, 2**32), st.sampled_from([ALNUM, URLSAFE, HEX]))
 short_secret = st.one_of(
     st.builds(str.__add__, st.sampled_from([*SECRET_PREFIXES, "sk-proj-", "sk-None-", "sk_live_", "sk-ant-"]),
-              st.text(alphabet=st.sampled_from(ALNUM), max_size=40)),
-    st.builds("{}:{}".format, st.integers(0, 10**12), st.text(alphabet=st.sampled_from(URLSAFE), max_size=40)),
+              body),
+    st.builds("{}:{}".format, st.integers(0, 10**12), body),
+    st.builds("{}\n{}".format, st.builds(str.__add__, st.just("sk-"), body), body),
 )
 pasted_text = st.lists(st.one_of(generated_key, key_fragment, short_secret, noise, glue), max_size=10).map(
     "".join)
@@ -450,6 +455,25 @@ def test_fast_guard_over_approximates_the_raw_scan(text: str) -> None:
     """Log redaction scans text as is (no normalisation) behind the same fast check."""
     if any(token.kind.is_secret for token in find_tokens(text)):
         assert might_carry_secret(text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.one_of(short_secret, glue, st.text(max_size=3)), max_size=5).map("".join))
+def test_fast_guard_over_approximates_near_its_thresholds(text: str) -> None:
+    if inspect_pasted_text(text).looks_secret or any(t.kind.is_secret for t in find_tokens(text)):
+        assert might_carry_secret(text)
+
+
+@pytest.mark.parametrize("prefix", [*SECRET_PREFIXES, "sk-proj-", "sk-None-", "sk-admin-", "sk_live_", "sk-ant-"])
+def test_fast_guard_over_approximates_every_prefix_at_every_length(prefix: str) -> None:
+    rng = random.Random(prefix)
+    for before in ("", " ", "-", "_", "a", "=", "\u200b", "a\u200b", "\n"):
+        for after in ("", " ", "...", "\nabcdefghijklmnopqrstuvwxyz0123"):
+            for n in range(41):
+                for alphabet in (ALNUM, URLSAFE, UPPER_ALNUM):
+                    text = before + prefix + chars(rng, n, alphabet) + after
+                    if inspect_pasted_text(text).looks_secret or any(t.kind.is_secret for t in find_tokens(text)):
+                        assert might_carry_secret(text), repr(text)
 
 
 @pytest.mark.parametrize("char", list(INVISIBLE_CHARS))

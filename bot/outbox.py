@@ -1,0 +1,198 @@
+"""The sealed retry outbox: hold a key, encrypted, while OpenAI or DoubleTick recovers, then finish.
+
+Why: an indeterminate verification (OpenAI 5xx, timeouts) or a transient DoubleTick failure should not
+make the customer start over, and must not keep the plaintext around either. The key is sealed with
+AES-GCM (associated data binds it to its conversation and purpose) under a key-encryption key that
+lives only in configuration, kept for at most ``OUTBOX_HOLD_MINUTES``, retried with exponential backoff,
+and the row is deleted (not marked) on success, definitive failure or expiry. Workers on several
+replicas share rows through ``claim_due`` (``SKIP LOCKED`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.runtime import ChatRef
+from flows import effects as fx
+from flows import events as ev
+from flows.outcomes import ConnectionOutcome, ConnectionResult, VerificationOutcome, VerificationResult
+from flows.secret import SecretKey
+from flows.state import Conversation
+from flows.steps import Step
+from storage.models import OutboxItem, OutboxPurpose
+from storage.repositories import ConversationRepository, OutboxRepository
+from storage.sealing import KeyRing, SealingError, aad_for
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.keyflow import KeyFlow
+    from bot.runtime import Runtime
+
+__all__ = ["OutboxWorker", "RetryPolicy", "SealedOutbox", "rotate_pending"]
+
+log = logging.getLogger(__name__)
+UNSURE = {VerificationOutcome.INDETERMINATE, VerificationOutcome.RATE_LIMITED}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    hold: timedelta = timedelta(minutes=15)
+    first_delay_s: float = 5.0
+    max_delay_s: float = 120.0
+
+    def delay(self, attempts: int, retry_after_s: float | None = None) -> float:
+        """Exponential backoff with jitter, never shorter than what the service asked for."""
+        base = min(self.max_delay_s, self.first_delay_s * 2 ** max(0, attempts - 1))
+        return max(base * random.uniform(0.8, 1.2), retry_after_s or 0.0)
+
+
+class SealedOutbox:
+    """Seals keys into outbox rows (the runtime's ``KeyHolder``)."""
+
+    def __init__(self, repo: OutboxRepository, keyring: KeyRing, policy: RetryPolicy,
+                 clock: Callable[[], datetime] = _now) -> None:
+        self.repo = repo
+        self.keyring = keyring
+        self.policy = policy
+        self.clock = clock
+
+    async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str, key: SecretKey,
+                   workspace_id: str | None) -> None:
+        sealed, kek_id = self.keyring.seal(key, aad_for(conversation_id, chat_id, purpose))
+        now = self.clock()
+        await self.repo.put(OutboxItem(chat_id=chat_id, conversation_id=conversation_id,
+                                       purpose=OutboxPurpose(purpose).value, sealed=sealed, kek_id=kek_id,
+                                       attempts=0,
+                                       next_attempt_at=now + timedelta(seconds=self.policy.delay(1)),
+                                       expires_at=now + self.policy.hold, created_at=now))
+        log.info("key of chat %s held in the outbox for %s (purpose %s)", chat_id, self.policy.hold, purpose)
+
+
+class OutboxWorker:
+    """Retries held keys; exactly one worker (of any replica) handles a row at a time."""
+
+    def __init__(self, *, repo: OutboxRepository, conversations: ConversationRepository, keyring: KeyRing,
+                 runtime: Runtime, keyflow: KeyFlow, policy: RetryPolicy, poll_s: float = 1.0,
+                 lease_s: float = 120.0, clock: Callable[[], datetime] = _now) -> None:
+        self.repo = repo
+        self.conversations = conversations
+        self.keyring = keyring
+        self.runtime = runtime
+        self.keyflow = keyflow
+        self.policy = policy
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Poll for due rows until :meth:`stop` is called."""
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("outbox worker pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run_once(self) -> int:
+        """Handle every row that is due now; returns how many were handled."""
+        items = await self.repo.claim_due(self.clock(), self.owner, int(self.lease_s), limit=20)
+        for item in items:
+            await self._handle(item)
+        return len(items)
+
+    async def _handle(self, item: OutboxItem) -> None:
+        assert item.id is not None
+        row = await self.conversations.get(item.chat_id)
+        conv = Conversation.from_record(row.state) if row is not None and row.state else None
+        if row is None or conv is None or conv.step != Step.HELD or row.id != item.conversation_id:
+            await self.repo.delete(item.id)  # the user moved on (/cancel, /restart): shred it
+            return
+        chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
+        expired = self.clock() >= item.expires_at
+        try:
+            key = self.keyring.open(item.sealed, item.kek_id, aad_for(item.conversation_id, item.chat_id,
+                                                                       item.purpose))
+        except SealingError:
+            log.error("outbox row %s could not be opened (key-encryption key missing?); dropped", item.id)
+            await self.repo.delete(item.id)
+            await self.runtime.resume(chat, _give_up(item.purpose, conv.attempt), None)
+            return
+        try:
+            event = await self._attempt(chat, conv, item, key, expired)
+            if event is None:
+                return
+            await self.repo.delete(item.id)
+            await self.runtime.resume(chat, event, key)
+        finally:
+            del key
+
+    async def _attempt(self, chat: ChatRef, conv: Conversation, item: OutboxItem, key: SecretKey,
+                       expired: bool) -> ev.Event | None:
+        """One retry through the same key flow as a fresh paste; None when rescheduled for later."""
+        if expired:
+            return _give_up(item.purpose, conv.attempt)
+        effect: fx.Effect = fx.Verify(conv.attempt) if item.purpose == OutboxPurpose.VERIFY \
+            else fx.Connect(conv.attempt, conv.workspace_id or "")
+        event = await self.keyflow.perform(chat, effect, key)
+        match event:
+            case ev.VerificationFinished(result=result) if result.outcome in UNSURE:
+                return await self._reschedule(item, result.retry_after_s, event)
+            case ev.ConnectionFinished(result=result) if result.outcome == ConnectionOutcome.TRANSIENT:
+                return await self._reschedule(item, result.retry_after_s, event)
+        return event
+
+    async def _reschedule(self, item: OutboxItem, retry_after_s: float | None,
+                          final: ev.Event) -> ev.Event | None:
+        assert item.id is not None
+        attempts = item.attempts + 1
+        due = self.clock() + timedelta(seconds=self.policy.delay(attempts + 1, retry_after_s))
+        if due >= item.expires_at:
+            return final  # no time left for another try: report the last unsure verdict
+        await self.repo.reschedule(item.id, due, attempts, owner=self.owner)
+        return None
+
+
+def _give_up(purpose: str, attempt: int) -> ev.Event:
+    if purpose == OutboxPurpose.VERIFY:
+        return ev.VerificationFinished(attempt, VerificationResult(VerificationOutcome.INDETERMINATE))
+    return ev.ConnectionFinished(attempt, ConnectionResult(ConnectionOutcome.TRANSIENT))
+
+
+async def rotate_pending(settings: Settings) -> int:
+    """Re-seal every pending row under the newest key-encryption key (``onboarding-bot keys rotate``)."""
+    from storage.db import create_engine, session_factory
+
+    if settings.key_encryption_keys is None:
+        raise SystemExit("KEY_ENCRYPTION_KEYS is not set")
+    keyring = KeyRing.from_spec(settings.key_encryption_keys.get_secret_value())
+    engine = create_engine(settings.database_url)
+    try:
+        repo = OutboxRepository(session_factory(engine))
+        count = 0
+        for item in await repo.all_for_rewrap(exclude_kek_id=keyring.newest_id):
+            assert item.id is not None
+            sealed, kek_id = keyring.rewrap(item.sealed, item.kek_id,
+                                            aad_for(item.conversation_id, item.chat_id, item.purpose))
+            count += await repo.replace_sealed(item.id, sealed, kek_id)
+        return count
+    finally:
+        await engine.dispose()
