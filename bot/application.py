@@ -17,6 +17,7 @@ from bot.doubletick_client import DoubleTickConnector
 from bot.handlers import BotHandlers
 from bot.intake import Intake, SubmissionLimits
 from bot.keyflow import KeyFlow
+from bot.maintenance import Maintenance
 from bot.messenger import Messenger
 from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
@@ -48,6 +49,7 @@ class BotApp:
     runtime: Runtime
     settings: Settings
     worker: OutboxWorker | None = None
+    maintenance: Maintenance | None = None
     closers: list[Any] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -55,11 +57,14 @@ class BotApp:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
         if self.worker is not None:
             self.background.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
+        if self.maintenance is not None:
+            self.background.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
 
     async def close(self) -> None:
         """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
-        if self.worker is not None:
-            self.worker.stop()
+        for job in (self.worker, self.maintenance):
+            if job is not None:
+                job.stop()
         if self.background:
             await asyncio.wait(self.background, timeout=30)
         await self.runtime.drain()
@@ -115,7 +120,8 @@ def build_bot(settings: Settings) -> BotApp:
                           keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s)
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
     BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
-    bot_app = BotApp(application, runtime, settings, worker=worker,
+    maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
+    bot_app = BotApp(application, runtime, settings, worker=worker, maintenance=maintenance,
                      closers=[verifier.aclose, connector.aclose, engine.dispose])
     application.bot_data["bot_app"] = bot_app
     return bot_app

@@ -115,7 +115,7 @@ def _grouped_alternation(words: tuple[str, ...]) -> str:
     return "(?:" + "|".join(f"{re.escape(c)}(?:{g})" for c, g in zip(firsts, groups, strict=True)) + ")"
 
 
-_PREFIX_RE = re.compile(f"(?<![A-Za-z0-9_-]){_grouped_alternation(SECRET_PREFIXES)}[{_KEY_CHARS}]".encode())
+_PREFIX_RE = re.compile(f"(?<![A-Za-z0-9]){_grouped_alternation(SECRET_PREFIXES)}[{_KEY_CHARS}]".encode())
 
 
 def strip_invisible(text: str) -> str:

@@ -164,3 +164,14 @@ class ConversationRepository:
                 .values(guide_message_id=message_id)
                 .execution_options(synchronize_session=False)
             )
+
+    async def delete_idle(self, idle_since: datetime) -> int:
+        """Forget conversations with no update since ``idle_since`` (retention); returns how many."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(Conversation)
+                .where(col(Conversation.updated_at) < idle_since)
+                .returning(col(Conversation.id))
+                .execution_options(synchronize_session=False)
+            )
+            return len(result.all())
