@@ -106,6 +106,9 @@ class BotHandlers:
         chat = chat_of(update)
         if query is None or chat is None:
             return
+        if update.effective_chat is not None and update.effective_chat.type != ChatType.PRIVATE:
+            await query.answer()  # the guide only lives in private chats; nothing to do elsewhere
+            return
         step, action = parse_callback_data(query.data) or ("", "")
         pressed = query.message.message_id if query.message else None
         result = await self.runtime.handle(chat, ev.ButtonPressed(step, action), update_id=update.update_id,
