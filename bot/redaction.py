@@ -81,8 +81,8 @@ def _set_extra_secrets(secrets: Iterable[str]) -> None:
 
 # --- scrubbing one record ------------------------------------------------------------------------------
 
-_STANDARD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "taskName"}
 _SCALARS = (int, float, bool, type(None))
 _exception_formatter = logging.Formatter()
 
@@ -94,19 +94,36 @@ def _simple(value: object) -> bool:
 def _scrub_message(record: logging.LogRecord) -> None:
     """Redact msg and args; keep simple args as a tuple (uvicorn's access formatter unpacks them)."""
     msg, args = record.msg, record.args
-    if isinstance(msg, str) and isinstance(args, tuple) and all(_simple(a) for a in args):
-        record.msg = redact(msg)
-        record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
-        return
-    if isinstance(msg, str) and isinstance(args, Mapping) and all(_simple(v) for v in args.values()):
-        record.msg = redact(msg)
-        record.args = {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
-        return
     try:
         text = record.getMessage()
-    except Exception:  # a bad format string: keep the evidence, never the secret
-        text = f"{_safe_str(msg)} (unformattable arguments: {_safe_str(args)})"
-    record.msg, record.args = redact(text), ()
+    except Exception:  # a bad format string: keep the evidence, never the secret (nor a handler error)
+        record.msg = redact(f"{_safe_str(msg)} (unformattable arguments: {_safe_str(args)})")
+        record.args = ()
+        return
+    redacted = redact(text)
+    kept = _redacted_args(msg, args)
+    if kept is not None and isinstance(msg, str):
+        template = redact(msg)
+        try:
+            same = template % kept == redacted  # nothing straddled the template/argument boundary
+        except Exception:
+            same = False
+        if same:
+            record.msg, record.args = template, kept
+            return
+    record.msg, record.args = redacted, ()
+
+
+def _redacted_args(msg: object, args: object) -> tuple[object, ...] | Mapping[str, object] | None:
+    """Simple arguments redacted one by one, or None. Kept as arguments because some formatters read
+    them (uvicorn's access formatter unpacks ``record.args``)."""
+    if not isinstance(msg, str) or not args:
+        return None
+    if isinstance(args, tuple) and all(_simple(a) for a in args):
+        return tuple(redact(a) if isinstance(a, str) else a for a in args)
+    if isinstance(args, Mapping) and all(_simple(v) for v in args.values()):
+        return {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
+    return None
 
 
 def _safe_str(value: object) -> str:

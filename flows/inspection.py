@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from flows.secret import SecretKey
 from flows.secret_shapes import (
+    SECRET_PREFIXES,
     TokenKind,
     TokenMatch,
     find_tokens,
@@ -75,20 +76,31 @@ class PastedText:
 
 
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
-_TRAILING_RUN_RE = re.compile(r"[A-Za-z0-9_-]+$")
-_LEADING_RUN_RE = re.compile(r"^[A-Za-z0-9_-]+")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_LEADING_RUN_RE = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_WRAPPED_KEY = 400  # longer than any key: stop joining (and keep hostile input linear)
+_NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a line starting so is a new token, not a tail
 _WORD_RE = re.compile(r"[A-Za-z][a-z]{0,14}")  # "thanks", "Ok": a word typed after the key, not its tail
-_STARTS_TOKEN_RE = re.compile(r"[-_]*(?:sk-|sk_|org-|proj_|sess-|eyJ)")
+
+
+def _trailing_run(line: str) -> str | None:
+    """The key characters ending ``line``; None when there are more than any key has."""
+    start = len(line)
+    while start > 0 and line[start - 1] in _KEY_CHARS:
+        start -= 1
+        if len(line) - start > _MAX_WRAPPED_KEY:
+            return None
+    return line[start:]
 
 
 def _continues_key(line: str, following: str) -> bool:
     """Whether ``following`` is the wrapped-over rest of an ``sk-`` key ending ``line``."""
-    tail = _TRAILING_RUN_RE.search(line)
+    tail = _trailing_run(line)
     head = _LEADING_RUN_RE.match(following)
-    if tail is None or head is None:
+    if not tail or head is None or head.end() > _MAX_WRAPPED_KEY:
         return False
-    piece, rest = tail.group().lstrip("-_"), head.group()
-    if not piece.startswith("sk-") or len(piece) < 4 or _STARTS_TOKEN_RE.match(rest):
+    piece, rest = tail.lstrip("-_"), head.group()
+    if not piece.startswith("sk-") or len(piece) < 4 or rest.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
         return False
     if is_complete_openai_key(piece):
         return False

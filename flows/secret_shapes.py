@@ -21,8 +21,12 @@ from enum import StrEnum
 
 __all__ = [
     "INVISIBLE_CHARS",
+    "LONGER_THAN_USUAL",
     "MIN_KEY_BODY",
+    "NO_OPENAI_MARKER",
     "SECRET_PREFIXES",
+    "SHORTER_THAN_USUAL",
+    "UNUSUAL_FORMAT",
     "TokenKind",
     "TokenMatch",
     "find_tokens",
@@ -47,6 +51,7 @@ MIN_KEY_BODY = 20  # fewer characters after an ``sk-`` family prefix: a fragment
 _MARKER = "T3Blbk" + "FJ"  # base64("OpenAI"); split so scanners don't flag this file
 _MASK_CHARS = "*…•●"
 
+# shape warnings, worded to fit the content file's "Note: {warning}."
 SHORTER_THAN_USUAL = "this key is shorter than usual, so it may be cut off"
 LONGER_THAN_USUAL = "this key is longer than usual, so it may have extra characters"
 NO_OPENAI_MARKER = "this key lacks the part every OpenAI key has, so it may be from another provider"
@@ -212,10 +217,10 @@ _OTHER_PROVIDERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 _ORG_ID_RE = re.compile(r"org-[A-Za-z0-9]{16,40}")
 _PROJECT_ID_RE = re.compile(r"proj_[A-Za-z0-9]{16,40}")
-# OpenAI object ids: long but public, never secrets (request ids are ``req_`` + 32 hex)
+# OpenAI object ids: long but public, kept readable in logs (request ids are ``req_`` + 32 hex)
 _PUBLIC_ID_PREFIXES = (
-    "org-", "proj_", "req_", "user-", "key_", "sa_", "svc_acct_", "chatcmpl-", "resp_", "file-", "asst_",
-    "thread_", "run_", "msg_", "batch_", "ftjob-",
+    "org-", "proj_", "req_", "user-", "chatcmpl-", "resp_", "file-", "asst_", "thread_", "run_", "msg_",
+    "batch_", "ftjob-",
 )
 _RANDOM_MIN = 32
 _FAR = 1 << 62

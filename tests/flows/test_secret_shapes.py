@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from flows.inspection import inspect_pasted_text
 from flows.secret_shapes import TokenKind, find_tokens, might_be_key_file, might_carry_secret
 
 MARK = "T3Blbk" + "FJ"
@@ -71,6 +72,10 @@ ADVERSARIAL = {
     "zero-width": "a\u200b" * 25_000,
     "emoji": "👋" * 50_000,
     "jwt-ish": "eyJ." * 12_500,
+    "long run then a stop": "a" * 50_000 + "!\nb",
+    "endless wrap": "sk-a" + "\nb1" * 16_000,
+    "many wrapped keys": ("sk-proj-" + "a1" * 30 + "\n" + "b2" * 30 + "\n") * 400,
+    "digits then colon": "1" * 49_999 + ":",
 }
 
 
@@ -80,6 +85,7 @@ def test_hostile_input_stays_linear(text: str) -> None:
     started = time.perf_counter()
     might_carry_secret(text)
     find_tokens(text)
+    inspect_pasted_text(text)
     assert time.perf_counter() - started < 2.0
 
 
