@@ -27,6 +27,6 @@ PY
     exit 1
   fi
 fi
-.venv/bin/ruff check bot flows storage tests
+.venv/bin/ruff check bot flows storage tests scripts deploy
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,290 @@
+"""Print every setting of ``bot.config.Settings`` as a Markdown table, or as the body of ``.env.example``.
+
+Why generated: the defaults live in one place (``Settings.model_fields``); the README, the operator's
+guide and ``.env.example`` must never drift from them. The one-line meanings and examples live here,
+keyed by field name, and a test fails when a setting has none.
+
+Run from the repository root:
+    .venv/bin/python scripts/settings_table.py                 # the Markdown table
+    .venv/bin/python scripts/settings_table.py --env-example   # the body of .env.example
+    .venv/bin/python scripts/settings_table.py --write         # regenerate .env.example and docs/deploying.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_EXAMPLE = ROOT / ".env.example"
+DEPLOYING = ROOT / "docs" / "deploying.md"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+__all__ = [
+    "DOCS",
+    "Row",
+    "SettingDoc",
+    "env_example",
+    "rows",
+    "settings_table",
+    "undocumented",
+    "with_table",
+    "write_generated",
+]
+
+_TOKEN = 'python -c "import secrets;print(secrets.token_urlsafe(32))"'
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """What an operator needs to know about one setting besides its default."""
+
+    group: str
+    meaning: str
+    example: str = ""
+    generate: str | None = None  # for secrets: the command that makes a good value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting as documented: environment variable, rendered default, example, meaning."""
+
+    env: str
+    default: str | None  # None = unset
+    example: str
+    meaning: str
+    secret: bool
+    generate: str | None
+
+
+# Field name -> documentation, in the order the table and .env.example list them.
+DOCS: dict[str, SettingDoc] = {
+    "telegram_bot_token": SettingDoc(
+        "Telegram", "Bot token from @BotFather (`/newbot`); required by `run` and `webhook set`.",
+        "123456789:AAH...", "@BotFather /newbot (or /token to reissue)"),
+    "telegram_api_base_url": SettingDoc(
+        "Telegram", "Bot API server; change only for a self-hosted Bot API server or the local stand-ins.",
+        "http://127.0.0.1:8081"),
+    "webhook_url": SettingDoc(
+        "Webhook mode", "Public HTTPS URL of the `/telegram` endpoint that `onboarding-bot webhook set` "
+        "registers (ports 443, 80, 88 or 8443 only).", "https://bot.example.com/telegram"),
+    "webhook_listen": SettingDoc(
+        "Webhook mode", "Address the webhook server (`run --webhook`) binds.", "127.0.0.1"),
+    "webhook_port": SettingDoc(
+        "Webhook mode", "Port the webhook server binds (behind a TLS proxy, any free port).", "8080"),
+    "webhook_secret_token": SettingDoc(
+        "Webhook mode", "Shared secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; requests "
+        "without it are refused (1-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),
+    "handoff_api_token": SettingDoc(
+        "Support agents", "Bearer token support tooling presents to `/api/handoffs` (at least 16 characters); "
+        "unset disables the API.",
+        "", _TOKEN),
+    "agent_user_ids": SettingDoc(
+        "Support agents", "Telegram user ids (comma-separated) of support agents: they create handoff links "
+        "and are told how their customers get on.", "111111111,222222222"),
+    "admin_user_ids": SettingDoc(
+        "Support agents", "Telegram user ids (comma-separated) of admins: agents who may also add and remove "
+        "agents from the chat (`/add_agent`).", "111111111"),
+    "handoff_link_ttl_hours": SettingDoc(
+        "Support agents", "How long a handoff link stays valid, in hours.", "24"),
+    "stuck_after_minutes": SettingDoc(
+        "Support agents", "Tell the agent when their customer has sat at one step this long, in minutes.", "60"),
+    "stuck_check_interval_s": SettingDoc(
+        "Support agents", "How often the bot looks for stuck customers, in seconds.", "300"),
+    "bot_username": SettingDoc(
+        "Support agents", "The bot's @username for links made outside the chat (CLI, API); unset = asked from "
+        "Telegram (getMe).", "DoubleTickOnboardingBot"),
+    "database_url": SettingDoc(
+        "Storage", "SQLAlchemy URL. SQLite for one process; PostgreSQL for several replicas "
+        "(`postgres://` and `postgresql://` are accepted as pasted).",
+        "postgresql://onboarding:PASSWORD@db:5432/onboarding"),
+    "key_encryption_keys": SettingDoc(
+        "Secrets", "Key-encryption keys sealing held keys in the retry outbox, `kid:base64url` entries, "
+        "comma-separated, newest first; required by `run`.", "k20260101-a1b2c3:...,k20250601-d4e5f6:...",
+        "onboarding-bot keys generate"),
+    "fingerprint_secret": SettingDoc(
+        "Secrets", "HMAC secret for key fingerprints (at least 16 characters); never change it, or known "
+        "keys stop being recognised; required by `run`.", "", _TOKEN),
+    "openai_api_base_url": SettingDoc(
+        "OpenAI", "OpenAI API base URL used to verify pasted keys.", "https://api.openai.com/v1"),
+    "openai_required_models": SettingDoc(
+        "OpenAI", "Comma-separated models the DoubleTick integration needs; each must be visible to the key.",
+        "gpt-4o-mini,gpt-4o"),
+    "openai_billed_probe": SettingDoc(
+        "OpenAI", "Send a 1-token completion (announced to the user) to detect missing credit; `false` only "
+        "lists models.", "false"),
+    "openai_probe_model": SettingDoc("OpenAI", "Model used for the billed probe.", "gpt-4o-mini"),
+    "openai_timeout_s": SettingDoc("OpenAI", "Timeout of one request to OpenAI, in seconds.", "5"),
+    "doubletick_api_base_url": SettingDoc(
+        "DoubleTick", "DoubleTick public API base URL.", "https://public.doubletick.io"),
+    "doubletick_api_key": SettingDoc(
+        "DoubleTick", "DoubleTick API key (from the DoubleTick dashboard) used to connect keys automatically; "
+        "unset = customers connect manually (guided Step 2)."),
+    "doubletick_connect_path": SettingDoc(
+        "DoubleTick", "Path of DoubleTick's OpenAI-integration endpoint; unset = customers connect manually.",
+        "/v1/integrations/openai"),
+    "doubletick_timeout_s": SettingDoc("DoubleTick", "Timeout of one request to DoubleTick, in seconds.", "5"),
+    "open_mode": SettingDoc(
+        "Behaviour", "Let users without a support handoff link name their workspace (needs automatic "
+        "connection).", "true"),
+    "outbox_hold_minutes": SettingDoc(
+        "Behaviour", "Longest time a sealed key waits in the retry outbox before it is shredded.", "30"),
+    "outbox_first_retry_s": SettingDoc(
+        "Behaviour", "Delay before the first retry of a held key, in seconds (then doubling).", "10"),
+    "outbox_poll_s": SettingDoc("Behaviour", "How often the outbox worker looks for due retries, in seconds.",
+                                "2"),
+    "operator_name": SettingDoc("Behaviour", "Who runs the bot, as named in messages and /privacy.",
+                                "Acme's DoubleTick team"),
+    "support_url": SettingDoc("Behaviour", "Link offered when a user asks for human help.",
+                              "https://example.com/support"),
+    "support_contact": SettingDoc("Behaviour", "Name of the human support channel, as shown to users.",
+                                  "@acme_support"),
+    "retention_days": SettingDoc("Behaviour", "Idle conversations are deleted after this many days.", "30"),
+    "key_submissions_per_user_per_hour": SettingDoc(
+        "Limits", "Key pastes a user may submit per hour (counted per process).", "3"),
+    "verifications_per_minute": SettingDoc(
+        "Limits", "Verifications sent to OpenAI per minute, whole bot (counted per process).", "120"),
+    "telegram_max_rate_per_s": SettingDoc(
+        "Limits", "The bot's whole outbound Telegram Bot API budget, requests per second, shared by the replicas.",
+        "25"),
+    "replicas": SettingDoc(
+        "Limits", "How many replicas run; each takes 1/REPLICAS of TELEGRAM_MAX_RATE_PER_S. Keep it equal to the "
+        "replica count.", "3"),
+    "log_level": SettingDoc("Operations", "Log level; keep INFO or higher in production.", "WARNING"),
+}
+
+def _is_secret(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def _render(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _fields() -> Mapping[str, FieldInfo]:
+    from bot.config import Settings
+
+    return Settings.model_fields
+
+
+def rows(fields: Mapping[str, FieldInfo] | None = None) -> list[Row]:
+    """Every setting of ``fields`` (default: ``Settings``), documented ones first, in DOCS order."""
+    fields = _fields() if fields is None else fields
+    names = [name for name in DOCS if name in fields]
+    names += [name for name in fields if name not in DOCS]
+    out: list[Row] = []
+    for name in names:
+        doc = DOCS.get(name, SettingDoc("Other", "(undocumented: add it to scripts/settings_table.py)"))
+        field = fields[name]
+        default = _render(field.get_default(call_default_factory=True))
+        secret = _is_secret(field)
+        out.append(Row(name.upper(), default, doc.example, doc.meaning, secret, doc.generate))
+    return out
+
+
+def undocumented(fields: Mapping[str, FieldInfo] | None = None) -> list[str]:
+    """Fields of ``Settings`` that have no entry in :data:`DOCS`."""
+    fields = _fields() if fields is None else fields
+    return [name.upper() for name in fields if name not in DOCS]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _code(text: str | None) -> str:
+    return f"`{_cell(text)}`" if text else ""
+
+
+def settings_table(items: Iterable[Row] | None = None) -> str:
+    """The Markdown table: variable | default | example | meaning."""
+    lines = ["| variable | default | example | meaning |", "|---|---|---|---|"]
+    for row in rows() if items is None else items:
+        default = "*(unset)*" if row.default is None else _code(row.default) or "*(empty)*"
+        example = f"*get:* `{_cell(row.generate)}`" if row.secret and row.generate else _code(row.example)
+        meaning = _cell(row.meaning) + (" **Secret.**" if row.secret else "")
+        lines.append(f"| `{row.env}` | {default} | {example} | {meaning} |")
+    return "\n".join(lines)
+
+
+def env_example(items: Iterable[Row] | None = None) -> str:
+    """The body of ``.env.example``: every setting commented out at its default, with a one-line comment."""
+    out = [
+        "# Every setting of the onboarding bot, at its default. Generated by scripts/settings_table.py",
+        "# (--env-example); the table with examples is in docs/deploying.md.",
+        "# Copy to .env (never commit it) and uncomment what you change: an uncommented empty line sets an",
+        "# empty value, which is not the same as unset.",
+    ]
+    group = None
+    for row in rows() if items is None else items:
+        doc_group = DOCS[row.env.lower()].group if row.env.lower() in DOCS else "Other"
+        if doc_group != group:
+            group = doc_group
+            out += ["", f"# --- {group} ---"]
+        out.append(f"# {row.meaning}" + (" Secret." if row.secret else ""))
+        if row.secret and row.generate:
+            out.append(f"# Get one: {row.generate}")
+        out.append(f"# {row.env}={'' if row.secret or row.default is None else row.default}")
+    return "\n".join(out) + "\n"
+
+
+def with_table(text: str, table: str | None = None) -> str:
+    """``text`` with the table placed between its ``<!-- settings:start/end -->`` markers."""
+    body = settings_table() if table is None else table
+    pattern = re.compile(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", re.S)
+    return pattern.sub(lambda m: f"{m.group(1)}{body}\n{m.group(2)}", text)
+
+
+def write_generated() -> list[Path]:
+    """Regenerate ``.env.example`` and the table in ``docs/deploying.md``; return the files changed."""
+    changed = []
+    for path, render in ((ENV_EXAMPLE, lambda _: env_example()), (DEPLOYING, with_table)):
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = render(old)
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--env-example", action="store_true", help="print the body of .env.example")
+    group.add_argument("--write", action="store_true", help="regenerate .env.example and docs/deploying.md")
+    args = parser.parse_args(argv)
+    if args.write:
+        for path in write_generated():
+            print(f"updated {path.relative_to(ROOT)}")
+    elif args.env_example:
+        print(env_example(), end="")
+    else:
+        print(settings_table())
+    missing = undocumented()
+    if missing:
+        print(f"undocumented settings: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
