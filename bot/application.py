@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.ext import Application, ApplicationBuilder, Defaults
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
 
+from bot.bot_api_request import ObservedRequest
 from bot.config import Settings
 from bot.doubletick_client import DoubleTickConnector
 from bot.handlers import BotHandlers
@@ -19,13 +21,16 @@ from bot.intake import Intake, SubmissionLimits
 from bot.keyflow import KeyFlow
 from bot.maintenance import Maintenance
 from bot.messenger import Messenger
+from bot.metrics import count_update, record_guard_verdict
 from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
 from bot.runtime import Runtime
 from bot.secret_guard import GuardedUpdateProcessor, SecretGuard
+from bot.support_desk import SupportDesk, build_support_desk
 from flows.content import load_content
 from flows.secret import SecretKey
 from storage.db import create_engine, session_factory
+from storage.locks import cross_process_locks
 from storage.repositories import (
     AuditLog,
     ConversationRepository,
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 # Business and channel updates are left out on purpose (reference section 1.4 and 4.1).
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 MAX_CONCURRENT_UPDATES = 512
+# A 429 pauses this replica's sends for retry_after, then retries (deletes bypass the limiter).
+RATE_LIMIT_RETRIES = 2
 
 
 @dataclass
@@ -50,8 +57,11 @@ class BotApp:
     settings: Settings
     worker: OutboxWorker | None = None
     maintenance: Maintenance | None = None
+    support: SupportDesk | None = None  # agents: handoff links, notifications, stuck watch, handoff API
     closers: list[Any] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    engine: AsyncEngine | None = None  # for /readyz and /metrics in webhook mode
+    delete_bot: ExtBot[None] | None = None  # unthrottled: deleting a pasted key never queues
 
     def start_background(self) -> None:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
@@ -59,10 +69,12 @@ class BotApp:
             self.background.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         if self.maintenance is not None:
             self.background.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
+        if self.support is not None:
+            self.background.append(self.support.start())
 
     async def close(self) -> None:
         """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
-        for job in (self.worker, self.maintenance):
+        for job in (self.worker, self.maintenance, self.support):
             if job is not None:
                 job.stop()
         if self.background:
@@ -77,7 +89,8 @@ def build_bot(settings: Settings) -> BotApp:
     if settings.telegram_bot_token is None:
         raise SystemExit("TELEGRAM_BOT_TOKEN is not set (see README: 'Run it for real').")
     if settings.fingerprint_secret is None:
-        raise SystemExit("FINGERPRINT_SECRET is not set: generate one with `onboarding-bot keys generate`.")
+        raise SystemExit('FINGERPRINT_SECRET is not set: generate one with '
+                         '`python -c "import secrets; print(secrets.token_urlsafe(32))"`.')
     processor = GuardedUpdateProcessor(MAX_CONCURRENT_UPDATES)
     base = settings.telegram_api_base_url
     application = (
@@ -87,14 +100,19 @@ def build_bot(settings: Settings) -> BotApp:
         .base_file_url(f"{base}/file/bot")
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .concurrent_updates(processor)
-        .connection_pool_size(128)
+        .request(ObservedRequest(connection_pool_size=128))
+        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_per_replica,
+                                     max_retries=RATE_LIMIT_RETRIES))
         .post_init(_post_init)
         .build()
     )
+    delete_bot = ExtBot(settings.telegram_bot_token.get_secret_value(), base_url=f"{base}/bot",
+                        base_file_url=f"{base}/file/bot", request=ObservedRequest(connection_pool_size=32))
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    messenger = Messenger(application.bot)
+    messenger = Messenger(application.bot, delete_bot)
     guard = SecretGuard(messenger)
+    guard.observers.append(record_guard_verdict)
     processor.guard = guard
     verifier = OpenAIVerifier(base_url=settings.openai_api_base_url,
                               required_models=settings.openai_required_models,
@@ -113,16 +131,24 @@ def build_bot(settings: Settings) -> BotApp:
                       fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode(),
                       holder=SealedOutbox(outbox_repo, keyring, retry))
     conversations = ConversationRepository(sessions)
+    locks = cross_process_locks(settings.database_url)
     runtime = Runtime(conversations=conversations, updates=ProcessedUpdateRepository(sessions),
                       audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
-                      view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT))
+                      view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT), cross_locks=locks)
     worker = OutboxWorker(repo=outbox_repo, conversations=conversations, keyring=keyring, runtime=runtime,
                           keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s)
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
+    support = build_support_desk(settings, application, sessions, runtime)
+    support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
+    application.add_handler(TypeHandler(Update, count_update), group=-1)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
     bot_app = BotApp(application, runtime, settings, worker=worker, maintenance=maintenance,
-                     closers=[verifier.aclose, connector.aclose, engine.dispose])
+                     closers=[verifier.aclose, connector.aclose, delete_bot.shutdown, locks.aclose,
+                              engine.dispose],
+                     engine=engine, delete_bot=delete_bot)
+    bot_app.support = support
+    bot_app.closers.insert(0, support.aclose)  # pending agent notifications go out before the engine closes
     application.bot_data["bot_app"] = bot_app
     return bot_app
 
@@ -135,4 +161,6 @@ async def _post_init(application: Application) -> None:
     log.info("bot @%s ready", application.bot.username)
     bot_app = application.bot_data.get("bot_app")
     if isinstance(bot_app, BotApp):
+        if bot_app.delete_bot is not None:
+            await bot_app.delete_bot.initialize()
         bot_app.start_background()

@@ -6,6 +6,7 @@ at start, not fail on the first paste an hour later.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Annotated
 
@@ -31,7 +32,7 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a malformed secret must not be echoed in the start-up error.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      hide_input_in_errors=True)
+                                      hide_input_in_errors=True, env_ignore_empty=True)
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
@@ -63,6 +64,23 @@ class Settings(BaseSettings):
     verifications_per_minute: int = 60
     log_level: str = "INFO"
 
+    # Support agents: handoff links, agent commands, notifications (docs/support-agents.md).
+    agent_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    handoff_api_token: SecretStr | None = None  # bearer token of POST /api/handoffs; unset disables it
+    handoff_link_ttl_hours: float = 72.0
+    stuck_after_minutes: float = 30.0  # tell the agent when their customer sits at one step this long
+    stuck_check_interval_s: float = 60.0
+    bot_username: str | None = None  # for links made outside the bot (CLI, API); else asked with getMe
+
+    # Webhook mode and replicas: `onboarding-bot run --webhook`, `onboarding-bot webhook set`.
+    webhook_url: str | None = None  # the public HTTPS URL Telegram posts to (its path is served)
+    webhook_secret_token: SecretStr | None = None  # checked on every webhook request
+    webhook_listen: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    webhook_port: int = 8080
+    telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
+    replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
+
     @field_validator("openai_required_models", mode="before")
     @classmethod
     def _models(cls, value: object) -> object:
@@ -72,6 +90,49 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("agent_user_ids", "admin_user_ids", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("handoff_api_token")
+    @classmethod
+    def _handoff_token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("HANDOFF_API_TOKEN must be at least 16 characters (32 random bytes recommended)")
+        return value
+
+    @field_validator("bot_username")
+    @classmethod
+    def _bare_username(cls, value: str | None) -> str | None:
+        return value.strip().lstrip("@") or None if value else None
+
+    @field_validator("handoff_link_ttl_hours", "stuck_after_minutes", "stuck_check_interval_s")
+    @classmethod
+    def _positive_duration(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("webhook_secret_token")
+    @classmethod
+    def _secret_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET_TOKEN must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("telegram_max_rate_per_s", "replicas")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @property
+    def telegram_rate_per_replica(self) -> float:
+        """This replica's share of the outbound budget (AIORateLimiter is per process)."""
+        return self.telegram_max_rate_per_s / self.replicas
 
     @field_validator("key_encryption_keys")
     @classmethod
@@ -101,7 +162,8 @@ class Settings(BaseSettings):
     def policy(self) -> Policy:
         return Policy(auto_connect=self.auto_connect, asks_workspace=self.open_mode and self.auto_connect,
                       can_hold=self.key_encryption_keys is not None,
-                      hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0)
+                      hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
+                      requires_invitation=not self.open_mode)
 
     def view_settings(self, probe_cost: str) -> ViewSettings:
         return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe
@@ -112,7 +174,7 @@ class Settings(BaseSettings):
     def secrets_to_redact(self) -> list[str]:
         """Configured secrets that must never appear in a log line."""
         values = [self.telegram_bot_token, self.doubletick_api_key, self.key_encryption_keys,
-                  self.fingerprint_secret]
+                  self.fingerprint_secret, self.webhook_secret_token, self.handoff_api_token]
         out: list[str] = []
         for secret in values:
             if secret is not None:
