@@ -30,7 +30,9 @@ def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
                         stream=sys.stderr)
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("telegram").setLevel(max(logging.INFO, logging.getLogger().level))
+    # LOG_LEVEL=DEBUG includes PTB's debug output (raw updates and Bot API payloads, pasted keys
+    # included) on purpose: the redaction below masks them, and tests/e2e/test_plaintext_canary.py runs
+    # the bot at DEBUG to prove it.
     install_redaction(secrets)
 
 
@@ -50,7 +52,7 @@ def _settings() -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the bot (polling) against the configured Telegram Bot API."""
+    """Run the bot (polling, or with --webhook a webhook server) against the configured Telegram Bot API."""
     from bot.application import ALLOWED_UPDATES, build_bot
     from storage.migrate import upgrade
 
@@ -60,6 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
         return 2
     asyncio.run(upgrade(settings.database_url))
+    if getattr(args, "webhook", False):
+        from bot.webhook_cli import run_webhook
+
+        return run_webhook(settings)
     bot_app = build_bot(settings)
     bot_app.application.post_stop = lambda app: bot_app.close()
     bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
@@ -128,7 +134,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onboarding-bot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help=cmd_run.__doc__).set_defaults(func=cmd_run)
+    run = sub.add_parser("run", help=cmd_run.__doc__)
+    run.add_argument("--webhook", action="store_true",
+                     help="serve Telegram's webhook, /healthz, /readyz and /metrics on WEBHOOK_LISTEN:WEBHOOK_PORT")
+    run.set_defaults(func=cmd_run)
     sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
     sandbox = sub.add_parser("sandbox", help=cmd_sandbox.__doc__)
     sandbox.add_argument("--telegram-port", type=int, default=0)
@@ -142,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help=cmd_keys.__doc__)
     keys.add_argument("action", choices=["generate", "rotate"])
     keys.set_defaults(func=cmd_keys)
+    from bot.webhook_cli import add_webhook_parser
+
+    add_webhook_parser(sub)
+    from bot.bench.cli import add_bench_parsers
+
+    add_bench_parsers(sub)  # bench, drill
+    from bot.handoff_cli import add_handoff_parser
+
+    add_handoff_parser(sub)  # handoff create, handoff revoke
     return parser
 
 

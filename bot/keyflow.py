@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from bot.metrics import record_connection, record_verification
 from flows import effects as fx
 from flows import events as ev
 from flows.outcomes import (
@@ -51,7 +52,7 @@ class KeyHolder(Protocol):
     """The sealed retry outbox (see bot/outbox.py)."""
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str,
-                   key: SecretKey, workspace_id: str | None) -> None: ...
+                   key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None) -> None: ...
 
 
 class KeyFlow:
@@ -72,15 +73,26 @@ class KeyFlow:
                       conversation: Conversation | None = None) -> ev.Event | None:
         """Run one network effect and return the verdict as an event for the machine."""
         match effect:
-            case fx.Verify(attempt=attempt) if key is not None:
+            case fx.Verify(attempt=attempt, workspace_id=workspace_id) if key is not None:
                 result = await self.verifier.verify(key)
+                record_verification(result.outcome.value)
+                if result.outcome == VerificationOutcome.REGION_BLOCKED:  # users are told our team knows
+                    log.error("OpenAI refused this server's country or region (HTTP %s): keys cannot be "
+                              "verified from here", result.http_status)
                 already = False
-                if result.outcome == VerificationOutcome.VALID:
-                    already = await self.keys.find_connected_by_fingerprint(self.fingerprint(key)) is not None
+                if result.outcome == VerificationOutcome.VALID and workspace_id:
+                    # only this workspace counts: the same key connected elsewhere must still be connected here
+                    found = await self.keys.find_connected_by_fingerprint(self.fingerprint(key), workspace_id)
+                    already = found is not None
                 return ev.VerificationFinished(attempt, result, already_connected=already)
             case fx.Connect(attempt=attempt, workspace_id=workspace_id) if key is not None:
                 idempotency = self._idempotency_key(chat.chat_id, attempt, workspace_id, key)
-                return ev.ConnectionFinished(attempt, await self.connector.connect(workspace_id, key, idempotency))
+                connected = await self.connector.connect(workspace_id, key, idempotency)
+                record_connection(connected.outcome.value)
+                if connected.outcome == ConnectionOutcome.CREDENTIAL_REJECTED:  # users are told support knows
+                    log.error("DoubleTick rejected our credential (DOUBLETICK_API_KEY, HTTP %s): no key can be "
+                              "connected until an operator fixes it", connected.http_status)
+                return ev.ConnectionFinished(attempt, connected)
             case fx.Disconnect(workspace_id=workspace_id):
                 removal = ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
                 if self.connector.configured and workspace_id:
@@ -109,8 +121,10 @@ class KeyFlow:
                                     family=conv.key_family or "unknown", outcome=outcome,
                                     workspace_id=conv.workspace_id,
                                     connected_at=self.clock() if connected else None)
-            case fx.HoldKey(attempt=attempt, purpose=purpose) if self.holder and conversation_id is not None:
-                await self.holder.hold(chat.chat_id, conversation_id, attempt, purpose, key, conv.workspace_id)
+            case fx.HoldKey(attempt=attempt, purpose=purpose, retry_after_s=wait) \
+                    if self.holder and conversation_id is not None:
+                await self.holder.hold(chat.chat_id, conversation_id, attempt, purpose, key, conv.workspace_id,
+                                       retry_after_s=wait)
 
     @staticmethod
     def failure_event(effects: list[fx.Effect]) -> ev.Event | None:

@@ -9,21 +9,26 @@ connects it; it is never stored, logged or rendered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from bot.chat_locks import ChatLocks
 from bot.keyflow import KeyFlow
 from bot.messenger import Messenger
+from bot.metrics import record_step_entered
 from flows import effects as fx
 from flows import events as ev
 from flows.content import load_content
 from flows.machine import Policy, Transition, advance
 from flows.secret import SecretKey
 from flows.state import Conversation
+from flows.steps import Step
 from flows.view import ViewSettings, render_reply, render_step
+from storage.locks import CHAT_NAMESPACE, CrossProcessLocks, NoCrossProcessLocks, advisory_key
 from storage.models import Conversation as ConversationRow
 from storage.repositories import AuditLog, ConversationRepository, ProcessedUpdateRepository
 
@@ -33,6 +38,12 @@ log = logging.getLogger(__name__)
 MAX_SAVE_ATTEMPTS = 5
 TOASTS = {"stale_button": "stale", "busy": "busy", "busy_deleted": "busy"}
 EventSource = Callable[[Conversation], Awaitable[ev.Event]]
+# Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
+INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value)
+
+
+class _StillRunning(Exception):
+    """The conversation left the pipeline (or its pipeline is young) by the time its lock was held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,7 @@ class Runtime:
         policy: Policy,
         view_settings: ViewSettings,
         clock: Callable[[], float] = time.time,
+        cross_locks: CrossProcessLocks | None = None,
     ) -> None:
         self.conversations = conversations
         self.updates = updates
@@ -77,7 +89,11 @@ class Runtime:
         self.view_settings = view_settings
         self.clock = clock
         self._locks = ChatLocks()
+        # Replicas on one PostgreSQL: the in-process lock first, then one replica at a time per chat.
+        self._cross: CrossProcessLocks = cross_locks or NoCrossProcessLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Called with (chat, before, after) once a step is saved, e.g. agent notifications; must not block.
+        self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
 
     # -- entry points ---------------------------------------------------------------------------
     async def handle(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
@@ -104,6 +120,45 @@ class Runtime:
     def pipelines_running(self) -> int:
         return len(self._tasks)
 
+    async def recover_interrupted(self) -> int:
+        """Tell users whose key pipeline died with its process (SIGKILL, OOM, crash) to paste again.
+
+        A pipeline cannot outlive ``policy.pipeline_timeout_s`` (its HTTP clients time out first), so a
+        conversation still verifying or connecting after that lost its key with a process, on whichever
+        replica. Without this the user would stare at "Checking your key…" until they typed /start.
+        The /start transition for such a conversation is the message needed; it goes out as a new message
+        under the same per-chat locks as any update, and is skipped if the conversation moved on meanwhile.
+        """
+        limit = self.policy.pipeline_timeout_s
+        idle_since = datetime.fromtimestamp(self.clock() - limit, UTC)
+        told = 0
+        for row in await self.conversations.find_stale(INTERRUPTIBLE, idle_since):
+            chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
+
+            async def interrupted(conv: Conversation) -> ev.Event:
+                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.step_entered_at <= limit:
+                    raise _StillRunning
+                return ev.Started(None)
+
+            try:
+                await self._apply(chat, interrupted, notify=True)
+            except _StillRunning:
+                continue
+            told += 1
+            log.warning("key pipeline of chat %s was interrupted (process gone); asked to paste again", chat.chat_id)
+        return told
+
+    async def watch_interrupted(self, stopping: asyncio.Event, every_s: float | None = None) -> None:
+        """Run :meth:`recover_interrupted` until ``stopping`` is set (every replica may run it)."""
+        interval = every_s if every_s is not None else max(1.0, min(30.0, self.policy.pipeline_timeout_s / 4))
+        while not stopping.is_set():
+            try:
+                await self.recover_interrupted()
+            except Exception:
+                log.exception("recovery of interrupted key pipelines failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=interval)
+
     # -- core ----------------------------------------------------------------------------------
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
                      pressed_message_id: int | None = None, key: SecretKey | None = None,
@@ -113,8 +168,11 @@ class Runtime:
         ``notify``: show the result as a new message (Telegram notifies for those, not for edits), for
         verdicts that arrive minutes later from the outbox.
         """
-        async with self._locks.hold(chat.chat_id):
-            if update_id is not None and not await self.updates.claim(update_id):
+        chat_key = advisory_key(CHAT_NAMESPACE, chat.chat_id)
+        async with self._locks.hold(chat.chat_id), self._cross.hold(chat_key):
+            # Under both locks only this task can claim this update (its chat is fixed), so a read
+            # here plus the claim committed with the save is enough (see ConversationRepository.save).
+            if update_id is not None and await self.updates.seen(update_id):
                 log.info("update %s was already processed; skipped", update_id)
                 return HandleResult(), [], None
             for _ in range(MAX_SAVE_ATTEMPTS):
@@ -127,16 +185,25 @@ class Runtime:
                 transition = advance(conv, concrete, self.policy, self.clock())
                 if any(isinstance(e, fx.Forget) for e in transition.effects):
                     await self.conversations.delete(chat.chat_id)
+                    if update_id is not None:
+                        await self.updates.claim(update_id)
                     break
                 expected = row.version
                 _copy_into(row, transition.conversation)
-                if await self.conversations.save(row, expected):
+                if await self.conversations.save(row, expected, claim_update=update_id):
+                    if transition.conversation.step != conv.step:
+                        record_step_entered(transition.conversation.step.value)
                     break
                 log.info("conversation of chat %s changed concurrently; stepping again", chat.chat_id)
             else:
                 raise RuntimeError(f"could not save conversation of chat {chat.chat_id}")
             result = HandleResult()
             deferred = await self._perform(chat, row, transition, result, key, pressed_message_id, notify)
+            for observe in self.observers:
+                try:
+                    observe(chat, conv, transition.conversation)
+                except Exception:  # an observer's bug must not break the customer's chat
+                    log.exception("transition observer failed")
             return result, deferred, key
 
     async def _load(self, chat: ChatRef) -> ConversationRow:

@@ -15,7 +15,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from storage.models import Conversation, OutboxItem
+from storage.models import Conversation, OutboxItem, ProcessedUpdate
 from storage.repositories._sql import insert_ignoring_conflict
 from storage.timestamps import utcnow
 
@@ -79,11 +79,14 @@ class ConversationRepository:
             existing = await session.scalars(select(Conversation).where(col(Conversation.chat_id) == chat_id))
             return existing.one()
 
-    async def save(self, conv: Conversation, expected_version: int) -> bool:
+    async def save(self, conv: Conversation, expected_version: int, *, claim_update: int | None = None) -> bool:
         """Write ``conv`` if the stored version is still ``expected_version``; False on conflict.
 
         On success the stored version becomes ``expected_version + 1`` and ``conv`` is updated in
         place (version, updated_at, and step_entered_at, which storage resets when the step changes).
+        ``claim_update`` records that Telegram update as processed in the same transaction, so a
+        crash before the commit leaves it unclaimed (Telegram's redelivery steps it) and a crash
+        after it leaves it claimed (the redelivery is skipped): never lost, never applied twice.
         """
         if conv.id is None:
             raise ValueError("save() needs a conversation that was created first")
@@ -113,6 +116,11 @@ class ConversationRepository:
         )
         async with self._sessions.begin() as session:
             returned = (await session.execute(stmt)).one_or_none()
+            if returned is not None and claim_update is not None:
+                values = {"update_id": claim_update, "processed_at": now}
+                await session.execute(
+                    insert_ignoring_conflict(session, ProcessedUpdate, values, ["update_id"])
+                )
         if returned is None:
             return False
         conv.version, conv.updated_at, conv.step_entered_at = returned

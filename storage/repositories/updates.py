@@ -38,6 +38,11 @@ class ProcessedUpdateRepository:
             )
             return (await session.execute(stmt)).first() is not None
 
+    async def seen(self, update_id: int) -> bool:
+        """True if ``update_id`` was claimed already (read-only; see ``ConversationRepository.save``)."""
+        async with self._sessions() as session:
+            return await session.get(ProcessedUpdate, update_id) is not None
+
     async def prune(self, older_than: datetime) -> int:
         """Delete claims processed before ``older_than``; returns how many went."""
         async with self._sessions.begin() as session:

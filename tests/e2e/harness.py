@@ -50,9 +50,9 @@ def new_database_url(backend: str, folder: Path) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-def _command() -> list[str]:
+def _command(args: tuple[str, ...] = ("run",)) -> list[str]:
     script = shutil.which("onboarding-bot", path=str(Path(sys.executable).parent))
-    return [script, "run"] if script else [sys.executable, "-m", "bot.cli", "run"]
+    return [script, *args] if script else [sys.executable, "-m", "bot.cli", *args]
 
 
 @dataclass
@@ -60,11 +60,13 @@ class BotProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ("run",)  # e.g. ("run", "--webhook")
+    cwd: Path | None = None  # the bot's working directory (the canary test scans what it writes there)
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
-        self.process = subprocess.Popen(_command(), env={**os.environ, **self.env}, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(_command(self.args), env={**os.environ, **self.env}, stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=self.cwd)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, like a crashed container."""
