@@ -21,7 +21,7 @@ from bot.intake import Intake, SubmissionLimits
 from bot.keyflow import KeyFlow
 from bot.maintenance import Maintenance
 from bot.messenger import Messenger
-from bot.metrics import count_update, record_guard_verdict
+from bot.metrics import COUNT_GROUP, count_update, record_guard_verdict
 from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
 from bot.runtime import Runtime
@@ -62,6 +62,7 @@ class BotApp:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     engine: AsyncEngine | None = None  # for /readyz and /metrics in webhook mode
     delete_bot: ExtBot[None] | None = None  # unthrottled: deleting a pasted key never queues
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # ends the interrupted-pipeline watch
 
     def start_background(self) -> None:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
@@ -71,9 +72,13 @@ class BotApp:
             self.background.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
         if self.support is not None:
             self.background.append(self.support.start())
+        # A key pipeline killed with its process (SIGKILL, crash) is reported to its user, not left hanging.
+        self.background.append(asyncio.create_task(self.runtime.watch_interrupted(self.stopping),
+                                                   name="interrupted-pipelines"))
 
     async def close(self) -> None:
         """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
+        self.stopping.set()
         for job in (self.worker, self.maintenance, self.support):
             if job is not None:
                 job.stop()
@@ -135,13 +140,16 @@ def build_bot(settings: Settings) -> BotApp:
     runtime = Runtime(conversations=conversations, updates=ProcessedUpdateRepository(sessions),
                       audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
                       view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT), cross_locks=locks)
+    # The lease covers one attempt, which never outlives a pipeline: a row claimed by a process that was
+    # killed is retried by another one after pipeline_timeout_s, not after a fixed two minutes.
     worker = OutboxWorker(repo=outbox_repo, conversations=conversations, keyring=keyring, runtime=runtime,
-                          keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s)
+                          keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s,
+                          lease_s=settings.pipeline_timeout_s)
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
-    application.add_handler(TypeHandler(Update, count_update), group=-1)
+    application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
     bot_app = BotApp(application, runtime, settings, worker=worker, maintenance=maintenance,
                      closers=[verifier.aclose, connector.aclose, delete_bot.shutdown, locks.aclose,

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     outbox_hold_minutes: int = 15
     outbox_first_retry_s: float = 5.0
     outbox_poll_s: float = 1.0
+    # A verifying/connecting step older than this lost its pipeline with a process; the user is told.
+    # Keep it above the longest possible pipeline (OpenAI timeout + DoubleTick retries and waits).
+    pipeline_timeout_s: float = 120.0
 
     operator_name: str = "the DoubleTick support team"
     support_url: str | None = "https://web.doubletick.io"
@@ -163,7 +166,7 @@ class Settings(BaseSettings):
         return Policy(auto_connect=self.auto_connect, asks_workspace=self.open_mode and self.auto_connect,
                       can_hold=self.key_encryption_keys is not None,
                       hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
-                      requires_invitation=not self.open_mode)
+                      requires_invitation=not self.open_mode, pipeline_timeout_s=self.pipeline_timeout_s)
 
     def view_settings(self, probe_cost: str) -> ViewSettings:
         return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe

@@ -70,13 +70,13 @@ class SealedOutbox:
         self.clock = clock
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str, key: SecretKey,
-                   workspace_id: str | None) -> None:
+                   workspace_id: str | None, retry_after_s: float | None = None) -> None:
         sealed, kek_id = self.keyring.seal(key, aad_for(conversation_id, chat_id, purpose))
         now = self.clock()
         await self.repo.put(OutboxItem(chat_id=chat_id, conversation_id=conversation_id,
                                        purpose=OutboxPurpose(purpose).value, sealed=sealed, kek_id=kek_id,
                                        attempts=0,
-                                       next_attempt_at=now + timedelta(seconds=self.policy.delay(1)),
+                                       next_attempt_at=now + timedelta(seconds=self.policy.delay(1, retry_after_s)),
                                        expires_at=now + self.policy.hold, created_at=now))
         log.info("key of chat %s held in the outbox for %s (purpose %s)", chat_id, self.policy.hold, purpose)
 
@@ -115,6 +115,8 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Handle every row that is due now; returns how many were handled."""
         items = await self.repo.claim_due(self.clock(), self.owner, int(self.lease_s), limit=20)
+        # Rows whose hold ran out before a retry (the bot was down): report the give-up, then shred.
+        items += await self.repo.claim_due(self.clock(), self.owner, int(self.lease_s), limit=20, expired=True)
         for item in items:
             await self._handle(item)
         return len(items)
@@ -150,7 +152,7 @@ class OutboxWorker:
         """One retry through the same key flow as a fresh paste; None when rescheduled for later."""
         if expired:
             return _give_up(item.purpose, conv.attempt)
-        effect: fx.Effect = fx.Verify(conv.attempt) if item.purpose == OutboxPurpose.VERIFY \
+        effect: fx.Effect = fx.Verify(conv.attempt, conv.workspace_id) if item.purpose == OutboxPurpose.VERIFY \
             else fx.Connect(conv.attempt, conv.workspace_id or "")
         event = await self.keyflow.perform(chat, effect, key)
         match event:

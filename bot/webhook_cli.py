@@ -46,8 +46,12 @@ def webhook_path(settings: Settings) -> str:
 
 
 def mounted_routes(bot_app: BotApp) -> list[BaseRoute]:
-    """Extra HTTP routes served beside the webhook (the support-agent handoff API mounts here)."""
-    return []
+    """Extra HTTP routes served beside the webhook: the support-agent handoff API."""
+    from bot.handoff_api import handoff_routes
+
+    if bot_app.support is None:
+        return []
+    return list(handoff_routes(bot_app.support.api))
 
 
 class _GracefulServer(uvicorn.Server):

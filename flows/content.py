@@ -80,9 +80,12 @@ REQUIRED_NOTICES = (
     "media_at_paste", "media_elsewhere", "forwarded_original", "workspace_invalid", "workspace_first",
     "verified_connect_yourself", "already_connected", "revoke_old_key", "replace_intro",
     "nothing_to_replace", "nothing_connected", "disconnect_failed", "key_warning",
+    "invitation_needed_deleted", "invitation_needed_exposed", "invitation_welcome", "invitation_welcome_back",
+    "invitation_accepted", "invitation_already_connected", "invitation_expired", "invitation_revoked",
+    "invitation_used", "invitation_unknown",
 )
 REQUIRED_REPLIES = ("help", "privacy", "cancelled", "disconnected", "group_redirect", "group_deleted",
-                    "group_cannot_delete", "edited_deleted")
+                    "group_cannot_delete", "edited_deleted", "forwarded_original")
 REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy")
 
 

@@ -22,6 +22,7 @@ __all__ = ["edges", "mermaid"]
 SAMPLE_KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" + "T3BlbkFJ" + "K1l2M3n4O5p6Q7r8S9t0"
 POLICIES = [Policy(auto_connect=a, asks_workspace=w, can_hold=h)
             for a, w, h in product((False, True), repeat=3) if a or not w]
+POLICIES.append(Policy(requires_invitation=True))  # closed mode, before the customer opened a link
 VARIANTS = [
     {"owner": "personal", "permissions": "all"},
     {"owner": "personal", "permissions": "restricted"},
@@ -36,6 +37,8 @@ def _events(conv: Conversation) -> list[tuple[str, ev.Event]]:
         out += [(a.action, ev.ButtonPressed(conv.step.value, a.action)) for a in PROBLEMS[conv.problem].actions]
     if conv.step == Step.CONFIRM_DISCONNECT:
         out.append(("disconnected", ev.DisconnectFinished(ConnectionResult(ConnectionOutcome.CONNECTED))))
+    if conv.step == Step.INVITATION_NEEDED:
+        out.append(("agent's link opened", ev.InvitationRedeemed("ws")))
     if conv.step in (Step.PASTE_KEY, Step.KEY_PROBLEM):  # elsewhere: see the note in mermaid()
         out += [("key pasted", ev.KeyPasted(inspect_pasted_text(SAMPLE_KEY))),
                 ("not a key", ev.KeyPasted(inspect_pasted_text("hello")))]
@@ -62,7 +65,8 @@ def edges() -> dict[tuple[Step, Step], set[str]]:
     """Every (from, to) step pair the machine can take, with the events that take it."""
     found: dict[tuple[Step, Step], set[str]] = defaultdict(set)
     for step, policy, choices in product(SPECS, POLICIES, VARIANTS):
-        if is_skipped(step, SkipContext(choices=choices, asks_workspace=policy.asks_workspace)):
+        if is_skipped(step, SkipContext(choices=choices, asks_workspace=policy.asks_workspace,
+                                        needs_invitation=policy.requires_invitation)):
             continue
         problems = list(PROBLEMS) if step == Step.KEY_PROBLEM else [None]
         for problem in problems:

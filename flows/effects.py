@@ -41,6 +41,7 @@ class Verify:
     """Verify the key in hand (the one from the KeyPasted event being processed)."""
 
     attempt: int
+    workspace_id: str | None = None  # "already connected" is judged within this workspace only
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class HoldKey:
 
     attempt: int
     purpose: str
+    retry_after_s: float | None = None  # the service asked for at least this pause (Retry-After)
 
 
 @dataclass(frozen=True, slots=True)

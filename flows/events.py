@@ -20,6 +20,8 @@ __all__ = [
     "DisconnectFinished",
     "Event",
     "HelpAsked",
+    "InvitationRedeemed",
+    "InvitationRefused",
     "KeyPasted",
     "MediaSent",
     "PrivacyAsked",
@@ -122,6 +124,28 @@ class DisconnectFinished:
     result: ConnectionResult
 
 
+@dataclass(frozen=True, slots=True)
+class InvitationRedeemed:
+    """The user opened an agent's handoff link (checked by the runtime): bind them to its workspace."""
+
+    workspace_id: str
+    workspace_name: str | None = None
+    already_connected: bool = False  # the workspace has a connected key already (by our records)
+    connected_last_four: str | None = None  # of that key, so the user can recognise it
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRefused:
+    """The user opened a handoff link that cannot be used: "expired", "revoked", "used" or "unknown".
+
+    With ``unbind``, the link that bound this user to that workspace was revoked: the binding goes too
+    (unless a key is connected or being checked already).
+    """
+
+    reason: str
+    unbind: str | None = None  # the workspace id whose binding ends
+
+
 Event = (
     Started
     | RestartAsked
@@ -138,4 +162,6 @@ Event = (
     | VerificationFinished
     | ConnectionFinished
     | DisconnectFinished
+    | InvitationRedeemed
+    | InvitationRefused
 )

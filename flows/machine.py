@@ -32,6 +32,7 @@ class Policy:
     can_hold: bool = False  # the sealed retry outbox is available
     pipeline_timeout_s: float = 120.0  # a verifying/connecting step older than this was interrupted
     hold_timeout_s: float = 16 * 60.0  # a held key older than this is gone (the outbox expired it)
+    requires_invitation: bool = False  # closed mode: keys only from users bound by an agent's link
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,8 @@ class Transition:
 
 
 def _skip_context(conv: Conversation, policy: Policy) -> SkipContext:
-    return SkipContext(choices=conv.choices, asks_workspace=policy.asks_workspace and not conv.workspace_id)
+    return SkipContext(choices=conv.choices, asks_workspace=policy.asks_workspace and not conv.workspace_id,
+                       needs_invitation=_needs_invitation(conv, policy))
 
 
 def _sequence_of(step: Step) -> Sequence[Step]:
@@ -113,8 +115,14 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
             return _go(conv, Step.CONFIRM_DISCONNECT, now, fresh=True, resume_step=conv.step)
         case ev.ButtonPressed(step=step, action=action):
             return _on_button(conv, step, action, policy, now)
+        case ev.KeyPasted() if _needs_invitation(conv, policy):
+            return _refuse_uninvited_paste(conv, event, now)
         case ev.KeyPasted():
             return _on_paste(conv, event, policy, now)
+        case ev.InvitationRedeemed():
+            return _on_invitation(conv, event, now)
+        case ev.InvitationRefused():
+            return _on_refusal(conv, event, policy, now)
         case ev.TextSent(text=text):
             return _on_text(conv, text, policy, now)
         case ev.MediaSent(kind=kind):
@@ -197,15 +205,22 @@ def _after_guide_step(conv: Conversation, target: Step, policy: Policy) -> Step:
 
 
 def _on_paste(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: float) -> Transition:
+    transition = _paste_verdict(conv, event, policy, now)
+    if event.forwarded and event.pasted.looks_secret:  # its own message: the guide is edited again soon
+        return Transition(transition.conversation, (fx.Reply("forwarded_original"), *transition.effects))
+    return transition
+
+
+def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: float) -> Transition:
     pasted = event.pasted
-    notice = "forwarded_original" if event.forwarded else None
+    notice = "key_warning" if pasted.shape_warning else None
     if conv.step in (Step.VERIFYING, Step.CONNECTING, Step.HELD):
         return _show(conv, notice="busy_deleted")
     if not pasted.should_verify or pasted.key is None:
         return _problem(conv, pasted.kind, now, pasted.provider, fresh=True)
     if event.retry_in_minutes is not None:
         return _problem(conv, "over_limit", now, str(event.retry_in_minutes),
-                        fx.Audit("over_limit", {"kind": pasted.kind}), fresh=True)
+                        fx.Audit("over_limit", {"pasted": pasted.kind.value}), fresh=True)
     if policy.asks_workspace and not conv.workspace_id:
         return _go(conv, Step.ENTER_WORKSPACE, now, fresh=True, notice="workspace_first")
     attempt = conv.attempt + 1
@@ -218,7 +233,7 @@ def _on_paste(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: floa
                        step_entered_at=now)
     params = {"warning": pasted.shape_warning} if pasted.shape_warning else {}
     return Transition(moved, (fx.Render(fresh=True, notice=notice, notice_params=params),
-                              fx.Verify(attempt)))
+                              fx.Verify(attempt, conv.workspace_id)))
 
 
 def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Transition:
@@ -248,7 +263,8 @@ def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Poli
     if outcome in (VerificationOutcome.INDETERMINATE, VerificationOutcome.RATE_LIMITED) and policy.can_hold \
             and conv.step != Step.HELD:
         moved = _go(conv, Step.HELD, now)
-        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "verify"), *moved.effects))
+        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "verify", event.result.retry_after_s),
+                                               *moved.effects))
     detail = event.result.detail
     if outcome == VerificationOutcome.RATE_LIMITED and event.result.retry_after_s:
         detail = str(int(event.result.retry_after_s + 0.999))
@@ -274,5 +290,53 @@ def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Pol
         return _go(conv, Step.DT_LOG_IN, now)
     if outcome == ConnectionOutcome.TRANSIENT and policy.can_hold and conv.step != Step.HELD:
         moved = _go(conv, Step.HELD, now)
-        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "connect"), *moved.effects))
+        return Transition(moved.conversation, (audit, fx.HoldKey(conv.attempt, "connect", event.result.retry_after_s),
+                                               *moved.effects))
     return _problem(conv, outcome.value, now, event.result.detail, audit)
+
+
+# -- invitations: agents' handoff links (closed mode) ------------------------------------------------
+INVITATION_REFUSALS = frozenset({"expired", "revoked", "used", "unknown"})
+
+
+def _needs_invitation(conv: Conversation, policy: Policy) -> bool:
+    """Closed mode and no workspace bound through an agent's link: no key is verified or connected."""
+    return policy.requires_invitation and not conv.workspace_id
+
+
+def _refuse_uninvited_paste(conv: Conversation, event: ev.KeyPasted, now: float) -> Transition:
+    """The runtime deleted the message already; say kindly why nothing was checked, and warn if exposed."""
+    problem = PROBLEMS.get(event.pasted.kind.value)
+    notice = "invitation_needed_exposed" if problem is not None and problem.exposed else "invitation_needed_deleted"
+    moved = _go(conv, Step.INVITATION_NEEDED, now, fresh=True, notice=notice)
+    extra: tuple[fx.Effect, ...] = (fx.Reply("forwarded_original"),) if event.forwarded else ()
+    audit = fx.Audit("uninvited_paste", {"pasted": event.pasted.kind.value})
+    return Transition(moved.conversation, (audit, *extra, *moved.effects))
+
+
+def _on_invitation(conv: Conversation, event: ev.InvitationRedeemed, now: float) -> Transition:
+    """Bind the conversation to the link's workspace; another workspace than before starts afresh."""
+    if conv.step in PIPELINE_STEPS:
+        return _show(conv, notice="busy")
+    if conv.workspace_id not in (None, event.workspace_id):
+        conv = Conversation(step_entered_at=now)
+    bound = conv.with_(workspace_id=event.workspace_id,
+                       workspace_name=event.workspace_name or conv.workspace_name)
+    if event.already_connected and not bound.connected:
+        return _go(bound, Step.CONNECTED, now, fresh=True, notice="invitation_already_connected",
+                   connected=True, key_last_four=event.connected_last_four, key_family=None)
+    if bound.step == Step.INVITATION_NEEDED:
+        return _go(bound, Step.PASTE_KEY, now, fresh=True, notice="invitation_accepted")
+    return _show(bound, notice="invitation_welcome" if bound.step == Step.WELCOME else "invitation_welcome_back")
+
+
+def _on_refusal(conv: Conversation, event: ev.InvitationRefused, policy: Policy, now: float) -> Transition:
+    """Explain; when the link that bound this user was revoked, the binding ends too (before any key)."""
+    notice = f"invitation_{event.reason if event.reason in INVITATION_REFUSALS else 'unknown'}"
+    bound_by_it = event.unbind is not None and conv.workspace_id == event.unbind
+    if not bound_by_it or conv.connected or conv.step in PIPELINE_STEPS:
+        return _show(conv, notice=notice)
+    unbound = conv.with_(workspace_id=None, workspace_name=None)
+    if _needs_invitation(unbound, policy) and conv.step in (Step.PASTE_KEY, Step.KEY_PROBLEM):
+        return _go(unbound, Step.INVITATION_NEEDED, now, fresh=True, notice=notice)
+    return _show(unbound, notice=notice)

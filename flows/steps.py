@@ -34,6 +34,7 @@ class Step(StrEnum):
     RESTRICTED_PERMISSIONS = "restricted_permissions"  # 1.6, when "Restricted" was chosen
     COPY_KEY = "copy_key"  # 1.7
     ENTER_WORKSPACE = "enter_workspace"  # open mode: the user names their DoubleTick workspace
+    INVITATION_NEEDED = "invitation_needed"  # closed mode, no agent link opened: keys are not taken
     PASTE_KEY = "paste_key"
     VERIFYING = "verifying"
     CONNECTING = "connecting"
@@ -112,6 +113,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.RESTRICTED_PERMISSIONS, "1.6"),
         StepSpec(Step.COPY_KEY, "1.7", choices=(Choice("copied"),)),
         StepSpec(Step.ENTER_WORKSPACE, choices=(), expects_text=True),
+        StepSpec(Step.INVITATION_NEEDED, choices=()),
         StepSpec(Step.PASTE_KEY, choices=(), expects_text=True),
         StepSpec(Step.VERIFYING, choices=(), back=False, stuck=False),
         StepSpec(Step.CONNECTING, choices=(), back=False, stuck=False),
@@ -139,6 +141,7 @@ GUIDE_ORDER: tuple[Step, ...] = (
     Step.RESTRICTED_PERMISSIONS,
     Step.COPY_KEY,
     Step.ENTER_WORKSPACE,
+    Step.INVITATION_NEEDED,
     Step.PASTE_KEY,
 )
 MANUAL_ORDER: tuple[Step, ...] = (
@@ -156,6 +159,7 @@ class SkipContext:
 
     choices: Choices = field(default_factory=dict)
     asks_workspace: bool = False
+    needs_invitation: bool = False  # closed mode and no agent link opened yet
 
 
 # OpenAI shows no permission controls for service-account keys, and the "which permissions" detail
@@ -165,6 +169,9 @@ _SKIP_RULES: dict[Step, Callable[[SkipContext], bool]] = {
     Step.RESTRICTED_PERMISSIONS: lambda c: c.choices.get("owner") == "service"
     or c.choices.get("permissions") != "restricted",
     Step.ENTER_WORKSPACE: lambda c: not c.asks_workspace,
+    # Closed mode: without an agent's link the guide ends at "ask your agent", never at pasting.
+    Step.INVITATION_NEEDED: lambda c: not c.needs_invitation,
+    Step.PASTE_KEY: lambda c: c.needs_invitation,
 }
 
 

@@ -143,6 +143,9 @@ DOCS: dict[str, SettingDoc] = {
         "Behaviour", "Delay before the first retry of a held key, in seconds (then doubling).", "10"),
     "outbox_poll_s": SettingDoc("Behaviour", "How often the outbox worker looks for due retries, in seconds.",
                                 "2"),
+    "pipeline_timeout_s": SettingDoc(
+        "Behaviour", "A key still being verified or connected after this many seconds lost its pipeline with a "
+        "crashed process; the user is told to paste again. Keep it above the longest pipeline.", "90"),
     "operator_name": SettingDoc("Behaviour", "Who runs the bot, as named in messages and /privacy.",
                                 "Acme's DoubleTick team"),
     "support_url": SettingDoc("Behaviour", "Link offered when a user asks for human help.",

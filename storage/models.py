@@ -13,15 +13,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary
+from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.timestamps import UTCDateTime, utcnow
 
 __all__ = [
     "NAMING_CONVENTION",
+    "Agent",
+    "AgentNotification",
     "AuditEvent",
     "Conversation",
+    "HandoffLink",
     "KeyRecord",
     "OutboxItem",
     "OutboxPurpose",
@@ -143,3 +146,57 @@ class OutboxItem(SQLModel, table=True):
             f"OutboxItem(id={self.id!r}, chat_id={self.chat_id!r}, purpose={self.purpose!r}, "
             f"kek_id={self.kek_id!r}, attempts={self.attempts!r})"
         )
+
+
+class Agent(SQLModel, table=True):
+    """A support agent added by an admin with /add_agent (agents in AGENT_USER_IDS are configuration)."""
+
+    __tablename__ = "agent"
+
+    user_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    added_by: int | None = Field(default=None, sa_type=BigInteger)
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    note: str | None = Field(default=None, max_length=128)
+
+
+class HandoffLink(SQLModel, table=True):
+    """A single-use invitation an agent sends a customer: ``t.me/<bot>?start=<token>``.
+
+    Only the SHA-256 ``digest`` of the token is stored: the link cannot be rebuilt from the database.
+    The first Telegram user who opens it is bound to it (``redeemed_by_user_id``) and to its workspace.
+    """
+
+    __tablename__ = "handoff_link"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64, unique=True, index=True)  # hex SHA-256 of the token
+    workspace_id: str = Field(max_length=128, index=True)
+    workspace_name: str | None = Field(default=None, max_length=128)
+    label: str | None = Field(default=None, max_length=128)  # the agent's note about the customer
+    created_by: int | None = Field(default=None, sa_type=BigInteger, index=True)  # agent to notify
+    created_via: str = Field(max_length=16)  # "bot", "cli" or "api"
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by: int | None = Field(default=None, sa_type=BigInteger)
+    redeemed_by_user_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    redeemed_chat_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    redeemed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AgentNotification(SQLModel, table=True):
+    """A notification that must be sent at most once (per link, kind and marker, e.g. "stuck" at a step).
+
+    The unique constraint is the "once": whichever replica inserts the row sends the message.
+    """
+
+    __tablename__ = "agent_notification"
+    __table_args__ = (UniqueConstraint("handoff_link_id", "kind", "marker"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_link_id: int = Field(foreign_key="handoff_link.id", ondelete="CASCADE", index=True)
+    kind: str = Field(max_length=32)
+    marker: str = Field(default="", max_length=64)
+    agent_user_id: int | None = Field(default=None, sa_type=BigInteger)
+    sent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

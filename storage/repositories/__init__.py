@@ -4,15 +4,19 @@ Why repositories: the runtime speaks in intentions ("claim this update", "save i
 method is one short transaction, so no caller holds a database transaction across a network call.
 """
 
+from storage.repositories.agents import AgentRepository
 from storage.repositories.audit import AuditLog
 from storage.repositories.conversations import ConversationRepository
+from storage.repositories.handoffs import HandoffRepository
 from storage.repositories.key_records import KeyRecordRepository
 from storage.repositories.outbox import OutboxRepository
 from storage.repositories.updates import ProcessedUpdateRepository
 
 __all__ = [
+    "AgentRepository",
     "AuditLog",
     "ConversationRepository",
+    "HandoffRepository",
     "KeyRecordRepository",
     "OutboxRepository",
     "ProcessedUpdateRepository",

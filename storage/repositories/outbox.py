@@ -30,6 +30,13 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _expired(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        col(OutboxItem.expires_at) <= now,
+        or_(col(OutboxItem.locked_until).is_(None), col(OutboxItem.locked_until) < now),
+    )
+
+
 def _in_order(items: Sequence[OutboxItem]) -> list[OutboxItem]:
     return sorted(items, key=lambda item: (item.next_attempt_at, item.id or 0))
 
@@ -56,13 +63,17 @@ class OutboxRepository:
             return await session.get(OutboxItem, item_id)
 
     async def claim_due(
-        self, now: datetime, owner: str, lease_seconds: float, limit: int = 10
+        self, now: datetime, owner: str, lease_seconds: float, limit: int = 10, *, expired: bool = False
     ) -> list[OutboxItem]:
-        """Lease up to ``limit`` due, unexpired, unleased items to ``owner``; oldest due first."""
+        """Lease up to ``limit`` due, unexpired, unleased items to ``owner``; oldest due first.
+
+        ``expired=True`` leases unleased items whose hold ran out instead (say, while every replica was
+        down), so a worker can tell their users the retry gave up before it shreds them.
+        """
         locked_until = now + timedelta(seconds=lease_seconds)
         candidates = (
             select(col(OutboxItem.id))
-            .where(_due(now))
+            .where(_expired(now) if expired else _due(now))
             .order_by(col(OutboxItem.next_attempt_at), col(OutboxItem.id))
             .limit(limit)
         )

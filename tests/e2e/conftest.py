@@ -34,6 +34,7 @@ def auto_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def manual_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """No DoubleTick connection configured: the guided Step 2."""
     folder = tmp_path_factory.mktemp("manual")
-    stack = Stack.start(folder, new_database_url("sqlite", folder), auto_connect=False, open_mode=False)
+    # Open mode: without it only users invited by an agent's link get keys verified (test_handoff_e2e.py).
+    stack = Stack.start(folder, new_database_url("sqlite", folder), auto_connect=False, open_mode=True)
     yield stack
     stack.close()

@@ -1,0 +1,152 @@
+"""What an agent may see about a customer's progress: step, last outcome, timestamps, link state.
+
+Why a separate module: ``/status`` in the bot and ``GET /api/handoffs/{id}`` answer the same question.
+Key material is limited by construction: the only key fields read are the family, the last four
+characters and a 12-character prefix of the keyed fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.handoff import LinkState, digest_of, token_from
+from bot.notifications import Customer, agent_text
+from flows.content import Content
+from flows.machine import WORKSPACE_ID
+from flows.state import Conversation
+from flows.steps import Step
+from storage.fingerprint import fingerprint_prefix
+from storage.models import Conversation as ConversationRow
+from storage.models import HandoffLink, KeyRecord
+from storage.repositories import HandoffRepository
+from storage.timestamps import utcnow
+
+__all__ = ["CustomerStatus", "StatusDesk", "StatusReport", "when"]
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerStatus:
+    row: ConversationRow
+    link: HandoffLink | None
+    key: KeyRecord | None
+
+    @property
+    def step(self) -> Step:
+        return Conversation.from_record(self.row.state).step if self.row.state else Step(self.row.step)
+
+    def as_json(self) -> dict[str, Any]:
+        key = None
+        if self.key is not None:
+            key = {"family": self.key.family, "last_four": self.key.last_four,
+                   "fingerprint_prefix": fingerprint_prefix(self.key.fingerprint), "outcome": self.key.outcome,
+                   "connected": self.key.connected_at is not None and self.key.disconnected_at is None}
+        return {"user_id": self.row.user_id, "username": self.row.username, "step": self.step.value,
+                "last_outcome": self.row.last_outcome, "workspace_id": self.row.workspace_id,
+                "step_since": self.row.step_entered_at.isoformat(), "updated_at": self.row.updated_at.isoformat(),
+                "created_at": self.row.created_at.isoformat(), "key": key}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    query: str
+    workspace_id: str | None = None
+    connection: KeyRecord | None = None
+    links: list[HandoffLink] = field(default_factory=list)
+    customers: list[CustomerStatus] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.customers and not self.links and self.connection is None
+
+
+class StatusDesk:
+    def __init__(self, links: HandoffRepository, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.links = links
+        self.clock = clock
+
+    async def _customer(self, row: ConversationRow) -> CustomerStatus:
+        return CustomerStatus(row, await self.links.latest_for_chat(row.chat_id),
+                              await self.links.latest_key_of_chat(row.chat_id))
+
+    async def for_link(self, link: HandoffLink) -> StatusReport:
+        customers = []
+        if link.redeemed_chat_id is not None:
+            row = await self.links.conversation_of_chat(link.redeemed_chat_id)
+            if row is not None:
+                customers.append(await self._customer(row))
+        return StatusReport(f"#{link.id}", link.workspace_id, await self.links.workspace_connection(link.workspace_id),
+                            [link], customers)
+
+    async def lookup(self, query: str) -> StatusReport:
+        """By link (or its token), by ``@username`` or by workspace id."""
+        query = query.strip()
+        token = token_from(query)
+        if token is not None:
+            link = await self.links.by_digest(digest_of(token))
+            if link is not None:
+                return await self.for_link(link)
+        if query.startswith("@") and len(query) > 1:
+            rows = await self.links.conversations_of_username(query[1:])
+            return StatusReport(query, customers=[await self._customer(row) for row in rows])
+        if WORKSPACE_ID.fullmatch(query):
+            rows = await self.links.conversations_in_workspace(query)
+            return StatusReport(query, query, await self.links.workspace_connection(query),
+                                await self.links.for_workspace(query, limit=5),
+                                [await self._customer(row) for row in rows])
+        return StatusReport(query)
+
+    def render(self, report: StatusReport, content: Content) -> str:
+        """Telegram HTML for an agent."""
+        if report.empty:
+            return agent_text(content, "status_none", query=report.query)
+        parts: list[str] = []
+        if report.workspace_id is not None:
+            connection = agent_text(content, "status_not_connected")
+            if report.connection is not None:
+                key = report.connection
+                connection = agent_text(content, "status_connected", family=self._family(content, key.family),
+                                        last_four=key.last_four, fingerprint=fingerprint_prefix(key.fingerprint),
+                                        since=when(key.connected_at))
+            parts.append(agent_text(content, "status_workspace", workspace=report.workspace_id,
+                                    safe={"connection": connection}))
+        now = self.clock()
+        for link in report.links:
+            label = f" · {link.label}" if link.label else None
+            parts.append(agent_text(content, "status_link", id=link.id, label=label,
+                                    state=LinkState.of(link, now).value, created=when(link.created_at),
+                                    expires=when(link.expires_at)))
+        for customer in report.customers:
+            parts.append(self._render_customer(customer, content))
+        return "\n\n".join(parts)
+
+    @staticmethod
+    def _family(content: Content, family: str) -> str:
+        return str(content.data.get("agent_families", {}).get(family, family))
+
+    def _render_customer(self, customer: CustomerStatus, content: Content) -> str:
+        row = customer.row
+        try:
+            step = content.step(customer.step)["title"]
+        except KeyError:
+            step = row.step
+        key_text = agent_text(content, "no_key")
+        if customer.key is not None:
+            key_text = agent_text(content, "key_summary", family=self._family(content, customer.key.family),
+                                  last_four=customer.key.last_four,
+                                  fingerprint=fingerprint_prefix(customer.key.fingerprint),
+                                  outcome=customer.key.outcome)
+        link = customer.link
+        workspace = row.workspace_id or "-"
+        if link is not None and link.workspace_id == row.workspace_id and link.workspace_name:
+            workspace = f"{link.workspace_name} ({row.workspace_id})"
+        return agent_text(content, "status_customer", workspace=workspace, step=step,
+                          since=when(row.step_entered_at), updated=when(row.updated_at),
+                          outcome=row.last_outcome or agent_text(content, "no_outcome"),
+                          safe={"customer": Customer(row.user_id, row.username).describe(content), "key": key_text})

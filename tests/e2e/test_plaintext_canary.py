@@ -1,0 +1,350 @@
+"""The plaintext canary (shared/DESIGN.md, testing layer 5): no pasted key survives anywhere we write.
+
+A real bot process (its CLI, SQLite in a scratch working directory, LOG_LEVEL=DEBUG so PTB logs every raw
+update and Bot API payload) is taken through every outcome class with keys made for this run only:
+connected, each verification failure, held-and-retried, each DoubleTick failure, secrets that are not
+OpenAI keys, captions, forwards, edits, groups, undeletable messages, /replace and /disconnect, and a
+SIGKILL while one key waits sealed in the outbox and another is being verified. Then every byte the
+system wrote is searched for each key, for long pieces of it and for its base64, base64url, hex and
+URL-encoded forms: the database and its -wal/-shm/-journal (also as the crash left them), the log, every
+other file in the working directory, every outbound Bot API request, and /metrics of a webhook-mode run
+over the same database. A self-check plants a canary and proves the scan would have found it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.sandbox import Sandbox
+from bot.standins.chat_driver import ChatDriver
+from bot.standins.doubletick import DEMO_OPERATOR_KEY
+from tests.e2e.harness import BotProcess, Stack, _command, sha256
+from tests.e2e.leaks import (
+    CompanionWatcher,
+    Leak,
+    encoded_forms,
+    find_in_bytes,
+    find_in_calls,
+    find_in_tree,
+    sqlite_files,
+)
+from tests.e2e.pasting import fresh_key, fresh_secret, reach_paste_step, send_and_wait, wait_reply
+
+pytestmark = pytest.mark.e2e
+
+WEBHOOK_SECRET = "canary_webhook_Secret-token_0123456789"
+
+# Verification failures: stand-in behaviour -> a phrase of the bot's answer.
+FAILURES = {
+    None: "doesn't recognise this key",  # unknown to OpenAI: invalid
+    "missing_scope_models": "api.model.read",
+    "missing_scope_request": "model.request",
+    "account_deactivated": "account is deactivated",
+    "no_organization": "no longer a member",
+    "insufficient_quota": "no usable credit",
+    "billing_not_active": "billing is not active",
+    "model_not_available": "can't use the model",
+    "region_blocked": "where our server is located",
+    "ip_not_allowed": "IP allowlist",
+}
+# Secrets that are not OpenAI keys (and an admin key): recognised, deleted, never sent anywhere.
+OTHERS = {
+    "admin": "admin key",
+    "anthropic": "key from Anthropic",
+    "google": "key from Google",
+    "github": "key from GitHub",
+    "telegram_bot_token": "Telegram bot token",
+    "chatgpt_session": "login session token",
+    "jwt": "login session token",
+}
+
+
+@dataclass
+class CanaryRun:
+    """One bot, its scratch working directory, and every secret this run pasted."""
+
+    workdir: Path
+    stack: Stack
+    watcher: CompanionWatcher
+    secrets: dict[str, str] = field(default_factory=dict)  # label -> plaintext
+    crash_snapshots: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "bot.db"
+
+    def canary(self, label: str, behaviour: str | None = "valid", family: str = "project", times: int = 1) -> str:
+        key = fresh_key(family, "Canary")
+        if behaviour is not None:
+            self.stack.sandbox.openai.register(key, behaviour, times=times)
+        self.secrets[label] = key
+        return key
+
+    def secret(self, label: str, name: str) -> str:
+        value = fresh_secret(name)
+        self.secrets[label] = value
+        return value
+
+    def user(self, **kwargs: Any) -> ChatDriver:
+        return self.stack.user(**kwargs)
+
+    def at_paste_step(self, workspace: str = "ws_demo") -> ChatDriver:
+        user = self.user()
+        reach_paste_step(user, workspace)
+        return user
+
+    def configured_secrets(self) -> dict[str, str]:
+        env = self.stack.bot.env
+        return {name: env[name] for name in ("FINGERPRINT_SECRET", "KEY_ENCRYPTION_KEYS", "DOUBLETICK_API_KEY",
+                                             "TELEGRAM_BOT_TOKEN")}
+
+
+def _start(workdir: Path) -> CanaryRun:
+    workdir.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox().start()
+    env = sandbox.bot_environment(f"sqlite+aiosqlite:///{workdir / 'bot.db'}", log_level="DEBUG",
+                                  key_submissions_per_user_per_hour=1000, verifications_per_minute=10_000,
+                                  openai_timeout_s=1, outbox_first_retry_s=0.2, outbox_poll_s=0.1)
+    bot = BotProcess(env, workdir / "bot.log", cwd=workdir)
+    bot.start()
+    stack = Stack(sandbox, bot)
+    watcher = CompanionWatcher(workdir / "bot.db").__enter__()
+    stack.user().wait_bot_polling()
+    return CanaryRun(workdir, stack, watcher)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryRun]:
+    started = _start(tmp_path_factory.mktemp("canary") / "work")
+    try:
+        yield started
+    finally:
+        started.watcher.__exit__()
+        started.stack.close()
+
+
+# --- the flows ---------------------------------------------------------------------------------------------
+
+def _verification_failures(run: CanaryRun) -> None:
+    user = run.at_paste_step()
+    for behaviour, phrase in FAILURES.items():
+        send_and_wait(user, run.canary(f"failure:{behaviour}", behaviour), phrase)
+
+
+def _connected_replaced_disconnected(run: CanaryRun) -> None:
+    user = run.at_paste_step()
+    send_and_wait(user, run.canary("connected"), "You're done")
+    user.send("/replace")
+    user.wait_guide("Let's replace key")
+    send_and_wait(user, run.canary("replacement"), "revoke the old key")
+    user.send("/disconnect")
+    user.wait_guide("Disconnect OpenAI?")
+    user.press("Yes, disconnect")
+    wait_reply(user, "Disconnected")
+    other = run.at_paste_step("ws_acme")
+    service = run.canary("service account", family="service_account")
+    send_and_wait(other, service, "You're done")
+    send_and_wait(other, service, "already connected")
+
+
+def _held_and_retried(run: CanaryRun) -> None:
+    """Rate limited, 5xx, not JSON, timed out: each held sealed, retried, and connected once OpenAI recovers."""
+    held = [(run.at_paste_step(), run.canary(f"held:{behaviour}", behaviour))
+            for behaviour in ("rate_limited", "server_error", "non_json", "timeout")]
+    for user, key in held:  # all at once: their retries overlap
+        send_and_wait(user, key, "I'll retry for you")
+    for _, key in held:
+        run.stack.sandbox.openai.register(key, "valid")
+    for user, _ in held:
+        wait_reply(user, "You're done", timeout=15)
+
+
+def _doubletick_failures(run: CanaryRun) -> None:
+    doubletick = run.stack.sandbox.doubletick
+    send_and_wait(run.at_paste_step("ws_nowhere"), run.canary("dt validation"), "DoubleTick refused")
+    user = run.at_paste_step()
+    doubletick.fail_next(3, 503)  # every in-line attempt fails, then the outbox connects it
+    send_and_wait(user, run.canary("dt held"), "I'll retry for you")
+    wait_reply(user, "You're done", timeout=15)
+    doubletick.configure(api_keys=["key_NotTheBotsCredential01"])
+    try:
+        send_and_wait(run.at_paste_step(), run.canary("dt credential rejected"), "our connection to DoubleTick")
+    finally:
+        doubletick.configure(api_keys=[DEMO_OPERATOR_KEY])
+
+
+def _not_openai_keys(run: CanaryRun) -> None:
+    user = run.at_paste_step()
+    for name, phrase in OTHERS.items():
+        send_and_wait(user, run.secret(f"other:{name}", name), phrase)
+    first, second = run.canary("several:1", None), run.canary("several:2", None, "service_account")
+    send_and_wait(user, f"OPENAI_API_KEY={first}\nOTHER_KEY={second}", "more than one key")
+
+
+def _delete_first_variants(run: CanaryRun) -> None:
+    user = run.at_paste_step()
+    user.send(photo=True, caption=f"my key: {run.canary('caption')}")
+    user.wait_guide("You're done")
+    user = run.at_paste_step()
+    user.send(run.canary("forwarded"), forward=True)
+    wait_reply(user, "original message still exists")
+    user = run.at_paste_step()
+    wrapped = run.canary("wrapped")  # a phone wrapped it onto two lines
+    send_and_wait(user, f"{wrapped[:70]}\n{wrapped[70:]}", "You're done")
+
+    user = run.user()
+    user.send("/start")
+    user.wait_guide("Connect DoubleTick to OpenAI")
+    edited = user.send("hello")
+    user.wait_guide("Use the buttons")
+    user.edit(edited["message_id"], f"oops {run.canary('edited')}")
+    user.wait_guide("I deleted your key")
+    aged = user.send("good morning")
+    user.wait_idle()
+    user._post("age", chat_id=user.chat_id, message_id=aged["message_id"], seconds=49 * 3600)
+    user.edit(aged["message_id"], run.canary("undeletable"))
+    user.wait_guide("couldn't delete")
+
+    for can_delete in (True, False):
+        group = run.user(chat_id=-100_000_000_000 - run.stack.next_user, chat_type="supergroup")
+        group.send("hello group")
+        group._post("chat_config", chat_id=group.chat_id, bot_can_delete=can_delete)
+        group.send(run.canary(f"group:{can_delete}"))
+        wait_reply(group, "I deleted a message" if can_delete else "can't delete it")
+
+
+def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
+    """SIGKILL while one key waits sealed in the outbox and another is with OpenAI; the sealed one survives."""
+    openai = run.stack.sandbox.openai
+    held_user = run.at_paste_step()
+    held = run.canary("sealed across a crash", "server_error")
+    send_and_wait(held_user, held, "I'll retry for you")  # the sealed row is written before this shows
+    in_flight_user = run.at_paste_step()
+    in_flight = run.canary("in flight at the crash")
+    openai.configure(latency_ms=3000)
+    try:
+        in_flight_user.send(in_flight)
+        in_flight_user.wait_for(lambda: run.stack.openai_requests_for(in_flight), what="OpenAI to be asked")
+        run.stack.bot.kill()
+    finally:
+        openai.configure(latency_ms=0)
+    for path in sqlite_files(run.database):  # exactly what the crash left, WAL included
+        run.crash_snapshots[path.name] = path.read_bytes()
+    assert "bot.db" in run.crash_snapshots
+    calls_before = len(run.stack.drivers[0].calls("getUpdates"))
+    run.stack.bot.start()
+    run.stack.drivers[0].wait_for(lambda: len(run.stack.drivers[0].calls("getUpdates")) > calls_before, 60,
+                                  "the restarted bot to poll")
+    openai.register(held, "valid")
+    wait_reply(held_user, "You're done", timeout=20)
+    state = run.stack.sandbox.doubletick.workspace("ws_demo")
+    assert state is not None and state.key_sha256 == sha256(held)  # opened by the new process
+
+
+def _metrics_of_a_webhook_run(run: CanaryRun) -> bytes:
+    """The same database served by `run --webhook`: a few more pastes, then /metrics (b"" if absent)."""
+    if importlib.util.find_spec("bot.webserver") is None:
+        return b""
+    from bot.standins.server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**run.stack.bot.env, "WEBHOOK_URL": f"{url}/telegram", "WEBHOOK_SECRET_TOKEN": WEBHOOK_SECRET,
+           "WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(port)}
+    done = subprocess.run(_command(("webhook", "set")), env=env, capture_output=True, text=True, timeout=60,
+                          check=False, cwd=run.workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bot = BotProcess(env, run.workdir / "bot-webhook.log", args=("run", "--webhook"), cwd=run.workdir)
+    bot.start()
+    try:
+        with httpx.Client(timeout=10, trust_env=False) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and bot.process is not None and bot.process.poll() is None
+                time.sleep(0.05)
+            user = run.at_paste_step()
+            send_and_wait(user, run.canary("webhook connected"), "You're done")
+            send_and_wait(user, run.canary("webhook invalid", None), "doesn't recognise")
+            send_and_wait(user, run.canary("webhook admin", None, "admin"), "admin key")
+            response = http.get(f"{url}/metrics")
+            assert response.status_code == 200
+            return response.content
+    finally:
+        bot.stop()
+
+
+# --- the scan -----------------------------------------------------------------------------------------------
+
+def _scan(run: CanaryRun, calls: list[dict[str, Any]], metrics: bytes, values: list[str]) -> list[Leak]:
+    leaks = find_in_tree(run.workdir, values)
+    for name, data in run.crash_snapshots.items():
+        leaks += find_in_bytes(data, values, f"{name} as the SIGKILL left it")
+    leaks += run.watcher.find(values)
+    leaks += find_in_calls(calls, values)
+    leaks += find_in_bytes(metrics, values, "/metrics")
+    return leaks
+
+
+def test_no_key_plaintext_is_written_anywhere(run: CanaryRun) -> None:
+    _verification_failures(run)
+    _connected_replaced_disconnected(run)
+    _held_and_retried(run)
+    _doubletick_failures(run)
+    _not_openai_keys(run)
+    _delete_first_variants(run)
+    _crash_with_a_sealed_key_and_one_in_flight(run)
+    run.stack.drivers[0].wait_idle()
+    run.stack.bot.stop()  # graceful: drains pipelines, closes the database
+    metrics = _metrics_of_a_webhook_run(run)
+    run.watcher.__exit__()
+    calls = run.stack.drivers[0].calls()
+
+    log = (run.workdir / "bot.log").read_text(errors="replace")
+    assert "Traceback" not in log, "the bot failed somewhere (see bot.log)"
+    assert "Calling Bot API endpoint `deleteMessage`" in log, "PTB's debug logging did not run"
+    assert log.count("Call to Bot API endpoint `getUpdates` finished with return value") > 10
+    assert sqlite_files(run.database) and len(run.secrets) >= 40
+    assert not metrics or b"onboarding_" in metrics
+
+    leaks = _scan(run, calls, metrics, [*run.secrets.values(), *run.configured_secrets().values()])
+    assert not leaks, "key material written by the system:\n" + "\n".join(map(str, leaks))
+
+    # Self-check: the same scan finds a canary planted where the bot writes, in any form.
+    canary = run.secrets["connected"]
+    scratch = run.workdir / "scratch.bin"
+    for form, needle in [("plaintext", canary.encode()), ("base64url", base64.urlsafe_b64encode(canary.encode())),
+                         ("hex", canary.encode().hex().encode())]:
+        scratch.write_bytes(b"...noise..." + needle + b"...noise...")
+        found = _scan(run, calls, metrics, [canary])
+        assert found and {leak.where for leak in found} == {"scratch.bin"}, form
+    scratch.unlink()
+    planted_call = [{"seq": 0, "method": "sendMessage", "params": {"text": f"your key {canary} works"}}]
+    assert find_in_calls(planted_call, [canary])
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_the_scanner_finds_each_encoding_at_every_alignment(tmp_path: Path, shift: int) -> None:
+    canary = fresh_key("project", "Canary")
+    prefix = b"x" * shift
+    for form, needle in encoded_forms(canary).items():
+        (tmp_path / "planted").write_bytes(b"header " + needle + b" trailer")
+        assert any(leak.form == form for leak in find_in_tree(tmp_path, [canary])), form
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        blob = encode(prefix + b'{"key": "' + canary.encode() + b'"}')
+        assert find_in_bytes(blob, [canary], "blob"), (encode.__name__, shift)
+    assert not find_in_bytes(b"sk-proj-\xe2\x80\xa6" + canary[-4:].encode(), [canary], "mask")
