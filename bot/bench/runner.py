@@ -1,0 +1,387 @@
+"""``onboarding-bot bench``: every measurement, in one run, beside the echo baseline.
+
+Order per transport (polling, then webhook when the bot has a webhook server): start the stand-ins and
+our bot on a fresh database (with users already at the paste step for the exposure waves), a few users
+walk the guide and paste (step latency, Telegram calls per step and per onboarding), many users walk at
+once (throughput), paste waves at each rate (exposure window); then the echo baseline serves the same
+walk on the same stand-in and transport. Memory is measured last, with 1k/10k/100k stored
+conversations, on polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import secrets
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from bot.bench.exposure import PasteWave, paste_wave
+from bot.bench.machine import load_average, machine_info
+from bot.bench.memory import measure_memory
+from bot.bench.seed import AT_PASTE_STEP, migrate, seed_conversations
+from bot.bench.stack import BotProcess, Database, StandIns, bot_command, find_postgres, loopback_port
+from bot.bench.stats import summary_ms
+from bot.bench.users import GUIDE_WALK, Action, SimUser, bench_key
+from bot.bench.walk import WalkResult, walk_light, walk_saturated
+from bot.sandbox import SANDBOX_BOT_TOKEN
+from bot.standins.openai import Behaviour
+from flows.steps import Step
+
+__all__ = ["BenchOptions", "Transport", "run_bench", "webhook_available"]
+
+Transport = Literal["polling", "webhook"]
+RATES = (50, 200, 500)
+MEMORY_SIZES = (1_000, 10_000, 100_000)
+TARGETS = {"exposure_p99_ms_at_200": 10.0, "exposure_p99_ms_at_500": 50.0, "throughput_ratio_vs_echo": 0.6,
+           "rss_growth_mb_1k_to_100k": 20.0, "telegram_calls_per_guide_step": 2}
+ECHO_MODULE = "bot.bench.echo_bot"
+
+
+def webhook_available() -> bool:
+    """The bot's webhook server exists in this tree (``onboarding-bot run --webhook``)."""
+    return importlib.util.find_spec("bot.webserver") is not None
+
+
+@dataclass
+class BenchOptions:
+    quick: bool = False
+    openai_latency_ms: float = 800.0
+    transports: Sequence[Transport] = ("polling", "webhook")
+    database: Literal["auto", "sqlite", "postgres"] = "auto"
+    postgres_url: str | None = None  # the server to create scratch databases on (resolved at start)
+    workdir: Path = field(default_factory=lambda: Path("var/bench"))
+    rates: Sequence[int] = RATES
+    memory_sizes: Sequence[int] = MEMORY_SIZES
+    wave_s: float | None = None  # seconds of pasting per rate
+    light_users: int | None = None
+    saturated_users: int | None = None
+
+    def __post_init__(self) -> None:
+        self.wave_s = self.wave_s if self.wave_s is not None else (0.5 if self.quick else 4.0)
+        self.light_users = self.light_users if self.light_users is not None else (6 if self.quick else 40)
+        self.saturated_users = self.saturated_users if self.saturated_users is not None else \
+            (40 if self.quick else 300)
+
+    def pastes_at(self, rate: int) -> int:
+        assert self.wave_s is not None
+        return max(2, round(rate * self.wave_s))
+
+
+class UserIds:
+    """Hands out fresh user ids so no two phases share a chat."""
+
+    def __init__(self, start: int = 100_000) -> None:
+        self.next = start
+
+    def take(self, count: int) -> list[int]:
+        ids = list(range(self.next, self.next + count))
+        self.next += count
+        return ids
+
+
+@dataclass
+class TransportRun:
+    transport: Transport
+    light: WalkResult | None = None
+    saturated: WalkResult | None = None
+    echo: WalkResult | None = None
+    waves: dict[str, PasteWave] = field(default_factory=dict)
+    bot_log_errors: int = 0
+    echo_log_errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, options: BenchOptions) -> None:
+        self.options = options
+        self.ids = UserIds()
+        self.standins = StandIns(openai_latency_ms=options.openai_latency_ms)
+        self.workdir = options.workdir
+        self.processes: list[BotProcess] = []
+
+    @property
+    def tap(self) -> Any:
+        assert self.standins.tap is not None
+        return self.standins.tap
+
+    def user(self, user_id: int, *, workspace: str = "ws_demo", echo: bool = False) -> SimUser:
+        return SimUser(self.standins.telegram, self.tap, user_id, workspace=workspace, echo=echo)
+
+    def workspaces(self, names: Sequence[str]) -> None:
+        self.standins.doubletick.configure(workspaces={name: f"Bench {name}" for name in names})
+
+    # -- processes --------------------------------------------------------------------------------------
+    async def start_ours(self, database: Database, transport: Transport, label: str) -> BotProcess:
+        extra: dict[str, str] = {"TELEGRAM_MAX_RATE_PER_S": "1000000", "LOG_LEVEL": "WARNING"}
+        args = ["run"]
+        port = 0
+        if transport == "webhook":
+            port = loopback_port()
+            extra.update({"WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(port),
+                          "WEBHOOK_SECRET_TOKEN": secrets.token_urlsafe(24),
+                          "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram"})
+            args.append("--webhook")
+        env = self.standins.bot_environment(database.url, **extra)
+        bot = BotProcess(bot_command(*args), env, self.workdir / f"{label}.log")
+        self.processes.append(bot)
+        bot.start()
+        if transport == "webhook":
+            await self.set_webhook(f"http://127.0.0.1:{port}/telegram", extra["WEBHOOK_SECRET_TOKEN"])
+        probe = self.user(self.ids.take(1)[0])
+        await probe.do(Action("text", "/start", Step.WELCOME))
+        return bot
+
+    async def start_echo(self, transport: Transport, label: str) -> BotProcess:
+        env = {"TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "TELEGRAM_API_BASE_URL": self.standins.telegram_url}
+        port = 0
+        if transport == "webhook":
+            port = loopback_port()
+            env["ECHO_WEBHOOK_PORT"] = str(port)
+        import sys
+
+        echo = BotProcess([sys.executable, "-m", ECHO_MODULE], env, self.workdir / f"{label}.log")
+        self.processes.append(echo)
+        echo.start()
+        if transport == "webhook":
+            await self.set_webhook(f"http://127.0.0.1:{port}/telegram", None)
+        probe = self.user(self.ids.take(1)[0], echo=True)
+        await probe.do(Action("text", "ping", Step.WELCOME))
+        return echo
+
+    async def set_webhook(self, url: str, secret: str | None) -> None:
+        """Register the webhook once the server accepts connections (as ``webhook set`` would)."""
+        host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _reader, writer = await asyncio.open_connection(host, int(port))
+                writer.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        payload: dict[str, Any] = {"url": url, "max_connections": 40,
+                                   "allowed_updates": ["message", "edited_message", "callback_query",
+                                                       "my_chat_member"]}
+        if secret:
+            payload["secret_token"] = secret
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.post(f"{self.standins.telegram_url}/bot{SANDBOX_BOT_TOKEN}/setWebhook",
+                                         json=payload)
+            response.raise_for_status()
+
+    # -- phases -----------------------------------------------------------------------------------------
+    def walkers(self, count: int, *, echo: bool = False, paste: bool = False) -> tuple[list[SimUser],
+                                                                                      dict[int, tuple[Action, ...]]]:
+        ids = self.ids.take(count)
+        names = [f"ws_u{user_id}" for user_id in ids]
+        self.workspaces(names)
+        users = [self.user(user_id, workspace=name, echo=echo) for user_id, name in zip(ids, names, strict=True)]
+        scripts: dict[int, tuple[Action, ...]] = {}
+        for user in users:
+            actions = GUIDE_WALK
+            if paste:
+                key = bench_key()
+                self.standins.openai.register(key, Behaviour.VALID)
+                actions = (*GUIDE_WALK, Action("text", key, Step.CONNECTED))
+            scripts[user.user_id] = actions
+        return users, scripts
+
+    async def light_walk(self, count: int) -> WalkResult:
+        """A few users walk the whole guide and paste a key, five at a time."""
+        users, scripts = self.walkers(count, paste=True)
+        return await walk_light(self.tap, users, scripts, concurrency=5)
+
+    async def transport_run(self, transport: Transport) -> TransportRun:
+        run = TransportRun(transport)
+        options = self.options
+        self.standins.telegram.reset()  # a fresh world: the stand-in's scans do not grow with earlier phases
+        database = await Database.create(self.workdir, options.postgres_url, label=f"bench_{transport}")
+        bot: BotProcess | None = None
+        try:
+            await migrate(database.url)
+            waves: dict[int, list[int]] = {rate: self.ids.take(options.pastes_at(rate)) for rate in options.rates}
+            paste_ids = [user_id for ids in waves.values() for user_id in ids]
+            names = [f"ws_p{user_id}" for user_id in paste_ids]
+            self.workspaces(names)
+            await seed_conversations(database.url, paste_ids, step=AT_PASTE_STEP, workspaces=names)
+            bot = await self.start_ours(database, transport, f"bot-{transport}")
+            run.light = await _with_cpu(bot, self.light_walk(options.light_users or 1))
+            users, _ = self.walkers(options.saturated_users or 1)
+            run.saturated = await _with_cpu(bot, walk_saturated(users))
+            for rate, ids in waves.items():
+                await asyncio.sleep(1.0)  # let the previous phase's pipelines drain
+                wave_users = [self.user(user_id, workspace=f"ws_p{user_id}") for user_id in ids]
+                run.waves[str(rate)] = await paste_wave(self.standins, wave_users, rate, cpu=bot.cpu_seconds,
+                                                        settle_timeout_s=30.0 if options.quick else 120.0)
+            bot.stop()
+            run.bot_log_errors = _log_errors(bot.log_text())
+            bot = None
+            self.standins.telegram.reset()
+            echo = await self.start_echo(transport, f"echo-{transport}")
+            try:
+                users, _ = self.walkers(options.saturated_users or 1, echo=True)
+                run.echo = await _with_cpu(echo, walk_saturated(users))
+            finally:
+                echo.stop()
+                run.echo_log_errors = _log_errors(echo.log_text())
+        finally:
+            if bot is not None:
+                bot.stop()
+            await database.drop()
+        return run
+
+    async def memory(self) -> dict[str, Any]:
+        self.standins.telegram.reset()
+        async def start(database: Database, label: str) -> BotProcess:
+            return await self.start_ours(database, "polling", label)
+
+        async def walk(size: int) -> WalkResult:
+            return await self.light_walk(5)
+
+        return await measure_memory(self.standins, folder=self.workdir, postgres_url=self.options.postgres_url,
+                                    sizes=self.options.memory_sizes, start_bot=start, walk=walk,
+                                    resumed_users=50 if self.options.quick else 200)
+
+    async def run(self) -> dict[str, Any]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.options.postgres_url = await find_postgres(self.options.database, self.options.postgres_url)
+        started = time.monotonic()
+        load_before = load_average()
+        self.standins.start()
+        runs: dict[str, TransportRun] = {}
+        memory: dict[str, Any] = {}
+        try:
+            for transport in self.options.transports:
+                if transport == "webhook" and not webhook_available():
+                    continue
+                runs[transport] = await self.transport_run(transport)
+            memory = await self.memory()
+        finally:
+            for process in self.processes:
+                with contextlib.suppress(Exception):
+                    process.stop()
+            self.standins.stop()
+        return assemble(self.options, runs, memory, machine={**machine_info(), "load_before": load_before,
+                                                             "load_after": load_average()},
+                        elapsed_s=time.monotonic() - started)
+
+
+async def _with_cpu(process: BotProcess, walk: Awaitable[WalkResult]) -> WalkResult:
+    """Run ``walk`` and note how much CPU ``process`` used meanwhile."""
+    before, harness = process.cpu_seconds(), time.process_time()
+    result = await walk
+    after = process.cpu_seconds()
+    result.harness_cpu_s = time.process_time() - harness
+    if before is not None and after is not None:
+        result.cpu_s = after - before
+    return result
+
+
+def _log_errors(text: str) -> int:
+    return sum(1 for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback"))
+
+
+def _transport_figures(run: TransportRun) -> dict[str, Any]:
+    light, saturated, echo = run.light, run.saturated, run.echo
+    figures: dict[str, Any] = {"exposure_window_ms": {rate: wave.to_json() for rate, wave in run.waves.items()}}
+    bot_rate = saturated.updates_per_s if saturated else 0.0
+    echo_rate = echo.updates_per_s if echo else 0.0
+    figures["throughput_updates_per_s"] = {"bot": round(bot_rate, 1), "echo": round(echo_rate, 1)}
+    figures["throughput_ratio_vs_echo"] = round(bot_rate / echo_rate, 3) if echo_rate else None
+    if light is not None:
+        per_action = {label: round(sum(c) / len(c), 2) for label, c in light.calls_per_action.items() if c}
+        guide = {label: v for label, v in per_action.items() if "-> connected" not in label}
+        onboarding = sum(per_action.values())
+        figures["telegram_calls_per_onboarding"] = round(onboarding, 2)
+        figures["telegram_calls_per_step"] = {"max_guide_step": max(guide.values(), default=None),
+                                              "mean_guide_step": round(sum(guide.values()) / len(guide), 2)
+                                              if guide else None,
+                                              "by_action": per_action}
+        figures["step_latency_ms"] = summary_ms(light.press_latencies_s)
+    figures["walks"] = {name: _walk_json(result) for name, result in
+                        (("light", light), ("saturated", saturated), ("echo", echo)) if result is not None}
+    figures["bot_log_errors"] = run.bot_log_errors
+    figures["echo_log_errors"] = run.echo_log_errors
+    return figures
+
+
+def _walk_json(result: WalkResult) -> dict[str, Any]:
+    return {"users": result.users, "completed": result.completed, "failed": result.failed, "updates": result.updates,
+            "elapsed_s": round(result.elapsed_s, 2), "updates_per_s": round(result.updates_per_s, 1),
+            **_cpu_json(result),
+            "latency_ms": summary_ms(result.latencies_s), "errors": result.errors}
+
+
+def _cpu_json(result: WalkResult) -> dict[str, float | None]:
+    cpu, elapsed = result.cpu_s, result.elapsed_s
+    harness = round(result.harness_cpu_s / elapsed, 2) if result.harness_cpu_s is not None and elapsed else None
+    if cpu is None:
+        return {"cpu_s": None, "cpu_busy": None, "cpu_ms_per_update": None, "harness_cpu_busy": harness}
+    return {"cpu_s": round(cpu, 2), "cpu_busy": round(cpu / elapsed, 2) if elapsed else None,
+            "cpu_ms_per_update": round(cpu * 1000 / result.updates, 2) if result.updates else None,
+            "harness_cpu_busy": harness}
+
+
+def _targets(figures: dict[str, Any], rss: dict[str, Any]) -> dict[str, Any]:
+    exposure = figures.get("exposure_window_ms", {})
+
+    def p99(rate: str) -> float | None:
+        value = exposure.get(rate, {}).get("p99")
+        return float(value) if value is not None else None
+
+    low, high = rss.get("1000", {}).get("rss_mb"), rss.get("100000", {}).get("rss_mb")
+    growth = round(high - low, 1) if low is not None and high is not None else None
+    ratio = figures.get("throughput_ratio_vs_echo")
+    calls = figures.get("telegram_calls_per_step", {}).get("max_guide_step")
+    checks = {
+        "exposure_p99_ms_at_200": (p99("200"), lambda v: v <= TARGETS["exposure_p99_ms_at_200"]),
+        "exposure_p99_ms_at_500": (p99("500"), lambda v: v <= TARGETS["exposure_p99_ms_at_500"]),
+        "throughput_ratio_vs_echo": (ratio, lambda v: v >= TARGETS["throughput_ratio_vs_echo"]),
+        "rss_growth_mb_1k_to_100k": (growth, lambda v: v <= TARGETS["rss_growth_mb_1k_to_100k"]),
+        "telegram_calls_per_guide_step": (calls, lambda v: v <= TARGETS["telegram_calls_per_guide_step"]),
+    }
+    return {name: {"target": TARGETS[name], "measured": value, "met": None if value is None else bool(ok(value))}
+            for name, (value, ok) in checks.items()}
+
+
+def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[str, Any], *,
+             machine: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    """The JSON report: the primary transport's figures at the top level, every transport below."""
+    transports = {name: _transport_figures(run) for name, run in runs.items()}
+    primary = "polling" if "polling" in transports else next(iter(transports), None)
+    top = dict(transports[primary]) if primary else {}
+    report: dict[str, Any] = {
+        "transport": primary,
+        "exposure_window_ms": top.pop("exposure_window_ms", {}),
+        "throughput_updates_per_s": top.pop("throughput_updates_per_s", {}),
+        "throughput_ratio_vs_echo": top.pop("throughput_ratio_vs_echo", None),
+        "telegram_calls_per_onboarding": top.pop("telegram_calls_per_onboarding", None),
+        "telegram_calls_per_step": top.pop("telegram_calls_per_step", {}),
+        "rss_mb": {size: point.get("rss_mb") for size, point in memory.items()},
+        "step_latency_ms": top.pop("step_latency_ms", {}),
+    }
+    report["targets"] = _targets({**report, **transports.get(primary or "", {})}, memory)
+    report["transports"] = transports
+    report["memory"] = memory
+    report["settings"] = {"quick": options.quick, "openai_latency_ms": options.openai_latency_ms,
+                          "database": "postgresql" if options.postgres_url else "sqlite",
+                          "rates_per_s": list(options.rates), "wave_s": options.wave_s,
+                          "light_users": options.light_users, "saturated_users": options.saturated_users,
+                          "memory_sizes": list(options.memory_sizes),
+                          "webhook_available": webhook_available()}
+    report["machine"] = machine
+    report["elapsed_s"] = round(elapsed_s, 1)
+    return report
+
+
+async def run_bench(options: BenchOptions) -> dict[str, Any]:
+    return await Bench(options).run()
