@@ -1,4 +1,4 @@
-"""The ``onboarding-bot`` command: run, migrate, sandbox, try, diagram, keys.
+"""The ``onboarding-bot`` command: run the bot, migrate, sandboxes, benchmarks and operator tools.
 
 Why argparse: a handful of subcommands with few options; the standard library does it without another
 dependency.

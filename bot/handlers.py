@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
-from telegram.error import TelegramError
+from telegram.error import NetworkError, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -179,5 +179,8 @@ class BotHandlers:
         """Log the error class and where; never the update's contents (it may hold a key)."""
         error = context.error
         update_id = update.update_id if isinstance(update, Update) else None
+        if isinstance(error, NetworkError) and update_id is None:  # polling hiccup: PTB retries by itself
+            log.warning("network trouble talking to Telegram: %s", type(error).__name__)
+            return
         log.error("error while handling update %s: %s", update_id, type(error).__name__,
                   exc_info=error)

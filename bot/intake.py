@@ -19,7 +19,7 @@ from bot.secret_guard import GuardVerdict
 from flows import events as ev
 from flows.inspection import inspect_pasted_text
 from flows.state import Conversation
-from flows.steps import Step
+from flows.steps import PIPELINE_STEPS, Step
 
 __all__ = ["PASTE_STEPS", "Intake", "SubmissionLimits"]
 
@@ -62,7 +62,9 @@ class Intake:
         pasted = inspect_pasted_text(text)
         if deletion != DeleteOutcome.DELETED and pasted.looks_secret:
             return ev.DeletionFailed(REASONS.get(deletion, "other"))
-        retry = await self.limits.retry_in_minutes(user_id) if pasted.should_verify else None
+        # Only a paste that will really be checked uses up the allowance (not one sent while busy).
+        counts = pasted.should_verify and conv.step not in PIPELINE_STEPS
+        retry = await self.limits.retry_in_minutes(user_id) if counts else None
         return ev.KeyPasted(pasted, forwarded=forwarded, retry_in_minutes=retry)
 
     async def media_event(self, conv: Conversation, *, chat_id: int, message_id: int, kind: str,
@@ -71,4 +73,4 @@ class Intake:
             await self.messenger.delete(chat_id, message_id)
         elif verdict is not None and not verdict.deleted:
             return ev.DeletionFailed(REASONS.get(verdict.deletion, "other"))
-        return ev.MediaSent(kind)
+        return ev.MediaSent(kind, deleted=verdict is not None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from enum import StrEnum
 
 from telegram import Bot, LinkPreviewOptions
@@ -19,7 +20,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from bot.telegram_view import to_markup
 from flows.view import View
 
-__all__ = ["DeleteOutcome", "Messenger"]
+__all__ = ["ChatUnreachable", "DeleteOutcome", "Messenger"]
 
 log = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -32,6 +33,25 @@ class DeleteOutcome(StrEnum):
     FAILED = "failed"  # network trouble or anything unexpected
 
 
+class ChatUnreachable(Exception):
+    """Telegram refuses to deliver to this chat (403: the user blocked the bot, or it left the group).
+
+    Not an error of ours: the conversation is saved, and the user finds their place again with /start.
+    """
+
+    def __init__(self, chat_id: int) -> None:
+        super().__init__(f"chat {chat_id} cannot be reached")
+        self.chat_id = chat_id
+
+
+@contextlib.contextmanager
+def _reachable(chat_id: int) -> Iterator[None]:
+    try:
+        yield
+    except Forbidden:
+        raise ChatUnreachable(chat_id) from None
+
+
 class Messenger:
     """Send, edit and delete messages for the runtime."""
 
@@ -42,16 +62,18 @@ class Messenger:
         self.delete_bot = delete_bot or bot
 
     async def send_view(self, chat_id: int, view: View) -> int:
-        message = await self.bot.send_message(chat_id, view.text, parse_mode=ParseMode.HTML,
-                                              reply_markup=to_markup(view), link_preview_options=NO_PREVIEW)
+        with _reachable(chat_id):
+            message = await self.bot.send_message(chat_id, view.text, parse_mode=ParseMode.HTML,
+                                                  reply_markup=to_markup(view), link_preview_options=NO_PREVIEW)
         return message.message_id
 
     async def edit_view(self, chat_id: int, message_id: int, view: View) -> bool:
         """Edit the guide message in place; False if it no longer exists or can't be edited."""
         try:
-            await self.bot.edit_message_text(view.text, chat_id=chat_id, message_id=message_id,
-                                             parse_mode=ParseMode.HTML, reply_markup=to_markup(view),
-                                             link_preview_options=NO_PREVIEW)
+            with _reachable(chat_id):
+                await self.bot.edit_message_text(view.text, chat_id=chat_id, message_id=message_id,
+                                                 parse_mode=ParseMode.HTML, reply_markup=to_markup(view),
+                                                 link_preview_options=NO_PREVIEW)
         except BadRequest as exc:
             if "not modified" in exc.message.lower():
                 return True
@@ -60,9 +82,10 @@ class Messenger:
         return True
 
     async def send_html(self, chat_id: int, text: str, view: View | None = None) -> int:
-        message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
-                                              reply_markup=to_markup(view) if view else None,
-                                              link_preview_options=NO_PREVIEW)
+        with _reachable(chat_id):
+            message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                                  reply_markup=to_markup(view) if view else None,
+                                                  link_preview_options=NO_PREVIEW)
         return message.message_id
 
     async def delete(self, chat_id: int, message_id: int, *, attempts: int = 3) -> DeleteOutcome:

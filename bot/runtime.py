@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from bot.chat_locks import ChatLocks
 from bot.keyflow import KeyFlow
-from bot.messenger import Messenger
+from bot.messenger import ChatUnreachable, Messenger
 from bot.metrics import record_step_entered
 from flows import effects as fx
 from flows import events as ev
@@ -224,14 +224,18 @@ class Runtime:
             result.effects.append(effect)
             match effect:
                 case fx.Render():
-                    await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
-                                       pressed_message_id)
+                    try:
+                        await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
+                                           pressed_message_id)
+                    except ChatUnreachable:  # blocked meanwhile: the step is saved, /start shows it again
+                        log.info("chat %s cannot be reached (blocked?); step saved, not shown", chat.chat_id)
                     toast = TOASTS.get(effect.notice or "")
                     if toast:
                         result.toast = load_content(chat.language).callback_answer(toast)
                 case fx.Reply(text=name):
                     text = render_reply(name, load_content(chat.language), self.view_settings)
-                    await self.messenger.send_html(chat.chat_id, text)
+                    with contextlib.suppress(ChatUnreachable):
+                        await self.messenger.send_html(chat.chat_id, text)
                 case fx.Audit(kind=kind, detail=detail):
                     await self.audit.record(kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail)
                 case fx.RecordKey() | fx.HoldKey():

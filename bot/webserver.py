@@ -130,7 +130,9 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
     web = state or WebState()
     engine = bot_app.engine
     sessions = session_factory(engine) if engine is not None else None
-    expected_heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    scripts = ScriptDirectory.from_config(alembic_config())
+    expected_heads = set(scripts.get_heads())
+    known_revisions = {revision.revision for revision in scripts.walk_revisions()}
     known_steps = [step.value for step in Step]
     if _note_failure not in application.error_handlers:
         application.add_error_handler(_note_failure)
@@ -195,7 +197,10 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         except Exception as error:
             log.warning("readiness: database unreachable (%s)", type(error).__name__)
             return PlainTextResponse("database unreachable", status_code=503)
-        if heads != expected_heads:
+        # A database ahead of this code (a newer replica migrated during a rolling update) is fine:
+        # migrations are additive, and turning every old pod unready would break the rollout.
+        newer = bool(heads) and not heads <= known_revisions
+        if heads != expected_heads and not newer:
             return PlainTextResponse("database migrations are not current", status_code=503)
         return PlainTextResponse("ready")
 

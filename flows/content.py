@@ -53,6 +53,10 @@ class Content:
     def reply(self, name: str) -> str:
         return str(self._section("replies")[name])
 
+    def deletion_reason(self, name: str) -> str:
+        reasons = self._section("deletion_reasons")
+        return str(reasons.get(name) or reasons["other"])
+
     def callback_answer(self, name: str) -> str:
         return str(self._section("callback_answers")[name])
 
@@ -76,6 +80,7 @@ def load_content(locale: str = DEFAULT_LOCALE) -> Content:
 
 
 REQUIRED_NOTICES = (
+    "media_deleted",
     "welcome_back", "restarted", "stale_button", "busy", "busy_deleted", "interrupted", "use_buttons",
     "media_at_paste", "media_elsewhere", "forwarded_original", "workspace_invalid", "workspace_first",
     "verified_connect_yourself", "already_connected", "revoke_old_key", "replace_intro",
@@ -85,7 +90,7 @@ REQUIRED_NOTICES = (
     "invitation_used", "invitation_unknown",
 )
 REQUIRED_REPLIES = ("help", "privacy", "cancelled", "disconnected", "group_redirect", "group_deleted",
-                    "group_cannot_delete", "edited_deleted", "forwarded_original")
+                    "group_cannot_delete", "forwarded_original")
 REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy")
 
 
@@ -131,4 +136,6 @@ def missing_content(content: Content) -> list[str]:
     commands = content.commands()
     missing.extend(f"commands.{c}" for c in REQUIRED_COMMANDS if not commands.get(c))
     need("meta.progress", content.meta, "progress")
+    for reason in ("too_old", "no_rights", "other"):
+        need(f"deletion_reasons.{reason}", content.deletion_reason, reason)
     return missing

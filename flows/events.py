@@ -97,6 +97,7 @@ class TextSent:
 @dataclass(frozen=True, slots=True)
 class MediaSent:
     kind: str  # photo, sticker, document, voice, ...
+    deleted: bool = False  # removed because it may carry a key (e.g. a file named like a key file)
 
 
 @dataclass(frozen=True, slots=True)

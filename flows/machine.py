@@ -125,8 +125,9 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
             return _on_refusal(conv, event, policy, now)
         case ev.TextSent(text=text):
             return _on_text(conv, text, policy, now)
-        case ev.MediaSent(kind=kind):
-            notice = "media_at_paste" if conv.step == Step.PASTE_KEY else "media_elsewhere"
+        case ev.MediaSent(kind=kind, deleted=deleted):
+            notice = "media_at_paste" if conv.step == Step.PASTE_KEY else \
+                "media_deleted" if deleted else "media_elsewhere"
             return _show(conv, notice=notice, notice_params={"kind": kind})
         case ev.DeletionFailed(reason=reason):
             return _problem(conv, "deletion_failed", now, reason,

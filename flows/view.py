@@ -114,6 +114,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     texts = content.step(conv.step)
     params = _params(conv, settings)
     if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
+        if conv.problem == "deletion_failed":  # a reason code; say it in words
+            params["detail"] = html.escape(content.deletion_reason(conv.problem_detail or "other"))
         params["problem"] = _fill(content.problem(conv.problem), params)
     parts: list[str] = []
     if notice:

@@ -524,7 +524,7 @@ def test_over_either_submission_limit_the_user_hears_when_to_retry_and_nothing_r
     third = fresh_key()
     answer = send_and_wait(user, third, "pausing checks")
     assert "Nothing was sent to OpenAI" in plain_text(answer["text"])
-    assert "try again in about 60 minutes" in plain_text(answer["text"])
+    assert "try again in about 60 min" in plain_text(answer["text"])
     assert has_button(answer, "Paste a key again")
     assert not openai_saw(limited_stack, third)
 
@@ -533,5 +533,5 @@ def test_over_either_submission_limit_the_user_hears_when_to_retry_and_nothing_r
     send_and_wait(other, fresh_key(), "doesn't recognise this key")  # the bot's third this minute
     fourth = fresh_key()
     answer = send_and_wait(other, fourth, "pausing checks")
-    assert "try again in about 1 minute" in plain_text(answer["text"])
+    assert "try again in about 1 min" in plain_text(answer["text"])
     assert not openai_saw(limited_stack, fourth)
