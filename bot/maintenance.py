@@ -5,12 +5,11 @@ Idempotent, so every replica may run it; deleting the same rows twice is harmles
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from bot.periodic import PeriodicJob
 from storage.repositories import ConversationRepository, ProcessedUpdateRepository
 
 __all__ = ["Maintenance"]
@@ -20,16 +19,17 @@ log = logging.getLogger(__name__)
 UPDATE_ID_MEMORY = timedelta(days=2)
 
 
-class Maintenance:
+class Maintenance(PeriodicJob):
+    name = "retention housekeeping"
+
     def __init__(self, conversations: ConversationRepository, updates: ProcessedUpdateRepository, *,
                  retention: timedelta, interval_s: float = 3600.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.conversations = conversations
         self.updates = updates
         self.retention = retention
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.clock = clock
-        self._stopping = asyncio.Event()
 
     async def run_once(self) -> tuple[int, int]:
         now = self.clock()
@@ -38,15 +38,3 @@ class Maintenance:
         if forgotten or pruned:
             log.info("retention: forgot %d idle conversations and %d old update ids", forgotten, pruned)
         return forgotten, pruned
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("maintenance pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
-
-    def stop(self) -> None:
-        self._stopping.set()

@@ -12,7 +12,6 @@ key and its family, never more.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import logging
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
+from bot.periodic import PeriodicJob
 from bot.runtime import ChatRef
 from flows.content import Content, load_content
 from flows.outcomes import ConnectionOutcome, VerificationOutcome
@@ -187,7 +187,9 @@ class AgentNotifier:
                                                         safe={"customer": customer}))
 
 
-class StuckWatch:
+class StuckWatch(PeriodicJob):
+    name = "stuck-customer watch"
+
     """Periodically finds customers idle at one step for ``stuck_after`` and tells their agent, once per step."""
 
     def __init__(self, links: HandoffRepository, notifier: AgentNotifier, *, stuck_after: timedelta,
@@ -195,9 +197,8 @@ class StuckWatch:
         self.links = links
         self.notifier = notifier
         self.stuck_after = stuck_after
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.clock = clock
-        self._stopping = asyncio.Event()
 
     async def run_once(self) -> int:
         """One pass; returns how many notifications this replica claimed and sent."""
@@ -212,14 +213,3 @@ class StuckWatch:
             sent += 1
         return sent
 
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("stuck-customer pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
-
-    def stop(self) -> None:
-        self._stopping.set()

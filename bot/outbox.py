@@ -10,8 +10,6 @@ replicas share rows through ``claim_due`` (``SKIP LOCKED`` on PostgreSQL).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.periodic import PeriodicJob
 from bot.runtime import ChatRef
 from flows import effects as fx
 from flows import events as ev
@@ -81,8 +80,10 @@ class SealedOutbox:
         log.info("key of chat %s held in the outbox for %s (purpose %s)", chat_id, self.policy.hold, purpose)
 
 
-class OutboxWorker:
+class OutboxWorker(PeriodicJob):
     """Retries held keys; exactly one worker (of any replica) handles a row at a time."""
+
+    name = "outbox worker"
 
     def __init__(self, *, repo: OutboxRepository, conversations: ConversationRepository, keyring: KeyRing,
                  runtime: Runtime, keyflow: KeyFlow, policy: RetryPolicy, poll_s: float = 1.0,
@@ -93,24 +94,11 @@ class OutboxWorker:
         self.runtime = runtime
         self.keyflow = keyflow
         self.policy = policy
-        self.poll_s = poll_s
+        super().__init__(poll_s)
         self.lease_s = lease_s
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._stopping = asyncio.Event()
 
-    async def run(self) -> None:
-        """Poll for due rows until :meth:`stop` is called."""
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("outbox worker pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_s)
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     async def run_once(self) -> int:
         """Handle every row that is due now; returns how many were handled."""
