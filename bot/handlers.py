@@ -5,6 +5,7 @@ Thin on purpose, in the style of PTB's examples: no decisions here beyond "which
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -107,7 +108,9 @@ class BotHandlers:
         if query is None or chat is None:
             return
         if update.effective_chat is not None and update.effective_chat.type != ChatType.PRIVATE:
-            await query.answer()  # the guide only lives in private chats; nothing to do elsewhere
+            # the guide only lives in private chats; nothing to do elsewhere (an old query may be refused)
+            with contextlib.suppress(TelegramError):
+                await query.answer()
             return
         step, action = parse_callback_data(query.data) or ("", "")
         pressed = query.message.message_id if query.message else None
@@ -163,7 +166,8 @@ class BotHandlers:
         if chat is None or message is None or chat.type == ChatType.CHANNEL:
             return
         verdict = self.guard.verdict_for(update)
-        is_start = bool(message.text and message.text.split()[0].split("@")[0] == "/start")
+        words = (message.text or "").split()  # a message of only spaces has no first word
+        is_start = bool(words) and words[0].split("@")[0] == "/start"
         if verdict is None and not is_start:
             return
         name = "group_redirect" if verdict is None else ("group_deleted" if verdict.deleted

@@ -195,8 +195,9 @@ class Drill:
             self.standins.set_faults(FaultConfig(), FaultConfig())  # the services recover
             await walks
             await asyncio.sleep(2.0)  # last calls land
+            metrics = await self._metrics()
             self.bot.stop()
-            report = await self._report(database, users, started)
+            report = await self._report(database, users, started, metrics)
         finally:
             if self.bot is not None:
                 self.bot.stop()
@@ -207,7 +208,17 @@ class Drill:
         report["elapsed_s"] = round(time.monotonic() - started_at, 1)
         return report
 
-    async def _report(self, database: Database, users: list[DrillUser], started: float) -> dict[str, Any]:
+    async def _metrics(self) -> list[tuple[str, bytes]]:
+        """The bot's /metrics page (webhook mode serves one), to scan it like everything else written."""
+        if self.webhook is None:
+            return []
+        base = self.webhook[0].rsplit("/", 1)[0]
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+            response = await client.get(f"{base}/metrics")
+        return [("/metrics", response.content)] if response.status_code == 200 else []
+
+    async def _report(self, database: Database, users: list[DrillUser], started: float,
+                      metrics: list[tuple[str, bytes]]) -> dict[str, Any]:
         stored = await checks.stored_steps(database, [u.chat_id for u in users])
         lost = checks.lost_conversations(self.standins, users, stored)
         unreported, untold = checks.key_outcomes(self.standins, users)
@@ -215,7 +226,10 @@ class Drill:
         duplicates = checks.duplicate_connections(self.standins, users)
         log_path = self.options.workdir / "bot.log"
         findings = await checks.plaintext_findings([u.key for u in users], standins=self.standins,
-                                                   database=database, files=[log_path])
+                                                   database=database, files=[log_path], extra=metrics)
+        scanner_ok = not users or checks.scanner_works(users[0].key)
+        if not scanner_ok:
+            self.notes.append("the plaintext scanner failed its self-check: its count means nothing")
         counts = dict(zip(COUNTS, (len(lost), len(unreported), len(duplicates), repeated + done_twice, len(findings)),
                           strict=True))
         finished = sum(1 for u in users if u.done)
@@ -223,7 +237,7 @@ class Drill:
         requests = self.standins.openai.requests
         return {
             "counts": counts,
-            "passed": all(v == 0 for v in counts.values()),
+            "passed": scanner_ok and all(v == 0 for v in counts.values()),
             "summary": f"{finished}/{len(users)} users reached 'You're done'; {len(self.chaos.kills)} SIGKILLs; "
                        f"PostgreSQL restarted: {self.chaos.postgres.get('restarted')}",
             "notes": self.notes,
@@ -241,6 +255,8 @@ class Drill:
                 "openai_requests": len(requests), "doubletick_requests": len(self.standins.doubletick.requests),
                 "bot_log_errors": sum(1 for line in log_text.splitlines() if " ERROR " in line),
                 "bot_log_tracebacks": log_text.count("Traceback"),
+                "scanned": ["bot log", "database (files or every row)", "outbound Bot API requests",
+                            *(["/metrics"] if metrics else [])],
             },
             "settings": {"quick": self.options.quick, "users": len(users), "fault_rate": self.options.fault_rate,
                          "faults": self.options.faults().to_json(), "kills": self.options.kills,

@@ -31,7 +31,7 @@ from flows.secret import mask_key
 from flows.steps import Step
 
 __all__ = ["Finding", "count_duplicates", "duplicate_connections", "key_outcomes", "lost_conversations", "needles",
-           "plaintext_findings", "stored_steps", "summarise"]
+           "plaintext_findings", "scanner_works", "stored_steps", "summarise"]
 
 WINDOW = 24  # a piece of a key this long never appears legitimately (masks show 8 + 4 at most)
 VERDICT_STEPS = frozenset({Step.CONNECTED, Step.KEY_PROBLEM, Step.DT_LOG_IN})
@@ -56,6 +56,14 @@ def needles(secret: str) -> dict[str, bytes]:
     for start in range(0, max(1, len(raw) - WINDOW + 1), WINDOW // 2):
         forms[f"piece[{start}:{start + WINDOW}]"] = raw[start: start + WINDOW]
     return forms
+
+
+def scanner_works(secret: str) -> bool:
+    """Self-check: a key planted as plaintext, base64 and hex in a blob is found in each form."""
+    planted = b"x" + secret.encode() + b" y " + base64.b64encode(b"zz" + secret.encode()) + b" " + \
+        secret.encode().hex().encode()
+    forms = {f.form for f in _scan(planted, [secret], "self-check")}
+    return {"plaintext", "hex"} <= forms and any(form.startswith("base64@") for form in forms)
 
 
 def _scan(blob: bytes, secrets: Sequence[str], where: str) -> list[Finding]:

@@ -5,6 +5,8 @@ wait for the bot, as real users would not), while the OpenAI stand-in answers ev
 the configured latency, so earlier pastes are still being verified and connected while new ones arrive.
 Both ends of the window are the Bot API stand-in's own ``time.monotonic()`` stamps: when it handed the
 update over (getUpdates answer or webhook POST) and when the ``deleteMessage`` request reached it.
+``visible_ms`` starts earlier, when the user sent the message: with webhooks a busy bot makes Telegram
+wait before handing the next update over, and that wait is exposure too, just not the bot's window.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PasteWave:
     deleted: int = 0
     connected: int = 0
     exposure_s: list[float] = field(default_factory=list)
+    visible_s: list[float] = field(default_factory=list)  # sent by the user -> deleteMessage received
     schedule_lag_s: list[float] = field(default_factory=list)  # how late the driver sent each paste
     sent_over_s: float = 0.0
     settled_s: float = 0.0
@@ -43,7 +46,9 @@ class PasteWave:
 
     def to_json(self) -> dict[str, Any]:
         achieved = (self.pastes - 1) / self.sent_over_s if self.sent_over_s > 0 and self.pastes > 1 else None
+        visible = summary_ms(self.visible_s)
         return {**summary_ms(self.exposure_s), "pastes": self.pastes, "deleted": self.deleted,
+                "visible_ms": {p: visible[p] for p in ("p50", "p95", "p99", "max")},
                 "connected": self.connected, "achieved_rate_per_s": round(achieved, 1) if achieved else None,
                 "driver_lag_ms_max": round(max(self.schedule_lag_s, default=0.0) * 1000, 2),
                 "all_connected_after_s": round(self.settled_s, 2),
@@ -57,8 +62,26 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+async def _settle(futures: list[asyncio.Future[CallRecord]], timeout_s: float,
+                  stall_s: float) -> tuple[set[asyncio.Future[CallRecord]], set[asyncio.Future[CallRecord]]]:
+    """Wait for every pipeline, but give up after ``timeout_s``, or ``stall_s`` without one finishing."""
+    pending: set[asyncio.Future[CallRecord]] = set(futures)
+    finished: set[asyncio.Future[CallRecord]] = set()
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        wait = min(stall_s, deadline - time.monotonic())
+        if wait <= 0:
+            break
+        done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            break  # stalled: what is left will not finish (the bot gave up on those pastes)
+        finished |= done
+    return finished, pending
+
+
 async def paste_wave(standins: StandIns, users: list[SimUser], rate_per_s: float, *,
-                     settle_timeout_s: float = 120.0, cpu: Callable[[], float | None] | None = None) -> PasteWave:
+                     settle_timeout_s: float = 120.0, stall_s: float = 30.0,
+                     cpu: Callable[[], float | None] | None = None) -> PasteWave:
     """Each user pastes one new valid key; pastes start ``1/rate`` apart; wait for every pipeline to end.
 
     ``cpu`` reads the bot process's CPU seconds, to tell a saturated bot from a slow path.
@@ -96,12 +119,13 @@ async def paste_wave(standins: StandIns, users: list[SimUser], rate_per_s: float
         cpu_at.append(cpu() if cpu else None)
         wave.harness_cpu_busy_while_pasting = (time.process_time() - harness_at) / max(wave.sent_over_s, 1e-3)
         wave.pastes = len(sent)
-        finished, pending = await asyncio.wait(done, timeout=settle_timeout_s)
+        finished, pending = await _settle(done, settle_timeout_s, stall_s)
         for future in pending:
             future.cancel()
         wave.connected = sum(1 for f in finished if not f.cancelled() and f.exception() is None)
         if pending:
-            wave.errors.append(str(TapTimeout(f"{len(pending)} pipelines unfinished after {settle_timeout_s:g} s")))
+            wave.errors.append(str(TapTimeout(f"{len(pending)} pastes got no verdict within {settle_timeout_s:g} s "
+                                              f"(or {stall_s:g} s without any verdict)")))
         wave.settled_s = time.monotonic() - started
         cpu_at.append(cpu() if cpu else None)
         first, sending, settled = cpu_at
@@ -110,12 +134,13 @@ async def paste_wave(standins: StandIns, users: list[SimUser], rate_per_s: float
             wave.cpu_ms_per_paste = (settled - first) * 1000 / wave.pastes
     finally:
         tap.listeners.remove(on_call)
-    handed = {u["update_id"]: u["first_handed_over_monotonic"] for u in standins.telegram.updates()}
+    updates = {u["update_id"]: u for u in standins.telegram.updates()}
     for user, update_id, message_id in sent:
         deleted_at = deletions.get((user.chat_id, message_id or 0))
-        handed_at = handed.get(update_id)
-        if deleted_at is None or handed_at is None:
+        update = updates.get(update_id)
+        if deleted_at is None or update is None or update["first_handed_over_monotonic"] is None:
             continue
         wave.deleted += 1
-        wave.exposure_s.append(deleted_at - handed_at)
+        wave.exposure_s.append(deleted_at - update["first_handed_over_monotonic"])
+        wave.visible_s.append(deleted_at - update["created_monotonic"])
     return wave

@@ -33,8 +33,10 @@ def machine_line(machine: dict[str, Any]) -> str:
 def _exposure_rows(transport: str, figures: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for rate, wave in figures.get("exposure_window_ms", {}).items():
+        visible = wave.get("visible_ms") or {}
         rows.append([transport, rate, wave.get("achieved_rate_per_s"), wave.get("pastes"), wave.get("deleted"),
-                     wave.get("p50"), wave.get("p95"), wave.get("p99"), wave.get("max"), wave.get("connected")])
+                     wave.get("p50"), wave.get("p95"), wave.get("p99"), wave.get("max"), visible.get("p99"),
+                     wave.get("bot_cpu_busy_while_pasting"), wave.get("connected")])
     return rows
 
 
@@ -55,16 +57,20 @@ def bench_tables(report: dict[str, Any]) -> str:
         throughput = figures.get("throughput_updates_per_s", {})
         latency = figures.get("step_latency_ms", {})
         calls = figures.get("telegram_calls_per_step", {})
+        walks = figures.get("walks", {})
+        cpu_bot = walks.get("saturated", {}).get("cpu_ms_per_update")
+        cpu_echo = walks.get("echo", {}).get("cpu_ms_per_update")
         steps.append([transport, throughput.get("bot"), throughput.get("echo"), figures.get("throughput_ratio_vs_echo"),
-                      latency.get("p50"), latency.get("p99"), calls.get("max_guide_step"),
+                      cpu_bot, cpu_echo, latency.get("p50"), latency.get("p99"), calls.get("max_guide_step"),
                       figures.get("telegram_calls_per_onboarding"), figures.get("bot_log_errors")])
     out.append("Exposure window (update handed to the bot -> `deleteMessage` received), ms:")
     out.append("")
     out.append(markdown_table(["transport", "pastes/s", "achieved/s", "pastes", "deleted", "p50", "p95", "p99", "max",
-                               "connected"], exposure))
+                               "sent→deleted p99", "bot CPU busy", "connected"], exposure))
     out.append("")
-    out.append(markdown_table(["transport", "bot updates/s", "echo updates/s", "ratio", "step p50 ms", "step p99 ms",
-                               "max calls/guide step", "calls/onboarding", "bot log errors"], steps))
+    out.append(markdown_table(["transport", "bot updates/s", "echo updates/s", "ratio", "bot CPU ms/update",
+                               "echo CPU ms/update", "step p50 ms", "step p99 ms", "max calls/guide step",
+                               "calls/onboarding", "bot log errors"], steps))
     out.append("")
     memory = report.get("memory", {})
     out.append(markdown_table(["stored conversations", "RSS MiB", "peak RSS MiB", "seeding s"],

@@ -62,12 +62,13 @@ class BenchOptions:
     wave_s: float | None = None  # seconds of pasting per rate
     light_users: int | None = None
     saturated_users: int | None = None
+    saturated_concurrency: int = 30  # users walking at once in the throughput phase (see walk_saturated)
 
     def __post_init__(self) -> None:
-        self.wave_s = self.wave_s if self.wave_s is not None else (0.5 if self.quick else 4.0)
-        self.light_users = self.light_users if self.light_users is not None else (6 if self.quick else 40)
+        self.wave_s = self.wave_s if self.wave_s is not None else (0.3 if self.quick else 2.0)
+        self.light_users = self.light_users if self.light_users is not None else (4 if self.quick else 40)
         self.saturated_users = self.saturated_users if self.saturated_users is not None else \
-            (40 if self.quick else 300)
+            (30 if self.quick else 300)
 
     def pastes_at(self, rate: int) -> int:
         assert self.wave_s is not None
@@ -216,12 +217,13 @@ class Bench:
             bot = await self.start_ours(database, transport, f"bot-{transport}")
             run.light = await _with_cpu(bot, self.light_walk(options.light_users or 1))
             users, _ = self.walkers(options.saturated_users or 1)
-            run.saturated = await _with_cpu(bot, walk_saturated(users))
+            run.saturated = await _with_cpu(bot, walk_saturated(users, concurrency=options.saturated_concurrency))
             for rate, ids in waves.items():
-                await asyncio.sleep(1.0)  # let the previous phase's pipelines drain
+                await asyncio.sleep(0.5 if options.quick else 2.0)  # the previous phase's last calls land
                 wave_users = [self.user(user_id, workspace=f"ws_p{user_id}") for user_id in ids]
                 run.waves[str(rate)] = await paste_wave(self.standins, wave_users, rate, cpu=bot.cpu_seconds,
-                                                        settle_timeout_s=30.0 if options.quick else 120.0)
+                                                        settle_timeout_s=30.0 if options.quick else 180.0,
+                                                        stall_s=10.0 if options.quick else 30.0)
             bot.stop()
             run.bot_log_errors = _log_errors(bot.log_text())
             bot = None
@@ -229,7 +231,7 @@ class Bench:
             echo = await self.start_echo(transport, f"echo-{transport}")
             try:
                 users, _ = self.walkers(options.saturated_users or 1, echo=True)
-                run.echo = await _with_cpu(echo, walk_saturated(users))
+                run.echo = await _with_cpu(echo, walk_saturated(users, concurrency=options.saturated_concurrency))
             finally:
                 echo.stop()
                 run.echo_log_errors = _log_errors(echo.log_text())
@@ -245,11 +247,11 @@ class Bench:
             return await self.start_ours(database, "polling", label)
 
         async def walk(size: int) -> WalkResult:
-            return await self.light_walk(5)
+            return await self.light_walk(3 if self.options.quick else 5)
 
         return await measure_memory(self.standins, folder=self.workdir, postgres_url=self.options.postgres_url,
                                     sizes=self.options.memory_sizes, start_bot=start, walk=walk,
-                                    resumed_users=50 if self.options.quick else 200)
+                                    resumed_users=30 if self.options.quick else 200)
 
     async def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -376,6 +378,7 @@ def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[
                           "database": "postgresql" if options.postgres_url else "sqlite",
                           "rates_per_s": list(options.rates), "wave_s": options.wave_s,
                           "light_users": options.light_users, "saturated_users": options.saturated_users,
+                          "saturated_concurrency": options.saturated_concurrency,
                           "memory_sizes": list(options.memory_sizes),
                           "webhook_available": webhook_available()}
     report["machine"] = machine

@@ -99,11 +99,22 @@ async def walk_light(tap: CallTap, users: list[SimUser], scripts: Scripts | None
     return result
 
 
-async def walk_saturated(users: list[SimUser], scripts: Scripts | None = None) -> WalkResult:
-    """Every user walks at once, sending the next update as soon as the previous one was answered."""
+async def walk_saturated(users: list[SimUser], scripts: Scripts | None = None, *,
+                         concurrency: int | None = None) -> WalkResult:
+    """``concurrency`` users (default: all) walk at once, each sending its next update as soon as the
+    previous one was answered; when one finishes the next user starts.
+
+    Why a bound: the same number of chats in flight for our bot and the echo baseline, enough to keep
+    both CPU-bound (the figure is a rate at saturation), for as long as there are users left.
+    """
     result = WalkResult(len(users))
+    gate = asyncio.Semaphore(concurrency or max(1, len(users)))
 
     async def one(user: SimUser) -> None:
+        async with gate:
+            await walk_one(user)
+
+    async def walk_one(user: SimUser) -> None:
         try:
             for action in (scripts or {}).get(user.user_id, GUIDE_WALK):
                 sent = await user.do(action)
