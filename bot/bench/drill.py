@@ -26,7 +26,15 @@ from bot.bench.drill_user import DrillUser
 from bot.bench.machine import load_average, machine_info
 from bot.bench.pg_restart import plan_postgres_restart, restart_postgres
 from bot.bench.seed import migrate
-from bot.bench.stack import BotProcess, Database, StandIns, bot_command, find_postgres, loopback_port
+from bot.bench.stack import (
+    BotProcess,
+    Database,
+    StandIns,
+    bot_command,
+    find_postgres,
+    loopback_port,
+    wait_for_listener,
+)
 from bot.bench.users import Action, SimUser, bench_key
 from bot.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.faults import FaultConfig
@@ -117,17 +125,7 @@ class Drill:
         return bot
 
     async def _set_webhook(self, url: str, secret: str) -> None:
-        host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _reader, writer = await asyncio.open_connection(host, int(port))
-                writer.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        await wait_for_listener(url)
         self.standins.telegram.configure(webhook_max_attempts=10_000, webhook_retry_max_s=1.0)
         async with httpx.AsyncClient(trust_env=False) as client:
             response = await client.post(f"{self.standins.telegram_url}/bot{SANDBOX_BOT_TOKEN}/setWebhook",

@@ -26,7 +26,15 @@ from bot.bench.exposure import PasteWave, paste_wave
 from bot.bench.machine import load_average, machine_info
 from bot.bench.memory import measure_memory
 from bot.bench.seed import AT_PASTE_STEP, migrate, seed_conversations
-from bot.bench.stack import BotProcess, Database, StandIns, bot_command, find_postgres, loopback_port
+from bot.bench.stack import (
+    BotProcess,
+    Database,
+    StandIns,
+    bot_command,
+    find_postgres,
+    loopback_port,
+    wait_for_listener,
+)
 from bot.bench.stats import summary_ms
 from bot.bench.users import GUIDE_WALK, Action, SimUser, bench_key
 from bot.bench.walk import WalkResult, walk_light, walk_saturated
@@ -158,17 +166,7 @@ class Bench:
 
     async def set_webhook(self, url: str, secret: str | None) -> None:
         """Register the webhook once the server accepts connections (as ``webhook set`` would)."""
-        host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _reader, writer = await asyncio.open_connection(host, int(port))
-                writer.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        await wait_for_listener(url)
         payload: dict[str, Any] = {"url": url, "max_connections": 40,
                                    "allowed_updates": ["message", "edited_message", "callback_query",
                                                        "my_chat_member"]}

@@ -267,3 +267,18 @@ async def wait_until(condition: Any, timeout: float, what: str, interval: float 
 
 def loopback_port() -> int:
     return free_port()
+
+
+async def wait_for_listener(url: str, timeout: float = 60.0) -> None:
+    """Wait until something accepts TCP connections at ``url``'s host and port (a server starting up)."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
