@@ -24,6 +24,7 @@ from bot.messenger import Messenger
 from bot.metrics import COUNT_GROUP, count_update, record_guard_verdict
 from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
+from bot.periodic import CallbackJob, PeriodicJob
 from bot.runtime import Runtime
 from bot.secret_guard import GuardedUpdateProcessor, SecretGuard
 from bot.support_desk import SupportDesk, build_support_desk
@@ -62,7 +63,7 @@ class BotApp:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     engine: AsyncEngine | None = None  # for /readyz and /metrics in webhook mode
     delete_bot: ExtBot[None] | None = None  # unthrottled: deleting a pasted key never queues
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # ends the interrupted-pipeline watch
+    recovery: PeriodicJob | None = None  # tells users whose key pipeline died with a process
 
     def start_background(self) -> None:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
@@ -72,14 +73,12 @@ class BotApp:
             self.background.append(asyncio.create_task(self.maintenance.run(), name="maintenance"))
         if self.support is not None:
             self.background.append(self.support.start())
-        # A key pipeline killed with its process (SIGKILL, crash) is reported to its user, not left hanging.
-        self.background.append(asyncio.create_task(self.runtime.watch_interrupted(self.stopping),
-                                                   name="interrupted-pipelines"))
+        if self.recovery is not None:  # a pipeline killed with its process is reported, not left hanging
+            self.background.append(asyncio.create_task(self.recovery.run(), name="interrupted-pipelines"))
 
     async def close(self) -> None:
         """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
-        self.stopping.set()
-        for job in (self.worker, self.maintenance, self.support):
+        for job in (self.worker, self.maintenance, self.support, self.recovery):
             if job is not None:
                 job.stop()
         if self.background:
@@ -151,7 +150,9 @@ def build_bot(settings: Settings) -> BotApp:
     BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
-    bot_app = BotApp(application, runtime, settings, worker=worker, maintenance=maintenance,
+    recovery = CallbackJob("recovery of interrupted key pipelines", runtime.recovery_interval_s,
+                           runtime.recover_interrupted)
+    bot_app = BotApp(application, runtime, settings, recovery=recovery, worker=worker, maintenance=maintenance,
                      closers=[verifier.aclose, connector.aclose, delete_bot.shutdown, locks.aclose,
                               engine.dispose],
                      engine=engine, delete_bot=delete_bot)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-__all__ = ["PeriodicJob"]
+__all__ = ["CallbackJob", "PeriodicJob"]
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +41,15 @@ class PeriodicJob:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+class CallbackJob(PeriodicJob):
+    """A periodic job whose pass is a given coroutine function."""
+
+    def __init__(self, name: str, interval_s: float, run_pass: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(interval_s)
+        self.name = name
+        self._run_pass = run_pass
+
+    async def run_once(self) -> object:
+        return await self._run_pass()

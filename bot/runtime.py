@@ -148,16 +148,10 @@ class Runtime:
             log.warning("key pipeline of chat %s was interrupted (process gone); asked to paste again", chat.chat_id)
         return told
 
-    async def watch_interrupted(self, stopping: asyncio.Event, every_s: float | None = None) -> None:
-        """Run :meth:`recover_interrupted` until ``stopping`` is set (every replica may run it)."""
-        interval = every_s if every_s is not None else max(1.0, min(30.0, self.policy.pipeline_timeout_s / 4))
-        while not stopping.is_set():
-            try:
-                await self.recover_interrupted()
-            except Exception:
-                log.exception("recovery of interrupted key pipelines failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=interval)
+    @property
+    def recovery_interval_s(self) -> float:
+        """How often to run :meth:`recover_interrupted` (every replica may run it)."""
+        return max(1.0, min(30.0, self.policy.pipeline_timeout_s / 4))
 
     # -- core ----------------------------------------------------------------------------------
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,

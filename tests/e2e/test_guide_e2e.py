@@ -154,3 +154,27 @@ def test_the_bot_killed_mid_flow_resumes_where_the_user_left_off(tmp_path_factor
         user.wait_guide("Choose the project")
     finally:
         stack.close()
+
+
+def test_a_pipeline_killed_with_its_process_is_reported_without_the_user_asking(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.e2e.harness import new_database_url
+
+    folder = tmp_path_factory.mktemp("interrupted")
+    stack = Stack.start(folder, new_database_url("sqlite", folder), pipeline_timeout_s=2)
+    try:
+        user = stack.user()
+        walk(user, PERSONAL_STEPS)
+        user.press("I copied it")
+        user.wait_guide("workspace")
+        user.send("ws_demo")
+        user.wait_guide("Paste your key here")
+        stack.sandbox.openai.configure(latency_ms=30_000)  # OpenAI hangs: the key is in flight
+        user.send(VALID)
+        user.wait_guide("Checking your key")
+        stack.restart_bot()  # SIGKILL: the key in memory is gone
+        stack.sandbox.openai.configure(latency_ms=0)
+        notice = user.wait_guide("interrupted", timeout=30)
+        assert "Paste your key here" in plain_text(notice["text"])
+    finally:
+        stack.close()
