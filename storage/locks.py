@@ -16,13 +16,15 @@ across namespaces and stays below the migration lock's constant (see :mod:`stora
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, create_async_engine
 
 from storage.db import normalise_database_url
 
@@ -35,6 +37,8 @@ __all__ = [
     "advisory_key",
     "cross_process_locks",
 ]
+
+log = logging.getLogger(__name__)
 
 CHAT_NAMESPACE = 1
 JOB_NAMESPACE = 2
@@ -94,12 +98,23 @@ class AdvisoryLocks:
 
     @asynccontextmanager
     async def hold(self, key: int) -> AsyncIterator[None]:
-        """Wait for the lock on ``key`` and hold it for the body (released on any exit)."""
-        async with self._engine.connect() as connection, connection.begin():
+        """Wait for the lock on ``key`` and hold it for the body (released on any exit).
+
+        Release is a ROLLBACK (nothing is written on the lock connection). If releasing fails, the
+        connection is invalidated, which drops it and so releases the lock too: a failure to let go must
+        not turn the body's committed work into an error (the update would look unprocessed while its
+        state was already saved, and a key pipeline would never start).
+        """
+        connection = await self._engine.connect()
+        transaction: AsyncTransaction | None = None
+        try:
+            transaction = await connection.begin()
             # SET LOCAL cannot take bind parameters; the value is an int we computed.
             await connection.execute(text(f"SET LOCAL lock_timeout = {self._timeout_ms}"))
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             yield
+        finally:
+            await _release(connection, transaction)
 
     @asynccontextmanager
     async def try_hold(self, key: int) -> AsyncIterator[bool]:
@@ -111,6 +126,17 @@ class AdvisoryLocks:
 
     async def aclose(self) -> None:
         await self._engine.dispose()
+
+
+async def _release(connection: AsyncConnection, transaction: AsyncTransaction | None) -> None:
+    try:
+        if transaction is not None and transaction.is_active:
+            await transaction.rollback()
+    except sa_exc.DBAPIError as error:
+        log.warning("advisory lock connection dropped on release (%s)", type(error).__name__)
+        await connection.invalidate()
+    finally:
+        await connection.close()
 
 
 def cross_process_locks(url: str, *, pool_size: int = 8, wait_timeout_s: float = 20.0
