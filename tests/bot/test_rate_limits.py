@@ -6,38 +6,18 @@ The real wiring (``build_bot``) against the Telegram stand-in over HTTP: the onl
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.application import BotApp, build_bot
 from bot.config import Settings
-from bot.sandbox import SANDBOX_BOT_TOKEN
-from bot.standins.server import BackgroundServer
-from bot.standins.telegram import FakeTelegram, create_telegram_app
-from storage.sealing import generate_key_spec
+from bot.standins.telegram import FakeTelegram
+from tests.bot.support import sandbox_settings
 
 USER = 4321
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram()
-    server = BackgroundServer(create_telegram_app(fake))
-    url = await asyncio.to_thread(server.start)
-    try:
-        yield fake, url
-    finally:
-        await asyncio.to_thread(server.stop)
-
-
-def _settings(url: str, folder: Path, **extra: object) -> Settings:
-    return Settings(telegram_bot_token=SANDBOX_BOT_TOKEN, telegram_api_base_url=url,
-                    database_url=f"sqlite+aiosqlite:///{folder / 'bot.db'}",
-                    fingerprint_secret=secrets.token_urlsafe(32), key_encryption_keys=generate_key_spec(),
-                    **extra)  # type: ignore[arg-type]
 
 
 async def _started(settings: Settings) -> BotApp:
@@ -55,16 +35,16 @@ async def _stopped(bot_app: BotApp) -> None:
 
 
 def test_each_replica_takes_its_share_of_the_budget(tmp_path: Path) -> None:
-    settings = _settings("http://127.0.0.1:9", tmp_path, telegram_max_rate_per_s=30, replicas=3)
+    settings = sandbox_settings("http://127.0.0.1:9", tmp_path, telegram_max_rate_per_s=30, replicas=3)
     assert settings.telegram_rate_per_replica == 10
     with pytest.raises(ValueError, match="greater than zero"):
-        _settings("http://127.0.0.1:9", tmp_path, replicas=0)
+        sandbox_settings("http://127.0.0.1:9", tmp_path, replicas=0)
 
 
 async def test_deleting_a_key_does_not_wait_behind_queued_sends(telegram: tuple[FakeTelegram, str],
                                                                 tmp_path: Path) -> None:
     fake, url = telegram
-    bot_app = await _started(_settings(url, tmp_path, telegram_max_rate_per_s=1))  # one send per second
+    bot_app = await _started(sandbox_settings(url, tmp_path, telegram_max_rate_per_s=1))  # one send per second
     messenger = bot_app.runtime.messenger
     try:
         pasted = fake.send(USER, "sk-proj-pretend-this-is-a-key")
@@ -90,7 +70,7 @@ async def test_a_429_is_counted_and_retried_after_the_pause(telegram: tuple[Fake
     from bot.metrics import RATE_LIMITED
 
     fake, url = telegram
-    bot_app = await _started(_settings(url, tmp_path))
+    bot_app = await _started(sandbox_settings(url, tmp_path))
     before = RATE_LIMITED.labels("sendMessage")._value.get()
     try:
         fake.send(USER, "hello")  # the chat must exist before the bot can write to it

@@ -6,9 +6,7 @@ httpx's ASGI transport (no lifespan: the test initialises the PTB application it
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,34 +20,19 @@ from telegram.error import BadRequest, RetryAfter, TimedOut
 from bot.application import BotApp, build_bot
 from bot.config import Settings
 from bot.sandbox import SANDBOX_BOT_TOKEN
-from bot.standins.server import BackgroundServer
-from bot.standins.telegram import FakeTelegram, create_telegram_app
+from bot.standins.telegram import FakeTelegram
 from bot.webserver import SECRET_HEADER, WebState, create_web_app, is_transient
 from storage.migrate import upgrade
-from storage.sealing import generate_key_spec
+from tests.bot.support import sandbox_settings
 
 SECRET = "in_process_secret_token"
 BOT_ID = int(SANDBOX_BOT_TOKEN.split(":")[0])
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram()
-    server = BackgroundServer(create_telegram_app(fake))
-    url = await asyncio.to_thread(server.start)
-    try:
-        yield fake, url
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 def _settings(url: str, folder: Path, **extra: Any) -> Settings:
-    values: dict[str, Any] = {
-        "telegram_bot_token": SANDBOX_BOT_TOKEN, "telegram_api_base_url": url,
-        "database_url": f"sqlite+aiosqlite:///{folder / 'bot.db'}",
-        "fingerprint_secret": secrets.token_urlsafe(32), "key_encryption_keys": generate_key_spec(),
-        "webhook_secret_token": SECRET, **extra}
-    return Settings(**values)
+    return sandbox_settings(url, folder, **{"webhook_secret_token": SECRET, **extra})
 
 
 @pytest.fixture
