@@ -21,23 +21,13 @@ from bot.standins.telegram import FakeTelegram, create_telegram_app
 from flows.state import Conversation
 from flows.steps import Step
 from storage.repositories import ConversationRepository, HandoffRepository
+from tests.clock import FakeClock
 
 Sessions = async_sessionmaker[AsyncSession]
 TOKEN = "7000000001:AAStandInTokenForLocalSandboxOnly01"
 BOT_ID = 7000000001
 AGENT, ANA = 4242, 5001
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +96,7 @@ def test_only_definitive_outcomes_count_as_failures() -> None:
 # -- progress notifications ---------------------------------------------------------------------------
 
 async def test_the_agent_hears_that_their_customer_connected(sessions: Sessions, bot: Bot, telegram) -> None:  # type: ignore[no-untyped-def]
-    clock = FakeClock()
+    clock = FakeClock(T0)
     links, _, _ = await bound_customer(sessions, clock)
     notifier = AgentNotifier(bot, links)
     before = Conversation(step=Step.CONNECTING, workspace_id="ws_demo")
@@ -119,7 +109,7 @@ async def test_the_agent_hears_that_their_customer_connected(sessions: Sessions,
 
 
 async def test_a_failure_names_the_outcome(sessions: Sessions, bot: Bot, telegram) -> None:  # type: ignore[no-untyped-def]
-    links, _, _ = await bound_customer(sessions, FakeClock())
+    links, _, _ = await bound_customer(sessions, FakeClock(T0))
     notifier = AgentNotifier(bot, links)
     before = Conversation(step=Step.VERIFYING, workspace_id="ws_demo")
     notifier.observe(ChatRef(ANA, ANA, "ana"), before, before.with_(step=Step.KEY_PROBLEM, problem="no_credit"))
@@ -129,7 +119,7 @@ async def test_a_failure_names_the_outcome(sessions: Sessions, bot: Bot, telegra
 
 
 async def test_customers_without_an_agents_link_notify_nobody(sessions: Sessions, bot: Bot, telegram) -> None:  # type: ignore[no-untyped-def]
-    links, _, _ = await bound_customer(sessions, FakeClock())
+    links, _, _ = await bound_customer(sessions, FakeClock(T0))
     notifier = AgentNotifier(bot, links)
     before = Conversation(step=Step.CONNECTING, workspace_id="ws_demo")
     after = before.with_(step=Step.CONNECTED, connected=True)
@@ -142,7 +132,7 @@ async def test_customers_without_an_agents_link_notify_nobody(sessions: Sessions
 # -- stuck detection with a controllable clock ---------------------------------------------------------
 
 async def test_a_stuck_customer_is_reported_once_per_step(sessions: Sessions, bot: Bot, telegram) -> None:  # type: ignore[no-untyped-def]
-    clock = FakeClock()
+    clock = FakeClock(T0)
     links, conversations, row = await bound_customer(sessions, clock, step="name_key")
     watch = StuckWatch(links, AgentNotifier(bot, links), stuck_after=timedelta(minutes=30), clock=clock)
     clock.advance(minutes=29, seconds=59)
@@ -165,7 +155,7 @@ async def test_a_stuck_customer_is_reported_once_per_step(sessions: Sessions, bo
 
 async def test_replicas_share_the_stuck_watch_without_double_messages(sessions: Sessions, bot: Bot,  # type: ignore[no-untyped-def]
                                                                      telegram) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     links, _, _ = await bound_customer(sessions, clock, step="copy_key")
     replicas = [StuckWatch(HandoffRepository(sessions, clock=clock), AgentNotifier(bot, links),
                            stuck_after=timedelta(minutes=30), clock=clock) for _ in range(3)]
@@ -175,7 +165,7 @@ async def test_replicas_share_the_stuck_watch_without_double_messages(sessions: 
 
 
 async def test_connected_customers_are_never_stuck(sessions: Sessions, bot: Bot, telegram) -> None:  # type: ignore[no-untyped-def]
-    clock = FakeClock()
+    clock = FakeClock(T0)
     links, _, _ = await bound_customer(sessions, clock, step="connected")
     watch = StuckWatch(links, AgentNotifier(bot, links), stuck_after=timedelta(minutes=30), clock=clock)
     clock.advance(days=2)

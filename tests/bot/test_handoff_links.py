@@ -24,6 +24,7 @@ from bot.handoff import (
 )
 from flows import events as ev
 from storage.repositories import AuditLog, HandoffRepository, KeyRecordRepository
+from tests.clock import FakeClock
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -32,17 +33,9 @@ BOT = "DoubleTickOnboardingBot"
 URL = re.compile(rf"https://t\.me/{BOT}\?start=([A-Za-z0-9_-]+)")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from storage.repositories import (
     ProcessedUpdateRepository,
 )
 from storage.sealing import KeyRing, aad_for
+from tests.clock import FakeClock
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -35,19 +36,6 @@ T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 SUPERGROUP_CHAT_ID = -1_001_234_567_890_123  # Telegram chat ids need 64 bits
 BIG_USER_ID = 7_123_456_789
 FP_SECRET = b"fingerprint-secret-for-tests-only"
-
-
-class FakeClock:
-    """A settable clock for repositories (they take ``clock=``)."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def fp(text: str) -> str:
@@ -59,7 +47,7 @@ class TestConversations:
         assert await ConversationRepository(sessions).get(42) is None
 
     async def test_create_then_get_round_trips_every_field(self, sessions: Sessions) -> None:
-        repo = ConversationRepository(sessions, clock=FakeClock())
+        repo = ConversationRepository(sessions, clock=FakeClock(T0))
         created = await repo.create(
             chat_id=SUPERGROUP_CHAT_ID,
             user_id=BIG_USER_ID,
@@ -119,7 +107,7 @@ class TestConversations:
         assert await repo.count() == 1
 
     async def test_save_writes_changes_and_bumps_the_version(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = ConversationRepository(sessions, clock=clock)
         conv = await repo.create(chat_id=9, user_id=1, step="start")
         clock.advance(minutes=5)
@@ -167,7 +155,7 @@ class TestConversations:
         assert (loaded.step, loaded.version) == (winner.step, 2)
 
     async def test_step_entered_at_moves_only_when_the_step_changes(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = ConversationRepository(sessions, clock=clock)
         conv = await repo.create(chat_id=3, user_id=1, step="start")
         clock.advance(minutes=1)
@@ -228,7 +216,7 @@ class TestConversations:
         assert await outbox.get(item.id) is None
 
     async def test_find_stale_returns_idle_conversations_at_the_given_steps(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = ConversationRepository(sessions, clock=clock)
         await repo.create(chat_id=1, user_id=1, step="paste_key")  # T0
         clock.advance(minutes=10)
@@ -263,7 +251,7 @@ class TestProcessedUpdates:
         assert sorted(outcomes) == [False] * 5 + [True]
 
     async def test_prune_deletes_only_old_claims(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = ProcessedUpdateRepository(sessions, clock=clock)
         await repo.claim(1)
         await repo.claim(2)
@@ -298,7 +286,7 @@ class TestKeyRecords:
             )
 
     async def test_a_connected_key_is_found_by_fingerprint(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = KeyRecordRepository(sessions, clock=clock)
         key_fp = fp("sk-proj-one")
         record = await repo.add(
@@ -347,7 +335,7 @@ class TestKeyRecords:
         assert await repo.mark_disconnected(1) == 0
 
     async def test_latest_for_chat_is_the_newest_record(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = KeyRecordRepository(sessions, clock=clock)
         assert await repo.latest_for_chat(1) is None
         await repo.add(
@@ -386,7 +374,7 @@ class TestKeyRecords:
 
 class TestAuditLog:
     async def test_recent_lists_newest_first_with_kind_filter_and_limit(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         log = AuditLog(sessions, clock=clock)
         await log.record(
             "key_verified", chat_id=SUPERGROUP_CHAT_ID, actor_user_id=BIG_USER_ID, outcome="valid"

@@ -10,22 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.repositories import AgentRepository, ConversationRepository, HandoffRepository, KeyRecordRepository
+from tests.clock import FakeClock
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 AGENT = 7_000_000_001
 CUSTOMER = 7_123_456_789
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def digest(text: str) -> str:
@@ -40,7 +30,7 @@ async def new_link(repo: HandoffRepository, name: str = "t1", *, workspace: str 
 
 class TestLinks:
     async def test_a_link_is_found_by_its_digest_only(self, sessions: Sessions) -> None:
-        repo = HandoffRepository(sessions, clock=FakeClock())
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
         link = await new_link(repo)
         found = await repo.by_digest(digest("t1"))
         assert found is not None and found.id == link.id
@@ -55,7 +45,7 @@ class TestLinks:
             await HandoffRepository(sessions).add(digest=bad, workspace_id="w1", expires_at=T0, created_via="cli")
 
     async def test_the_first_user_is_bound_and_nobody_else(self, sessions: Sessions) -> None:
-        repo = HandoffRepository(sessions, clock=FakeClock())
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
         link = await new_link(repo)
         assert await repo.claim(link.id, user_id=CUSTOMER, chat_id=CUSTOMER)
         assert not await repo.claim(link.id, user_id=CUSTOMER + 1, chat_id=CUSTOMER + 1)
@@ -65,13 +55,13 @@ class TestLinks:
         assert (bound.redeemed_by_user_id, bound.redeemed_chat_id, bound.redeemed_at) == (CUSTOMER, CUSTOMER, T0)
 
     async def test_concurrent_openings_bind_exactly_one_user(self, sessions: Sessions) -> None:
-        repo = HandoffRepository(sessions, clock=FakeClock())
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
         link = await new_link(repo)
         results = await asyncio.gather(*(repo.claim(link.id, user_id=u, chat_id=u) for u in range(100, 108)))
         assert sum(results) == 1
 
     async def test_expired_and_revoked_links_cannot_be_claimed(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         expiring, revoked = await new_link(repo, "a", hours=1), await new_link(repo, "b")
         assert await repo.revoke(revoked.id, by=AGENT)
@@ -83,7 +73,7 @@ class TestLinks:
         assert stored is not None and stored.revoked_at == T0 and stored.revoked_by == AGENT
 
     async def test_open_links_are_unrevoked_unexpired_and_the_agents_own(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         mine = await new_link(repo, "a")
         other = await new_link(repo, "b", created_by=AGENT + 1)
@@ -96,7 +86,7 @@ class TestLinks:
         assert short.id not in [link.id for link in await repo.open_links(AGENT)]
 
     async def test_the_newest_link_a_chat_opened_is_its_link(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         first, second = await new_link(repo, "a"), await new_link(repo, "b", workspace="ws_other")
         assert await repo.latest_for_chat(CUSTOMER) is None
@@ -107,7 +97,7 @@ class TestLinks:
         assert latest is not None and latest.id == second.id
 
     async def test_a_workspace_name_given_once_is_remembered(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         assert await repo.known_workspace_name("ws_demo") is None
         await new_link(repo, "a", workspace_name="Demo Workspace")
@@ -119,7 +109,7 @@ class TestLinks:
 
 class TestNotificationsOnce:
     async def test_a_notification_is_claimed_once_per_kind_and_marker(self, sessions: Sessions) -> None:
-        repo = HandoffRepository(sessions, clock=FakeClock())
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
         link = await new_link(repo)
         assert await repo.record_notification(link.id, "stuck", "name_key", agent_user_id=AGENT)
         assert not await repo.record_notification(link.id, "stuck", "name_key", agent_user_id=AGENT)
@@ -127,7 +117,7 @@ class TestNotificationsOnce:
         assert await repo.record_notification(link.id, "reused", "42")
 
     async def test_concurrent_replicas_claim_a_notification_once(self, sessions: Sessions) -> None:
-        repo = HandoffRepository(sessions, clock=FakeClock())
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
         link = await new_link(repo)
         results = await asyncio.gather(*(repo.record_notification(link.id, "stuck", "welcome") for _ in range(6)))
         assert sum(results) == 1
@@ -147,7 +137,7 @@ class TestStuck:
         return conversations, row
 
     async def test_a_customer_idle_at_a_step_is_reported_once_per_step(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         link = await new_link(repo)
         await repo.claim(link.id, user_id=CUSTOMER, chat_id=CUSTOMER)
@@ -168,7 +158,7 @@ class TestStuck:
         assert [conv.step for _, conv in found] == ["choose_project"]
 
     async def test_connected_customers_and_links_nobody_follows_are_never_stuck(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         anonymous = await new_link(repo, "a", created_by=None)
         await repo.claim(anonymous.id, user_id=CUSTOMER, chat_id=CUSTOMER)
@@ -180,7 +170,7 @@ class TestStuck:
         assert await repo.stuck(idle_since=clock() - timedelta(minutes=30), settled_steps={"connected"}) == []
 
     async def test_only_the_newest_link_and_its_workspace_count(self, sessions: Sessions) -> None:
-        clock = FakeClock()
+        clock = FakeClock(T0)
         repo = HandoffRepository(sessions, clock=clock)
         old, new = await new_link(repo, "a", workspace="ws_old"), await new_link(repo, "b", workspace="ws_new")
         await repo.claim(old.id, user_id=CUSTOMER, chat_id=CUSTOMER)
@@ -196,7 +186,7 @@ class TestStuck:
 
 class TestStatusReads:
     async def test_the_workspace_connection_is_its_connected_key(self, sessions: Sessions) -> None:
-        repo, keys = HandoffRepository(sessions), KeyRecordRepository(sessions, clock=FakeClock())
+        repo, keys = HandoffRepository(sessions), KeyRecordRepository(sessions, clock=FakeClock(T0))
         assert await repo.workspace_connection("ws_demo") is None
         await keys.add(chat_id=CUSTOMER, user_id=CUSTOMER, fingerprint=digest("k1"), last_four="abcd",
                        family="project", outcome="connected", workspace_id="ws_demo", connected_at=T0)
@@ -218,7 +208,7 @@ class TestStatusReads:
 
 class TestAgents:
     async def test_agents_are_added_once_listed_and_removed(self, sessions: Sessions) -> None:
-        repo = AgentRepository(sessions, clock=FakeClock())
+        repo = AgentRepository(sessions, clock=FakeClock(T0))
         assert await repo.add(AGENT, added_by=1, note="night shift")
         assert not await repo.add(AGENT, added_by=2)
         assert await repo.add(AGENT + 1)
