@@ -31,7 +31,7 @@ def webhook_mode(proc_root: Path = Path("/proc")) -> bool:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:  # the process ended while we looked
             continue
-        if b"--webhook" in args and any(arg.endswith((b"onboarding-bot", b"bot.cli")) for arg in args):
+        if b"--webhook" in args and any(arg.endswith((b"onboarding-bot", b"bot.cli.main")) for arg in args):
             return True
     return False
 

@@ -1,7 +1,7 @@
 """Turn a conversation into what the user sees: HTML text and rows of buttons, still pure.
 
 Why pure: the Telegram adapter, the terminal try-it mode and the tests all show the same view; only the
-last conversion into PTB objects (``bot/telegram_view.py``) knows about Telegram.
+last conversion into PTB objects (``bot/telegram/view.py``) knows about Telegram.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ do not work behind PgBouncer in transaction mode). The lock connections come fro
 pool: a holder needs a second connection for the repositories, so sharing one pool could deadlock.
 
 SQLite means one process (the file is not shared between hosts), so there the lock is a no-op and the
-in-process :class:`~bot.chat_locks.ChatLocks` plus the version check in storage do the job.
+in-process :class:`~bot.core.chat_locks.ChatLocks` plus the version check in storage do the job.
 
 Keys: Telegram ids have at most 52 significant bits, so ``namespace * 2**53 + id`` is collision-free
 across namespaces and stays below the migration lock's constant (see :mod:`storage.migrate`).

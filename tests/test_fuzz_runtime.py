@@ -1,7 +1,7 @@
 """Random updates of every kind through the real PTB Application, in process: nothing raises, no key comes back.
 
 Complements tests/test_property_updates.py (which drives the bot *process* with user-like sequences):
-here the Application built by ``bot.application.build_bot`` runs in this process against the stand-ins,
+here the Application built by ``bot.telegram.application.build_bot`` runs in this process against the stand-ins,
 so hundreds of examples are cheap, and updates are not limited to what a user can do through the
 stand-in's control API. Each example mixes
 
@@ -36,10 +36,10 @@ from hypothesis import strategies as st
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.application import ALLOWED_UPDATES, BotApp, build_bot
 from bot.config import Settings
-from bot.sandbox import Sandbox
+from bot.standins.sandbox import Sandbox
 from bot.standins.telegram import SandboxError
+from bot.telegram.application import ALLOWED_UPDATES, BotApp, build_bot
 from flows.steps import SPECS, Step
 from flows.view import callback_data
 from storage.migrate import upgrade

@@ -69,7 +69,7 @@ CASES["doubletick_credential"] = (DOUBLETICK_CREDENTIAL, REDACTED)
 CASES["fernet_key"] = (FERNET_KEY, REDACTED)
 
 
-LOGGERS = ["bot", "bot.runtime", "bot.intake", "httpx", "httpcore", "telegram", "telegram.ext",
+LOGGERS = ["bot", "bot.core.runtime", "bot.core.intake", "httpx", "httpcore", "telegram", "telegram.ext",
            "telegram.ext.Application", "telegram.ext.ExtBot", "telegram.ext.Updater", "uvicorn", "uvicorn.error",
            "apscheduler"]
 
@@ -110,7 +110,7 @@ def log_percent_s(secret: str) -> None:
 
 
 def log_f_string(secret: str) -> None:
-    logging.getLogger("bot.runtime").warning(f"verification failed for {secret}, retrying")
+    logging.getLogger("bot.core.runtime").warning(f"verification failed for {secret}, retrying")
 
 
 def log_exception(secret: str) -> None:
@@ -138,7 +138,7 @@ def log_api_parameters(secret: str) -> None:
 
 
 def log_extra_field(secret: str) -> None:
-    logging.getLogger("bot.intake").info("paste received", extra={"user_text": secret})
+    logging.getLogger("bot.core.intake").info("paste received", extra={"user_text": secret})
 
 
 def log_uvicorn_access(secret: str) -> None:

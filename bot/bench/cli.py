@@ -1,6 +1,6 @@
 """``onboarding-bot bench`` and ``onboarding-bot drill``: argument parsing and printing only.
 
-Why here and not in ``bot/cli.py``: the main CLI stays a list of subcommands; these two have many
+Why here and not in ``bot/cli/main.py``: the main CLI stays a list of subcommands; these two have many
 options and import the stand-ins, so they register themselves and load their code only when run.
 """
 

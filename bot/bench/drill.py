@@ -36,9 +36,9 @@ from bot.bench.stack import (
     wait_for_listener,
 )
 from bot.bench.users import Action, SimUser, bench_key
-from bot.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.faults import FaultConfig
 from bot.standins.openai import Behaviour
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from flows.steps import Step
 
 __all__ = ["COUNTS", "DrillOptions", "run_drill"]

@@ -22,7 +22,7 @@ from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, 
 
 __all__ = ["build_echo_bot", "main"]
 
-# The same knobs as bot.application.build_bot, so only the handlers differ.
+# The same knobs as bot.telegram.application.build_bot, so only the handlers differ.
 MAX_CONCURRENT_UPDATES = 512
 CONNECTION_POOL_SIZE = 128
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]

@@ -38,8 +38,8 @@ from bot.bench.stack import (
 from bot.bench.stats import summary_ms
 from bot.bench.users import GUIDE_WALK, Action, SimUser, bench_key
 from bot.bench.walk import WalkResult, walk_light, walk_saturated
-from bot.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.openai import Behaviour
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from flows.steps import Step
 
 __all__ = ["BenchOptions", "Transport", "run_bench", "webhook_available"]
@@ -54,7 +54,7 @@ ECHO_MODULE = "bot.bench.echo_bot"
 
 def webhook_available() -> bool:
     """The bot's webhook server exists in this tree (``onboarding-bot run --webhook``)."""
-    return importlib.util.find_spec("bot.webserver") is not None
+    return importlib.util.find_spec("bot.web.server") is not None
 
 
 @dataclass

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot.bench.tap import CallTap, TappedTelegram
-from bot.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.demo_keys import register_demo_keys
 from bot.standins.doubletick import DEFAULT_CONNECT_PATH, DEMO_OPERATOR_KEY, FakeDoubleTick, create_doubletick_app
 from bot.standins.faults import FaultConfig
 from bot.standins.openai import FakeOpenAI, create_openai_app
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.server import BackgroundServer, free_port
 from bot.standins.telegram import create_telegram_app
 
@@ -62,7 +62,7 @@ def cpu_seconds(pid: int) -> float | None:
 def bot_command(*args: str) -> list[str]:
     """``onboarding-bot <args>`` from this interpreter's environment (the console script if installed)."""
     script = shutil.which("onboarding-bot", path=str(Path(sys.executable).parent))
-    return [script, *args] if script else [sys.executable, "-m", "bot.cli", *args]
+    return [script, *args] if script else [sys.executable, "-m", "bot.cli.main", *args]
 
 
 class StandIns:

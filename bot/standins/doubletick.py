@@ -11,7 +11,7 @@ the "DoubleTick Public APIs" OpenAPI):
   ``"Cannot POST /x"`` for an unknown route, 429 ``"ThrottlerException: Too Many Requests"`` with
   ``Retry-After``, 500 ``"Internal server error"``.
 
-The endpoint itself is the shape chosen in ``bot/doubletick_client.py`` (``POST {connect_path}`` and
+The endpoint itself is the shape chosen in ``bot/services/doubletick.py`` (``POST {connect_path}`` and
 ``DELETE {connect_path}/{workspaceId}``, both with ``Idempotency-Key``). A repeated Idempotency-Key
 replays the first response (``Idempotent-Replayed: true``) without acting again; reusing it for a
 different request is a 409, as in Stripe's idempotency design.

@@ -29,7 +29,7 @@ _DIGEST_LEN = 64
 def _check_digest(digest: str) -> None:
     # A cheap guard against storing the token itself where its digest belongs.
     if len(digest) != _DIGEST_LEN or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError("digest must be 64 lowercase hex characters (bot.handoff.digest_of)")
+        raise ValueError("digest must be 64 lowercase hex characters (bot.agents.links.digest_of)")
 
 
 class HandoffRepository:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.sandbox import SANDBOX_BOT_TOKEN
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from storage.sealing import generate_key_spec
 
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 
-from bot.notifications import FAILURES, AgentNotifier, Milestone, StuckWatch, milestone
-from bot.runtime import ChatRef
+from bot.agents.notifications import FAILURES, AgentNotifier, Milestone, StuckWatch, milestone
+from bot.core.ports import ChatRef
 from bot.standins.server import BackgroundServer
 from bot.standins.telegram import FakeTelegram, create_telegram_app
 from flows.state import Conversation

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.agents import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
+from bot.agents.roles import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
 from flows.content import load_content
 from storage.repositories import AgentRepository
 
@@ -67,7 +67,7 @@ def test_menus_add_agent_and_admin_commands_to_the_customers_ones() -> None:
 
 def test_every_agent_text_the_code_asks_for_exists() -> None:
     agent = load_content().data["agent"]
-    sources = "\n".join(p.read_text() for p in (ROOT / "bot").glob("*.py"))
+    sources = "\n".join(p.read_text() for p in (ROOT / "bot").rglob("*.py"))
     asked = set(re.findall(r'(?:agent_text\([^,]+,|_text\()\s*"([a-z_]+)"', sources))
     asked |= {f"notify_{kind}" for kind in ("connected", "connected_manually", "already_connected", "failed",
                                             "stuck", "opened", "reused")}

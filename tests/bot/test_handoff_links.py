@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.handoff import (
+from bot.agents.links import (
     TOKEN_BYTES,
     HandoffError,
     HandoffService,

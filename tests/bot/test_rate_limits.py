@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.application import BotApp, build_bot
 from bot.config import Settings
 from bot.standins.telegram import FakeTelegram
+from bot.telegram.application import BotApp, build_bot
 from tests.bot.support import sandbox_settings
 
 USER = 4321

@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from telegram.error import BadRequest, RetryAfter, TimedOut
 
-from bot.application import BotApp, build_bot
 from bot.config import Settings
-from bot.sandbox import SANDBOX_BOT_TOKEN
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.telegram import FakeTelegram
-from bot.webserver import SECRET_HEADER, WebState, create_web_app, is_transient
+from bot.telegram.application import BotApp, build_bot
+from bot.web.server import SECRET_HEADER, WebState, create_web_app, is_transient
 from storage.migrate import upgrade
 from tests.bot.support import sandbox_settings
 

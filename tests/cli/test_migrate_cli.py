@@ -18,7 +18,7 @@ def test_three_replicas_migrating_at_once_all_succeed(backend: str, database_url
     if backend != "postgres":
         pytest.skip("replicas share PostgreSQL; SQLite is one process")
     env = {**os.environ, "DATABASE_URL": database_url}
-    processes = [subprocess.Popen([sys.executable, "-m", "bot.cli", "migrate"], env=env, stdout=subprocess.PIPE,
+    processes = [subprocess.Popen([sys.executable, "-m", "bot.cli.main", "migrate"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for _ in range(3)]
     outputs = [process.communicate(timeout=120)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], outputs

@@ -17,7 +17,7 @@ def test_try_mode_walks_the_whole_guide_to_connected_with_a_demo_key(tmp_path: P
     lines = ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", DEMO_KEYS["no_credit"].key, DEMO_KEYS["valid"].key]
     script = tmp_path / "lines.txt"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "try", "--script", str(script)], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "try", "--script", str(script)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=180)
     out = done.stdout
     assert done.returncode == 0, done.stderr[-2000:]

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.doubletick_client import DoubleTickConnector
+from bot.services.doubletick import DoubleTickConnector
 from bot.standins.doubletick import (
     DEFAULT_CONNECT_PATH,
     DEMO_OPERATOR_KEY,

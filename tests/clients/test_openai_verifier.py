@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.services.openai import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.standins.demo_keys import DEMO_KEYS, register_demo_keys
 from bot.standins.openai import FakeOpenAI, create_openai_app, openai_echo
 from bot.standins.server import BackgroundServer, free_port

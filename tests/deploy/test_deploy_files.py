@@ -298,7 +298,7 @@ def test_deploy_healthcheck_asks_healthz_in_webhook_mode(tmp_path: Path,
 
 def test_deploy_healthcheck_fails_when_nothing_listens(tmp_path: Path) -> None:
     healthcheck = load_healthcheck()
-    proc = fake_proc(tmp_path, ["python", "-m", "bot.cli", "run", "--webhook"])
+    proc = fake_proc(tmp_path, ["python", "-m", "bot.cli.main", "run", "--webhook"])
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox import Sandbox
 from bot.standins.chat_driver import ChatDriver, plain_text
+from bot.standins.sandbox import Sandbox
 
 __all__ = ["BotProcess", "Stack", "new_database_url", "plain_text", "sha256"]
 
@@ -52,7 +52,7 @@ def new_database_url(backend: str, folder: Path) -> str:
 
 def _command(args: tuple[str, ...] = ("run",)) -> list[str]:
     script = shutil.which("onboarding-bot", path=str(Path(sys.executable).parent))
-    return [script, *args] if script else [sys.executable, "-m", "bot.cli", *args]
+    return [script, *args] if script else [sys.executable, "-m", "bot.cli.main", *args]
 
 
 @dataclass

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from bot.handoff_api import create_handoff_app
+from bot.agents.api import create_handoff_app
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.demo_keys import DEMO_KEYS
 from bot.standins.server import BackgroundServer

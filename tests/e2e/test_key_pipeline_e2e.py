@@ -194,7 +194,7 @@ def test_each_demo_key_gets_its_outcome_and_next_actions(stack: Stack, name: str
     if name == "invalid":  # what OpenAI saw: its own echo, first 8 and last 4 characters
         assert f"It saw: {key[:8]}*" in text and text.split("It saw: ")[1].split()[0].rstrip(".").endswith(key[-4:])
     if name == "region_blocked":  # an operator problem: the log says so
-        assert "ERROR bot.keyflow: OpenAI refused this server's country or region" in stack.bot.log()
+        assert "ERROR bot.core.keyflow: OpenAI refused this server's country or region" in stack.bot.log()
 
 
 def test_a_rate_limited_key_is_held_and_retried_after_retry_after(db_stack: Stack) -> None:
@@ -248,7 +248,7 @@ def test_a_rejected_operator_credential_tells_the_user_support_knows_and_logs_an
     assert "support team has been alerted" in plain_text(answer["text"])
     assert has_button(answer, "Connect it myself in DoubleTick")
     log = troubled_stack.bot.log()
-    assert "ERROR bot.keyflow: DoubleTick rejected our credential" in log
+    assert "ERROR bot.core.keyflow: DoubleTick rejected our credential" in log
     assert WRONG_OPERATOR_KEY not in log
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import Sandbox
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.doubletick import DEMO_OPERATOR_KEY
+from bot.standins.sandbox import Sandbox
 from tests.e2e.harness import BotProcess, Stack, _command, sha256
 from tests.e2e.leaks import (
     CompanionWatcher,
@@ -253,7 +253,7 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
 
 def _metrics_of_a_webhook_run(run: CanaryRun) -> bytes:
     """The same database served by `run --webhook`: a few more pastes, then /metrics (b"" if absent)."""
-    if importlib.util.find_spec("bot.webserver") is None:
+    if importlib.util.find_spec("bot.web.server") is None:
         return b""
     from bot.standins.server import free_port
 

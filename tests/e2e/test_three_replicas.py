@@ -40,8 +40,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.chat_driver import ChatDriver, plain_text
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.server import BackgroundServer, free_port
 from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command
 

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.demo_keys import DEMO_KEYS
+from bot.standins.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.server import free_port
 from tests.e2e.harness import BotProcess, _command, plain_text
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.handoff import LinkState, digest_of, token_from
-from bot.notifications import Customer, agent_text
+from bot.agents.links import LinkState, digest_of, token_from
+from bot.agents.notifications import Customer, agent_text
 from flows.content import Content
 from flows.machine import WORKSPACE_ID
 from flows.state import Conversation

@@ -14,12 +14,21 @@ from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import Application, CommandHandler, ContextTypes, TypeHandler, filters
 
-from bot.agents import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
-from bot.customer_status import StatusDesk, when
-from bot.handlers import chat_of
-from bot.handoff import MAX_LABEL, HandoffError, HandoffService, LinkState, Redemption, RedemptionOutcome, token_from
-from bot.notifications import AgentNotifier, Customer, agent_text
-from bot.runtime import ChatRef, Runtime
+from bot.agents.links import (
+    MAX_LABEL,
+    HandoffError,
+    HandoffService,
+    LinkState,
+    Redemption,
+    RedemptionOutcome,
+    token_from,
+)
+from bot.agents.notifications import AgentNotifier, Customer, agent_text
+from bot.agents.roles import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
+from bot.agents.status import StatusDesk, when
+from bot.core.ports import ChatRef
+from bot.core.runtime import Runtime
+from bot.telegram.handlers import chat_of
 from flows import events as ev
 from flows.content import Content, load_content
 from flows.state import Conversation

@@ -51,7 +51,7 @@ from storage.db import session_factory
 from storage.migrate import alembic_config
 
 if TYPE_CHECKING:
-    from bot.application import BotApp
+    from bot.telegram.application import BotApp
 
 __all__ = [
     "DEFAULT_WEBHOOK_PATH",

@@ -21,9 +21,10 @@ from telegram.ext import (
     filters,
 )
 
-from bot.intake import Intake
-from bot.runtime import ChatRef, Runtime
-from bot.secret_guard import SecretGuard, message_of
+from bot.core.intake import Intake
+from bot.core.ports import ChatRef
+from bot.core.runtime import Runtime
+from bot.telegram.secret_guard import SecretGuard, message_of
 from flows import events as ev
 from flows.content import load_content
 from flows.state import Conversation

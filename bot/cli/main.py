@@ -12,58 +12,27 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bot.config import Settings
+from bot.cli.common import configure_logging, load_settings
 
 __all__ = ["main"]
 
 log = logging.getLogger("bot")
 
 
-def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
-    """Structured-enough, redacted logs; httpx would print the bot token in URLs at INFO."""
-    from bot.redaction import install_redaction
-
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # LOG_LEVEL=DEBUG includes PTB's debug output (raw updates and Bot API payloads, pasted keys
-    # included) on purpose: the redaction below masks them, and tests/e2e/test_plaintext_canary.py runs
-    # the bot at DEBUG to prove it.
-    install_redaction(secrets)
-
-
-def _settings() -> Settings:
-    """Load and validate settings; a bad value stops the process with a message that echoes no secret."""
-    from pydantic import ValidationError
-
-    from bot.config import Settings
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"]).upper()
-            print(f"configuration error: {field}: {error['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot (polling, or with --webhook a webhook server) against the configured Telegram Bot API."""
-    from bot.application import ALLOWED_UPDATES, build_bot
+    from bot.telegram.application import ALLOWED_UPDATES, build_bot
     from storage.migrate import upgrade
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     if settings.telegram_bot_token is None:
         log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
         return 2
     asyncio.run(upgrade(settings.database_url))
     if getattr(args, "webhook", False):
-        from bot.webhook_cli import run_webhook
+        from bot.cli.webhook import run_webhook
 
         return run_webhook(settings)
     bot_app = build_bot(settings)
@@ -77,7 +46,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database schema to the latest revision (safe to run from several replicas at once)."""
     from storage.migrate import current_revision, upgrade
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     asyncio.run(upgrade(settings.database_url))
     print(f"database at revision {asyncio.run(current_revision(settings.database_url))}")
@@ -86,7 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Start the Telegram, OpenAI and DoubleTick stand-ins on loopback and print their URLs."""
-    from bot.sandbox import Sandbox
+    from bot.standins.sandbox import Sandbox
 
     with Sandbox(telegram_port=args.telegram_port, openai_port=args.openai_port,
                  doubletick_port=args.doubletick_port) as sandbox:
@@ -102,7 +71,7 @@ async def _forever() -> None:
 
 def cmd_try(args: argparse.Namespace) -> int:
     """Chat with the real bot in this terminal, everything offline."""
-    from bot.try_mode import run_try
+    from bot.cli.try_mode import run_try
 
     return run_try(script=args.script)
 
@@ -122,9 +91,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
         print(generate_key_spec())
         return 0
-    from bot.outbox import rotate_pending
+    from bot.core.outbox import rotate_pending
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     count = asyncio.run(rotate_pending(settings))
     print(f"re-sealed {count} pending outbox rows under the newest key")
@@ -151,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help=cmd_keys.__doc__)
     keys.add_argument("action", choices=["generate", "rotate"])
     keys.set_defaults(func=cmd_keys)
-    from bot.webhook_cli import add_webhook_parser
+    from bot.cli.webhook import add_webhook_parser
 
     add_webhook_parser(sub)
     from bot.bench.cli import add_bench_parsers
 
     add_bench_parsers(sub)  # bench, drill
-    from bot.handoff_cli import add_handoff_parser
+    from bot.cli.handoff import add_handoff_parser
 
     add_handoff_parser(sub)  # handoff create, handoff revoke
     return parser

@@ -13,21 +13,21 @@ from telegram import BotCommand, BotCommandScopeAllPrivateChats, LinkPreviewOpti
 from telegram.constants import ParseMode
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
 
-from bot.bot_api_request import ObservedRequest
+from bot.agents.desk import SupportDesk, build_support_desk
 from bot.config import Settings
-from bot.doubletick_client import DoubleTickConnector
-from bot.handlers import BotHandlers
-from bot.intake import Intake, SubmissionLimits
-from bot.keyflow import KeyFlow
-from bot.maintenance import Maintenance
-from bot.messenger import Messenger
+from bot.core.intake import Intake, SubmissionLimits
+from bot.core.keyflow import KeyFlow
+from bot.core.maintenance import Maintenance
+from bot.core.outbox import OutboxWorker, RetryPolicy, SealedOutbox
+from bot.core.periodic import CallbackJob, PeriodicJob
+from bot.core.runtime import Runtime
 from bot.metrics import COUNT_GROUP, count_update, record_guard_verdict
-from bot.openai_client import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
-from bot.outbox import OutboxWorker, RetryPolicy, SealedOutbox
-from bot.periodic import CallbackJob, PeriodicJob
-from bot.runtime import Runtime
-from bot.secret_guard import GuardedUpdateProcessor, SecretGuard
-from bot.support_desk import SupportDesk, build_support_desk
+from bot.services.doubletick import DoubleTickConnector
+from bot.services.openai import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.telegram.handlers import BotHandlers
+from bot.telegram.messenger import Messenger
+from bot.telegram.request import ObservedRequest
+from bot.telegram.secret_guard import GuardedUpdateProcessor, SecretGuard
 from flows.content import load_content
 from flows.secret import SecretKey
 from storage.db import create_engine, session_factory

@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.agents import AgentDirectory, Role
-from bot.customer_status import StatusDesk
-from bot.handoff import HandoffError, HandoffService, LinkState, parse_duration
+from bot.agents.links import HandoffError, HandoffService, LinkState, parse_duration
+from bot.agents.roles import AgentDirectory, Role
+from bot.agents.status import StatusDesk
 from storage.fingerprint import fingerprint_prefix
 
 __all__ = ["HandoffApi", "create_handoff_app", "handoff_routes"]

@@ -1,4 +1,4 @@
-"""The few Telegram calls the runtime makes, with Telegram's error strings turned into plain answers.
+"""The Telegram calls the core makes (its ChatPort), with Telegram's error strings turned into plain answers.
 
 Why a wrapper: the runtime should ask "delete this" and hear "gone" / "not allowed" / "too old", not
 parse ``BadRequest`` texts (PTB strips the "Bad Request: " prefix and capitalises the rest, see
@@ -11,37 +11,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from enum import StrEnum
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from bot.telegram_view import to_markup
+from bot.core.ports import ChatUnreachable, DeleteOutcome
+from bot.telegram.view import to_markup
 from flows.view import View
 
 __all__ = ["ChatUnreachable", "DeleteOutcome", "Messenger"]
 
 log = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-
-
-class DeleteOutcome(StrEnum):
-    DELETED = "deleted"  # gone (also when it was already gone: deletion is idempotent)
-    NO_RIGHTS = "no_rights"  # a group where the bot may not delete others' messages
-    TOO_OLD = "too_old"  # older than 48 hours
-    FAILED = "failed"  # network trouble or anything unexpected
-
-
-class ChatUnreachable(Exception):
-    """Telegram refuses to deliver to this chat (403: the user blocked the bot, or it left the group).
-
-    Not an error of ours: the conversation is saved, and the user finds their place again with /start.
-    """
-
-    def __init__(self, chat_id: int) -> None:
-        super().__init__(f"chat {chat_id} cannot be reached")
-        self.chat_id = chat_id
 
 
 @contextlib.contextmanager
@@ -53,7 +35,7 @@ def _reachable(chat_id: int) -> Iterator[None]:
 
 
 class Messenger:
-    """Send, edit and delete messages for the runtime."""
+    """The core's :class:`~bot.core.ports.ChatPort` over PTB: send, edit and delete messages."""
 
     def __init__(self, bot: Bot, delete_bot: Bot | None = None) -> None:
         self.bot = bot

@@ -37,8 +37,8 @@ async def bot_username(settings: Settings) -> str:
 
 
 async def _create(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from bot.agents import AgentDirectory, Role
-    from bot.handoff import HandoffError, HandoffService, parse_duration
+    from bot.agents.links import HandoffError, HandoffService, parse_duration
+    from bot.agents.roles import AgentDirectory, Role
     from storage.db import create_engine, session_factory
     from storage.migrate import upgrade
     from storage.repositories import AgentRepository, AuditLog, HandoffRepository
@@ -73,7 +73,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> dict[str, Any
 
 
 async def _revoke(settings: Settings, link_id: int) -> bool:
-    from bot.handoff import HandoffService
+    from bot.agents.links import HandoffService
     from storage.db import create_engine, session_factory
     from storage.repositories import AuditLog, HandoffRepository
 
@@ -88,9 +88,9 @@ async def _revoke(settings: Settings, link_id: int) -> bool:
 
 def cmd_handoff(args: argparse.Namespace) -> int:
     """Create or revoke a support handoff link."""
-    from bot.cli import _settings, configure_logging
+    from bot.cli.common import configure_logging, load_settings
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     if args.action == "revoke":
         revoked = asyncio.run(_revoke(settings, args.link_id))

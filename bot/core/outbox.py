@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.periodic import PeriodicJob
-from bot.runtime import ChatRef
+from bot.core.periodic import PeriodicJob
+from bot.core.ports import ChatRef
 from flows import effects as fx
 from flows import events as ev
 from flows.outcomes import ConnectionOutcome, ConnectionResult, VerificationOutcome, VerificationResult
@@ -33,8 +33,8 @@ from storage.sealing import KeyRing, SealingError, aad_for
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.keyflow import KeyFlow
-    from bot.runtime import Runtime
+    from bot.core.keyflow import KeyFlow
+    from bot.core.runtime import Runtime
 
 __all__ = ["OutboxWorker", "RetryPolicy", "SealedOutbox", "rotate_pending"]
 

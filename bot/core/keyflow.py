@@ -10,8 +10,9 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from bot.core.ports import ChatRef
 from bot.metrics import record_connection, record_verification
 from flows import effects as fx
 from flows import events as ev
@@ -25,9 +26,6 @@ from flows.secret import SecretKey
 from flows.state import Conversation
 from storage.fingerprint import fingerprint
 from storage.repositories import KeyRecordRepository
-
-if TYPE_CHECKING:
-    from bot.runtime import ChatRef
 
 __all__ = ["Connector", "KeyFlow", "KeyHolder", "Verifier"]
 
@@ -49,7 +47,7 @@ class Connector(Protocol):
 
 
 class KeyHolder(Protocol):
-    """The sealed retry outbox (see bot/outbox.py)."""
+    """The sealed retry outbox (see bot/core/outbox.py)."""
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str,
                    key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None) -> None: ...

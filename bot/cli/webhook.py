@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 import uvicorn
 from starlette.routing import BaseRoute
 
-from bot.webserver import DEFAULT_WEBHOOK_PATH, WebState, create_web_app
+from bot.web.server import DEFAULT_WEBHOOK_PATH, WebState, create_web_app
 
 if TYPE_CHECKING:
-    from bot.application import BotApp
     from bot.config import Settings
+    from bot.telegram.application import BotApp
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "add_webhook_parser", "cmd_webhook", "mounted_routes", "run_webhook",
            "webhook_path"]
@@ -47,7 +47,7 @@ def webhook_path(settings: Settings) -> str:
 
 def mounted_routes(bot_app: BotApp) -> list[BaseRoute]:
     """Extra HTTP routes served beside the webhook: the support-agent handoff API."""
-    from bot.handoff_api import handoff_routes
+    from bot.agents.api import handoff_routes
 
     if bot_app.support is None:
         return []
@@ -83,7 +83,7 @@ class _GracefulServer(uvicorn.Server):
 
 def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = ()) -> int:
     """Serve the webhook, probes and metrics on WEBHOOK_LISTEN:WEBHOOK_PORT until SIGTERM."""
-    from bot.application import build_bot
+    from bot.telegram.application import build_bot
 
     bot_app = build_bot(settings)
     state = WebState()
@@ -112,9 +112,9 @@ def add_webhook_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     """Register, remove or inspect the Telegram webhook (run once per deploy, not per replica)."""
-    from bot.cli import _settings, configure_logging
+    from bot.cli.common import configure_logging, load_settings
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     if settings.telegram_bot_token is None:
         print("TELEGRAM_BOT_TOKEN is not set", flush=True)
@@ -125,7 +125,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 async def _webhook_action(settings: Settings, args: argparse.Namespace) -> int:
     from telegram import Bot
 
-    from bot.application import ALLOWED_UPDATES
+    from bot.telegram.application import ALLOWED_UPDATES
 
     assert settings.telegram_bot_token is not None
     base = settings.telegram_api_base_url

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from bot.chat_locks import ChatLocks
-from bot.keyflow import KeyFlow
-from bot.messenger import ChatUnreachable, Messenger
+from bot.core.chat_locks import ChatLocks
+from bot.core.keyflow import KeyFlow
+from bot.core.ports import ChatPort, ChatRef, ChatUnreachable
 from bot.metrics import record_step_entered
 from flows import effects as fx
 from flows import events as ev
@@ -32,7 +32,7 @@ from storage.locks import CHAT_NAMESPACE, CrossProcessLocks, NoCrossProcessLocks
 from storage.models import Conversation as ConversationRow
 from storage.repositories import AuditLog, ConversationRepository, ProcessedUpdateRepository
 
-__all__ = ["ChatRef", "HandleResult", "Runtime", "conversation_of"]
+__all__ = ["HandleResult", "Runtime", "conversation_of"]
 
 log = logging.getLogger(__name__)
 MAX_SAVE_ATTEMPTS = 5
@@ -44,16 +44,6 @@ INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value)
 
 class _StillRunning(Exception):
     """The conversation left the pipeline (or its pipeline is young) by the time its lock was held."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRef:
-    """Who an event is about: a private chat and its user."""
-
-    chat_id: int
-    user_id: int
-    username: str | None = None
-    language: str = "en"
 
 
 @dataclass(slots=True)
@@ -73,7 +63,7 @@ class Runtime:
         conversations: ConversationRepository,
         updates: ProcessedUpdateRepository,
         audit: AuditLog,
-        messenger: Messenger,
+        messenger: ChatPort,
         keyflow: KeyFlow,
         policy: Policy,
         view_settings: ViewSettings,

@@ -14,8 +14,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from bot.messenger import DeleteOutcome, Messenger
-from bot.secret_guard import GuardVerdict
+from bot.core.ports import ChatPort, DeleteOutcome, GuardVerdict
 from flows import events as ev
 from flows.inspection import inspect_pasted_text
 from flows.state import Conversation
@@ -50,7 +49,7 @@ class SubmissionLimits:
 
 
 class Intake:
-    def __init__(self, messenger: Messenger, limits: SubmissionLimits) -> None:
+    def __init__(self, messenger: ChatPort, limits: SubmissionLimits) -> None:
         self.messenger = messenger
         self.limits = limits
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.sandbox import Sandbox
 from bot.standins.chat_driver import ChatDriver, plain_text
 from bot.standins.demo_keys import DEMO_KEYS
+from bot.standins.sandbox import Sandbox
 
 __all__ = ["run_try"]
 
@@ -111,7 +111,7 @@ def run_try(script: str | None = None) -> int:
     with Sandbox() as sandbox:
         env = {**os.environ, **sandbox.bot_environment(f"sqlite+aiosqlite:///{database.resolve()}")}
         with open(var / "try-bot.log", "w", encoding="utf-8") as log:
-            bot = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, stdout=log, stderr=log)
+            bot = subprocess.Popen([sys.executable, "-m", "bot.cli.main", "run"], env=env, stdout=log, stderr=log)
             driver = ChatDriver(sandbox.telegram_url, USER_ID, first_name="You")
             try:
                 print(INTRO)

@@ -22,8 +22,8 @@ from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from bot.periodic import PeriodicJob
-from bot.runtime import ChatRef
+from bot.core.periodic import PeriodicJob
+from bot.core.ports import ChatRef
 from flows.content import Content, load_content
 from flows.outcomes import ConnectionOutcome, VerificationOutcome
 from flows.state import Conversation

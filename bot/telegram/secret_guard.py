@@ -11,30 +11,19 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from telegram import Message, Update
 from telegram.ext import BaseUpdateProcessor
 
-from bot.messenger import DeleteOutcome, Messenger
+from bot.core.ports import GuardVerdict
+from bot.telegram.messenger import Messenger
 from flows.inspection import might_be_key_file, might_carry_secret
 
 __all__ = ["GuardVerdict", "GuardedUpdateProcessor", "SecretGuard", "message_of"]
 
 MAX_PENDING_VERDICTS = 10_000
 UNBOUNDED = 1_000_000  # PTB's semaphore around the guard; the real bound is GuardedUpdateProcessor.slots
-
-
-@dataclass(frozen=True, slots=True)
-class GuardVerdict:
-    deletion: DeleteOutcome
-    received_at: float  # time.monotonic() when the guard saw the update
-    deleted_at: float
-
-    @property
-    def deleted(self) -> bool:
-        return self.deletion == DeleteOutcome.DELETED
 
 
 def message_of(update: Update) -> Message | None:

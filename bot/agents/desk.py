@@ -1,5 +1,5 @@
 """Everything for support agents, built from Settings in one place: handlers, notifications, the stuck
-watch and the handoff API, so ``bot/application.py`` needs only a few lines to wire it.
+watch and the handoff API, so ``bot/telegram/application.py`` needs only a few lines to wire it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import Application
 
-from bot.agent_handlers import AgentDesk
-from bot.agents import AgentDirectory, CommandMenus
+from bot.agents.api import HandoffApi
+from bot.agents.commands import AgentDesk
+from bot.agents.links import HandoffService
+from bot.agents.notifications import AgentNotifier, StuckWatch
+from bot.agents.roles import AgentDirectory, CommandMenus
+from bot.agents.status import StatusDesk
 from bot.config import Settings
-from bot.customer_status import StatusDesk
-from bot.handoff import HandoffService
-from bot.handoff_api import HandoffApi
-from bot.notifications import AgentNotifier, StuckWatch
-from bot.runtime import Runtime
+from bot.core.runtime import Runtime
 from flows.content import load_content
 from storage.repositories import AgentRepository, HandoffRepository
 
@@ -30,7 +30,7 @@ class SupportDesk:
     desk: AgentDesk
     notifier: AgentNotifier
     stuck_watch: StuckWatch
-    api: HandoffApi  # mount bot.handoff_api.handoff_routes(api) in the web server
+    api: HandoffApi  # mount bot.agents.api.handoff_routes(api) in the web server
 
     def register(self, application: Application) -> None:
         """Before ``BotHandlers.register`` (see ``AgentDesk.register``)."""

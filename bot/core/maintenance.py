@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bot.periodic import PeriodicJob
+from bot.core.periodic import PeriodicJob
 from storage.repositories import ConversationRepository, ProcessedUpdateRepository
 
 __all__ = ["Maintenance"]

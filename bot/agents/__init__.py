@@ -1,0 +1,1 @@
+"""The support-agent feature: roles, handoff links, agent commands, notifications, status, HTTP API."""

@@ -1,0 +1,1 @@
+"""The ``onboarding-bot`` command line: run, migrate, try mode, operator tools."""

@@ -1,0 +1,72 @@
+"""What the core needs from the outside chat world, owned by the core: who a chat is, and a small port.
+
+Why a port: the runtime, the key intake and the agent feature ask "send", "edit", "delete", "answer"
+and hear plain outcomes; the Telegram adapter (``bot/telegram/messenger.py``) implements this
+protocol, so ``bot/core`` never imports PTB or the adapter, and a test can hand the core any
+implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from flows.view import View
+
+__all__ = ["ChatPort", "ChatRef", "ChatUnreachable", "DeleteOutcome", "GuardVerdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """Who an event is about: a private chat and its user."""
+
+    chat_id: int
+    user_id: int
+    username: str | None = None
+    language: str = "en"
+
+
+class DeleteOutcome(StrEnum):
+    DELETED = "deleted"  # gone (also when it was already gone: deletion is idempotent)
+    NO_RIGHTS = "no_rights"  # a group where the bot may not delete others' messages
+    TOO_OLD = "too_old"  # older than 48 hours
+    FAILED = "failed"  # network trouble or anything unexpected
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    """What the secret guard did with a message before the core saw it."""
+
+    deletion: DeleteOutcome
+    received_at: float  # time.monotonic() when the guard saw the update
+    deleted_at: float
+
+    @property
+    def deleted(self) -> bool:
+        return self.deletion == DeleteOutcome.DELETED
+
+
+class ChatUnreachable(Exception):
+    """The chat refuses delivery (the user blocked the bot, or it left the group).
+
+    Not an error of ours: the conversation is saved, and the user finds their place again with /start.
+    """
+
+    def __init__(self, chat_id: int) -> None:
+        super().__init__(f"chat {chat_id} cannot be reached")
+        self.chat_id = chat_id
+
+
+class ChatPort(Protocol):
+    """The chat calls the core makes; :class:`ChatUnreachable` when the chat refuses delivery."""
+
+    async def send_view(self, chat_id: int, view: View) -> int: ...
+
+    async def edit_view(self, chat_id: int, message_id: int, view: View) -> bool: ...
+
+    async def send_html(self, chat_id: int, text: str, view: View | None = None) -> int: ...
+
+    async def delete(self, chat_id: int, message_id: int) -> DeleteOutcome: ...
+
+    async def delete_quietly(self, chat_id: int, message_id: int) -> None: ...

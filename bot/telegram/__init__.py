@@ -1,0 +1,1 @@
+"""The Telegram adapter (python-telegram-bot): where updates enter, the secret guard, the ChatPort implementation."""

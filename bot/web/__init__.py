@@ -1,0 +1,1 @@
+"""The HTTP side: webhook server, health and readiness probes, metrics endpoint."""
