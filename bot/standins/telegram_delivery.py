@@ -26,16 +26,13 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from bot.standins.telegram_request import ApiError, ApiRequest
 from bot.standins.telegram_validate import allowed_updates_arg
-from bot.standins.telegram_world import BotWorld, UpdateRecord, WebhookState
-
-if TYPE_CHECKING:
-    from bot.standins.telegram_state import FakeTelegram
+from bot.standins.telegram_world import BotWorld, Settings, UpdateRecord, WebhookState
 
 __all__ = [
     "CONFLICT_OTHER_POLL",
@@ -46,6 +43,18 @@ __all__ = [
     "WebhookDispatcher",
     "get_updates",
 ]
+
+
+class DeliveryHost(Protocol):
+    """What delivery needs of the stand-in (``FakeTelegram`` implements it); keeps the layers one way."""
+
+    lock: Any
+    notifier: Notifier
+    settings: Settings
+
+    def owns(self, world: BotWorld) -> bool: ...
+
+    def world_if_exists(self, bot_id: int) -> BotWorld | None: ...
 
 CONFLICT_OTHER_POLL = ("Conflict: terminated by other getUpdates request; make sure that only one bot "
                        "instance is running")
@@ -131,7 +140,7 @@ def _hand_over(batch: list[UpdateRecord]) -> list[dict[str, Any]]:
 
 
 async def get_updates(
-    fake: FakeTelegram, world: BotWorld, req: ApiRequest,
+    fake: DeliveryHost, world: BotWorld, req: ApiRequest,
     disconnected: Callable[[], Awaitable[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The getUpdates method, long polling included."""
@@ -178,7 +187,7 @@ async def get_updates(
 class WebhookDispatcher:
     """Pushes pending updates to the webhook: serial per queue, parallel across queues."""
 
-    def __init__(self, fake: FakeTelegram) -> None:
+    def __init__(self, fake: DeliveryHost) -> None:
         self._fake = fake
         self._workers: dict[tuple[int, int, tuple[str, int]], asyncio.Task[None]] = {}
         self._slots: dict[tuple[int, int], asyncio.Semaphore] = {}

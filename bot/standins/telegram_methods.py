@@ -23,7 +23,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.standins.telegram_delivery import SET_WEBHOOK_ABORT
@@ -38,10 +38,7 @@ from bot.standins.telegram_validate import (
     scope_chat_id,
     validate_secret_token,
 )
-from bot.standins.telegram_world import BotWorld, ChatRecord, StoredMessage, WebhookState, new_file_ids
-
-if TYPE_CHECKING:
-    from bot.standins.telegram_state import FakeTelegram
+from bot.standins.telegram_world import BotWorld, ChatRecord, Settings, StoredMessage, WebhookState, new_file_ids
 
 __all__ = ["METHODS", "Described", "MethodContext", "chat_id_of"]
 
@@ -60,9 +57,23 @@ class Described:
     description: str
 
 
+class MethodHost(Protocol):
+    """What the methods need of the stand-in (``FakeTelegram`` implements it); keeps the layers one way."""
+
+    settings: Settings
+
+    def changed(self, world: BotWorld | None = None) -> None: ...
+
+    def next_webhook_generation(self) -> int: ...
+
+    def remember_file(self, file_id: str, kind: str, info: Any) -> None: ...
+
+    def known_file(self, file_id: str) -> tuple[str, Any] | None: ...
+
+
 @dataclass
 class MethodContext:
-    fake: FakeTelegram
+    fake: MethodHost
     world: BotWorld
 
 
