@@ -18,7 +18,22 @@ from flows.view import ViewSettings
 from storage.db import DEFAULT_DATABASE_URL
 from storage.sealing import KeyRing
 
-__all__ = ["Settings"]
+__all__ = ["LOG_LEVELS", "Settings"]
+
+
+# A `.env` file runs no commands: `FINGERPRINT_SECRET=$(python -c ...)` is that literal text, a secret
+# anyone who read the README knows. Such values are refused at start (`onboarding-bot init` writes real ones).
+_UNEXPANDED_SHELL = re.compile(r"\$\(|\$\{|`")
+# BotFather's tokens: the bot's numeric id, a colon, then 35 URL-safe characters (shorter ones are refused
+# here rather than by Telegram's 401 after start-up).
+_BOT_TOKEN = re.compile(r"[1-9][0-9]{4,15}:[A-Za-z0-9_-]{30,64}")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _raw_text(value: object) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value if isinstance(value, str) else None
 
 
 def _split_list(value: object) -> object:
@@ -83,6 +98,29 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
     telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
     replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_unexpanded_shell(cls, value: object) -> object:
+        text = _raw_text(value)
+        if text is not None and _UNEXPANDED_SHELL.search(text):
+            raise ValueError("looks like unexpanded shell (`$(...)`, `${...}` or backticks): .env runs no "
+                             "commands; put the value itself (`onboarding-bot init` writes fresh secrets)")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
+            raise ValueError("TELEGRAM_BOT_TOKEN does not look like a token from @BotFather (123456789:AA...)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @field_validator("openai_required_models", mode="before")
     @classmethod

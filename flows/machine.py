@@ -18,7 +18,7 @@ from flows.problems import PROBLEMS
 from flows.state import Conversation
 from flows.steps import GUIDE_ORDER, MANUAL_ORDER, PIPELINE_STEPS, SPECS, SkipContext, Step, is_skipped
 
-__all__ = ["Policy", "Transition", "advance", "next_step", "previous_step"]
+__all__ = ["Policy", "Transition", "advance", "next_step", "paste_is_checked", "previous_step"]
 
 WORKSPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{1,63}$")
 
@@ -298,6 +298,16 @@ def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Pol
 
 # -- invitations: agents' handoff links (closed mode) ------------------------------------------------
 INVITATION_REFUSALS = frozenset({"expired", "revoked", "used", "unknown"})
+
+
+def paste_is_checked(conv: Conversation, policy: Policy) -> bool:
+    """Whether a key pasted now goes to OpenAI: only such a paste uses up the user's hourly allowance.
+
+    Not while a check runs, not before a workspace is bound (closed mode) or typed (open mode).
+    """
+    if conv.step in (Step.VERIFYING, Step.CONNECTING, Step.HELD) or _needs_invitation(conv, policy):
+        return False
+    return not (policy.asks_workspace and not conv.workspace_id)
 
 
 def _needs_invitation(conv: Conversation, policy: Policy) -> bool:

@@ -43,8 +43,8 @@ async def _create(settings: Settings, args: argparse.Namespace) -> dict[str, Any
     from storage.migrate import upgrade
     from storage.repositories import AgentRepository, AuditLog, HandoffRepository
 
+    username = await bot_username(settings)  # first: a missing BOT_USERNAME must not leave a database behind
     await upgrade(settings.database_url)
-    username = await bot_username(settings)
     engine = create_engine(settings.database_url)
     try:
         sessions = session_factory(engine)

@@ -13,7 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot.cli.common import configure_logging, load_settings
+from bot.cli import common
+from bot.cli.common import configure_logging, load_settings, one_line_failure
 
 __all__ = ["main"]
 
@@ -35,10 +36,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bot.cli.webhook import run_webhook
 
         return run_webhook(settings)
+    from telegram.error import InvalidToken, NetworkError
+
     bot_app = build_bot(settings)
     bot_app.application.post_stop = lambda app: bot_app.close()
-    bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
-                                    close_loop=True)
+    try:
+        bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
+                                        close_loop=True)
+    except InvalidToken:  # PTB's message repeats the token
+        raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN: revoked or mistyped? "
+                           "@BotFather's /token shows the current one") from None
+    except NetworkError as exc:
+        raise RuntimeError(f"cannot reach the Telegram Bot API at {settings.telegram_api_base_url}") from exc
     return 0
 
 
@@ -129,12 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli.handoff import add_handoff_parser
 
     add_handoff_parser(sub)  # handoff create, handoff revoke
+    from bot.cli.init import add_init_parser
+
+    add_init_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one subcommand; a failure is one line on stderr (``--debug``, anywhere, shows the traceback)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in words
+    common.debug = debug
+    args = build_parser().parse_args([word for word in words if word != "--debug"])
+    try:
+        return int(args.func(args) or 0)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"onboarding-bot {args.command}: {one_line_failure(exc)} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from bot.core.ports import ChatPort, DeleteOutcome, GuardVerdict
 from flows import events as ev
 from flows.inspection import inspect_pasted_text
+from flows.machine import Policy, paste_is_checked
 from flows.state import Conversation
 from flows.steps import PIPELINE_STEPS, Step
 
@@ -49,9 +50,10 @@ class SubmissionLimits:
 
 
 class Intake:
-    def __init__(self, messenger: ChatPort, limits: SubmissionLimits) -> None:
+    def __init__(self, messenger: ChatPort, limits: SubmissionLimits, policy: Policy | None = None) -> None:
         self.messenger = messenger
         self.limits = limits
+        self.policy = policy
 
     async def text_event(self, conv: Conversation, *, chat_id: int, user_id: int, message_id: int, text: str,
                          verdict: GuardVerdict | None, forwarded: bool) -> ev.Event:
@@ -61,8 +63,10 @@ class Intake:
         pasted = inspect_pasted_text(text)
         if deletion != DeleteOutcome.DELETED and pasted.looks_secret:
             return ev.DeletionFailed(REASONS.get(deletion, "other"))
-        # Only a paste that will really be checked uses up the allowance (not one sent while busy).
-        counts = pasted.should_verify and conv.step not in PIPELINE_STEPS
+        # Only a paste that will really be checked uses up the allowance (not one sent while busy, nor one
+        # sent before the workspace is known).
+        checked = paste_is_checked(conv, self.policy) if self.policy else conv.step not in PIPELINE_STEPS
+        counts = pasted.should_verify and checked
         retry = await self.limits.retry_in_minutes(user_id) if counts else None
         return ev.KeyPasted(pasted, forwarded=forwarded, retry_in_minutes=retry)
 

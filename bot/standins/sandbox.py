@@ -99,6 +99,15 @@ class Sandbox:
         ]
         env = self.bot_environment(f"sqlite+aiosqlite:///{Path('var/sandbox.db').resolve()}")
         lines += [f"  export {k}={v}" for k, v in env.items()]
+        lines += [
+            "",
+            "Then run the bot in another terminal (`onboarding-bot run` with those variables) and chat as a user",
+            "through the stand-in's control API (GET the control URL above for every route), e.g.:",
+            f"  curl -s -XPOST {self.telegram_url}/_sandbox/send -H 'content-type: application/json' "
+            "-d '{\"user_id\": 1001, \"text\": \"/start\"}'",
+            f"  curl -s {self.telegram_url}/_sandbox/chats/1001/messages",
+            "Or let `onboarding-bot try` do all of this and chat in the terminal.",
+        ]
         lines += ["", "Demo keys (paste one at the paste step):"]
         lines += [f"  {name:<22} {demo.key}" for name, demo in DEMO_KEYS.items()]
         return "\n".join(lines)

@@ -19,17 +19,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.standins.telegram_sandbox import sandbox_routes
 from bot.standins.telegram_state import FakeTelegram, SandboxError
 from bot.standins.telegram_world import Settings
 
-__all__ = ["FakeTelegram", "SandboxError", "Settings", "create_telegram_app"]
+__all__ = ["FakeTelegram", "SandboxError", "Settings", "control_index", "create_telegram_app"]
+
+
+def control_index(routes: list[Route]) -> dict[str, Any]:
+    """What ``GET /_sandbox/`` answers: how to play the user, and every control route (made from the routes)."""
+    return {
+        "what": "Control API of the Telegram Bot API stand-in: play the user's side, look inside.",
+        "chat_as_a_user": [
+            'POST /_sandbox/send {"user_id": 1001, "text": "/start"}  -- the user sends a message',
+            "GET  /_sandbox/chats/1001/messages                      -- the chat as the user sees it",
+            'POST /_sandbox/press_button {"user_id": 1001, "text": "<button text>"}  -- tap a button',
+            "or simply: onboarding-bot try   (a terminal chat with the real bot and these stand-ins)",
+        ],
+        "routes": [{"path": route.path, "methods": sorted((route.methods or set()) - {"HEAD"})}
+                   for route in routes if route.path.startswith("/_sandbox")],
+    }
 
 
 def create_telegram_app(state: FakeTelegram | None = None) -> Starlette:
@@ -48,6 +64,12 @@ def create_telegram_app(state: FakeTelegram | None = None) -> Starlette:
         return await fake.handle_api(request.path_params["token"], request.path_params["method"], request)
 
     routes = [Route("/bot{token}/{method}", bot_api, methods=["GET", "POST"]), *sandbox_routes(fake)]
+    index = control_index(routes)
+
+    async def control(request: Request) -> Response:
+        return JSONResponse(index)
+
+    routes += [Route("/_sandbox/", control, methods=["GET"]), Route("/_sandbox", control, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.fake = fake
     return app

@@ -147,7 +147,7 @@ def build_bot(settings: Settings) -> BotApp:
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
-    BotHandlers(runtime, Intake(messenger, limits), guard).register(application)
+    BotHandlers(runtime, Intake(messenger, limits, settings.policy), guard).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
     recovery = CallbackJob("recovery of interrupted key pipelines", runtime.recovery_interval_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,23 @@ pytestmark = pytest.mark.e2e
 
 
 def test_try_mode_walks_the_whole_guide_to_connected_with_a_demo_key(tmp_path: Path) -> None:
-    lines = ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", DEMO_KEYS["no_credit"].key, DEMO_KEYS["valid"].key]
+    # More pastes than a customer's hourly allowance (5): try mode lifts the limits for its own run.
+    wrong = [DEMO_KEYS[name].key for name in ("invalid", "missing_scope", "account_deactivated", "no_organization",
+                                              "billing_inactive")]
+    lines = ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", DEMO_KEYS["no_credit"].key, *wrong,
+             DEMO_KEYS["valid"].key]
+    other_run = tmp_path / "var" / "try-1.db"  # another try run's database, running beside this one
+    other_run.parent.mkdir()
+    other_run.write_bytes(b"not ours")
     script = tmp_path / "lines.txt"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "bot.cli.main", "try", "--script", str(script)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=180)
     out = done.stdout
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "pausing checks" not in out
+    assert other_run.read_bytes() == b"not ours"
+    assert not list((tmp_path / "var").glob("try-[!1]*.db*"))  # its own database is gone with the run
     for expected in ("Open the API keys page", "Who owns the key?", "Which DoubleTick workspace?",
                      "Paste your key here", "no usable credit", "You're done!", "(the bot deleted your message"):
         assert expected in out, expected
@@ -28,5 +39,33 @@ def test_try_mode_walks_the_whole_guide_to_connected_with_a_demo_key(tmp_path: P
     bot_said = out.split("(bot log:", 1)[1]
     transcript_without_input = "\n".join(line for line in bot_said.splitlines() if not line.startswith("you>"))
     assert DEMO_KEYS["valid"].key not in transcript_without_input
-    log = (tmp_path / "var" / "try-bot.log").read_text()
+    log_name = out.split("(bot log: ", 1)[1].split(")", 1)[0]
+    log = (tmp_path / log_name).read_text()
     assert DEMO_KEYS["valid"].key not in log and "Traceback" not in log
+
+
+def test_lines_that_arrive_together_are_one_message() -> None:
+    """A key that wrapped over two lines in a terminal paste is sent as one message, not two."""
+    from bot.cli.try_mode import _keyboard_lines
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as writer:
+        writer.write("sk-proj-first-half\nsecond-half\n")
+    with os.fdopen(read_end) as reader:
+        assert list(_keyboard_lines(reader)) == ["sk-proj-first-half\nsecond-half"]
+
+
+def test_typed_lines_apart_are_separate_messages() -> None:
+    from bot.cli.try_mode import _keyboard_lines
+
+    read_end, write_end = os.pipe()
+    reader = os.fdopen(read_end)
+    writer = os.fdopen(write_end, "w")
+    lines = _keyboard_lines(reader)
+    writer.write("/start\n")
+    writer.flush()
+    assert next(lines) == "/start"
+    writer.write("1\n")
+    writer.close()
+    assert list(lines) == ["1"]
+    reader.close()
