@@ -40,6 +40,13 @@ def test_a_miniature_bench_reports_every_figure(tmp_path: Path) -> None:
         wave = exposure[rate]
         assert all(_number(wave[p]) for p in ("p50", "p95", "p99", "max"))
         assert wave["deleted"] == wave["pastes"] > 0
+    bot_side = report["bot_receipt_to_delete_ms"]
+    assert set(bot_side) == set(RATES)
+    for rate in RATES:  # the customer's window starts when they send: never shorter than the bot's share
+        assert _number(bot_side[rate]["p99"]) and exposure[rate]["max"] >= bot_side[rate]["max"]
+    assert _number(report["cpu_ms_per_update"])
+    assert {"exposure_p99_ms_at_50", "exposure_p99_ms_at_200", "exposure_p99_ms_at_500",
+            "cpu_ms_per_update"} <= set(report["targets"])
     throughput = report["throughput_updates_per_s"]
     assert all(_number(throughput[name]) and throughput[name] > 0 for name in ("bot", "echo"))
     assert _number(report["throughput_ratio_vs_echo"])

@@ -1,12 +1,13 @@
-"""The exposure window: from the update being handed to the bot until Telegram receives ``deleteMessage``.
+"""The exposure window as the customer sees it: from their send until Telegram receives ``deleteMessage``.
 
 How: users standing at the paste step paste fresh keys open-loop at a fixed rate (the schedule does not
 wait for the bot, as real users would not), while the OpenAI stand-in answers every verification with
 the configured latency, so earlier pastes are still being verified and connected while new ones arrive.
-Both ends of the window are the Bot API stand-in's own ``time.monotonic()`` stamps: when it handed the
-update over (getUpdates answer or webhook POST) and when the ``deleteMessage`` request reached it.
-``visible_ms`` starts earlier, when the user sent the message: with webhooks a busy bot makes Telegram
-wait before handing the next update over, and that wait is exposure too, just not the bot's window.
+Both ends of the window are the Bot API stand-in's own ``time.monotonic()`` stamps: when it held the
+user's message (the moment it exists in the chat) and when the ``deleteMessage`` request reached it.
+Everything before the bot sees the update (a webhook server's accept queue, a getUpdates round, a busy
+event loop) is exposure too. ``bot_receipt_to_delete_ms`` is the bot's own share beside it: from the
+update being handed over (getUpdates answer or webhook POST) to the deletion.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class PasteWave:
     pastes: int = 0
     deleted: int = 0
     connected: int = 0
-    exposure_s: list[float] = field(default_factory=list)
-    visible_s: list[float] = field(default_factory=list)  # sent by the user -> deleteMessage received
+    exposure_s: list[float] = field(default_factory=list)  # sent by the user -> deleteMessage received
+    bot_side_s: list[float] = field(default_factory=list)  # update handed to the bot -> deleteMessage received
     schedule_lag_s: list[float] = field(default_factory=list)  # how late the driver sent each paste
     sent_over_s: float = 0.0
     settled_s: float = 0.0
@@ -44,11 +45,13 @@ class PasteWave:
     harness_cpu_busy_while_pasting: float | None = None  # this process: stand-ins and simulated users
     errors: list[str] = field(default_factory=list)
 
+    def bot_side_json(self) -> dict[str, Any]:
+        bot_side = summary_ms(self.bot_side_s)
+        return {p: bot_side[p] for p in ("p50", "p95", "p99", "max")}
+
     def to_json(self) -> dict[str, Any]:
         achieved = (self.pastes - 1) / self.sent_over_s if self.sent_over_s > 0 and self.pastes > 1 else None
-        visible = summary_ms(self.visible_s)
         return {**summary_ms(self.exposure_s), "pastes": self.pastes, "deleted": self.deleted,
-                "visible_ms": {p: visible[p] for p in ("p50", "p95", "p99", "max")},
                 "connected": self.connected, "achieved_rate_per_s": round(achieved, 1) if achieved else None,
                 "driver_lag_ms_max": round(max(self.schedule_lag_s, default=0.0) * 1000, 2),
                 "all_connected_after_s": round(self.settled_s, 2),
@@ -141,6 +144,6 @@ async def paste_wave(standins: StandIns, users: list[SimUser], rate_per_s: float
         if deleted_at is None or update is None or update["first_handed_over_monotonic"] is None:
             continue
         wave.deleted += 1
-        wave.exposure_s.append(deleted_at - update["first_handed_over_monotonic"])
-        wave.visible_s.append(deleted_at - update["created_monotonic"])
+        wave.exposure_s.append(deleted_at - update["created_monotonic"])
+        wave.bot_side_s.append(deleted_at - update["first_handed_over_monotonic"])
     return wave
