@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     key_submissions_per_user_per_hour: int = 5
     verifications_per_minute: int = 60
     log_level: str = "INFO"
+    # Polling: receive updates and delete pasted keys on a thread of their own, so a busy event loop never
+    # delays a deletion (bot/telegram/guard_lane.py). False: PTB's own updater, in the main loop.
+    guard_lane: bool = True
 
     # Support agents: handoff links, agent commands, notifications (docs/support-agents.md).
     agent_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)

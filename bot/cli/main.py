@@ -41,8 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     bot_app = build_bot(settings)
     bot_app.application.post_stop = lambda app: bot_app.close()
     try:
-        bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
-                                        close_loop=True)
+        if settings.guard_lane:  # getUpdates and deletions on their own thread (bot/telegram/guard_lane.py)
+            from bot.telegram.guard_lane import serve_with_lane
+
+            asyncio.run(serve_with_lane(bot_app, ALLOWED_UPDATES))
+        else:
+            bot_app.application.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
+                                            close_loop=True)
     except InvalidToken:  # PTB's message repeats the token
         raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN: revoked or mistyped? "
                            "@BotFather's /token shows the current one") from None

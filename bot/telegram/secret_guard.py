@@ -45,22 +45,35 @@ class SecretGuard:
     def __init__(self, messenger: Messenger) -> None:
         self.messenger = messenger
         self._verdicts: OrderedDict[int, GuardVerdict] = OrderedDict()
+        self._settled: OrderedDict[int, bool] = OrderedDict()  # updates the guard lane already checked
         self.observers: list[Any] = []  # callables(verdict) for metrics
 
     async def check(self, update: object) -> None:
         if not isinstance(update, Update):
             return
+        if self._settled.pop(update.update_id, False):
+            return  # the guard lane looked at it (and deleted what it had to) before handing it over
         message = message_of(update)
         if message is None or not carries_secret(message):
             return
         received = time.monotonic()
         outcome = await self.messenger.delete(message.chat_id, message.message_id)
-        verdict = GuardVerdict(outcome, received, time.monotonic())
-        self._verdicts[update.update_id] = verdict
+        self._keep(update.update_id, GuardVerdict(outcome, received, time.monotonic()))
+
+    def _keep(self, update_id: int, verdict: GuardVerdict) -> None:
+        self._verdicts[update_id] = verdict
         while len(self._verdicts) > MAX_PENDING_VERDICTS:
             self._verdicts.popitem(last=False)
         for observe in self.observers:
             observe(verdict)
+
+    def settle(self, update_id: int, verdict: GuardVerdict | None) -> None:
+        """The guard lane's result for an update it checked (``None``: nothing to delete)."""
+        self._settled[update_id] = True
+        while len(self._settled) > MAX_PENDING_VERDICTS:
+            self._settled.popitem(last=False)
+        if verdict is not None:
+            self._keep(update_id, verdict)
 
     def has_verdict(self, update: Update) -> bool:
         return update.update_id in self._verdicts

@@ -1,0 +1,218 @@
+"""The guard lane: receive updates and delete key-carrying messages on a thread nothing else runs on.
+
+Why: asyncio has no priorities. When the bot's event loop is busy with verifications, database work and
+renders, a 1 ms deletion waits behind everything already runnable, and the customer's key stays visible
+for as long as the backlog (seconds at a few hundred pastes per second). Here the ``getUpdates`` long poll,
+the secret guard and ``deleteMessage`` run on their own thread, with their own event loop and HTTP client;
+only then is each update handed to the main loop, in order per chat, with the guard's verdict attached.
+The main loop's backlog can delay a verification, never a deletion. (The GIL still interleaves the two
+threads; the switch interval is lowered so the lane waits at most about a millisecond for its turn.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from telegram import Update
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.ext import ExtBot
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
+
+from bot.core.ports import GuardVerdict
+from bot.telegram.messenger import Messenger
+from bot.telegram.secret_guard import SecretGuard
+
+__all__ = ["GuardLane", "serve_with_lane"]
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 10  # getUpdates long-poll timeout, as PTB's run_polling uses
+SWITCH_INTERVAL_S = 0.001  # how long the lane may wait for the GIL (CPython's default is 5 ms)
+Handover = Callable[[dict[str, Any], GuardVerdict | None], None]
+
+
+def _chat_of(raw: dict[str, Any]) -> int | None:
+    """The chat an update belongs to (for in-order hand-over), from the raw JSON."""
+    for value in raw.values():
+        if isinstance(value, dict):
+            chat = value.get("chat") or (value.get("message") or {}).get("chat")
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+    return None
+
+
+class GuardLane:
+    """A thread that long-polls ``getUpdates``, runs the secret guard, and hands updates over."""
+
+    def __init__(self, token: str, base_url: str, allowed_updates: list[str], handover: Handover, *,
+                 delete_deadline_s: float | None = None) -> None:
+        self.token = token
+        self.base_url = base_url
+        self.allowed_updates = allowed_updates
+        self.handover = handover
+        self.delete_deadline_s = delete_deadline_s
+        self.failure: BaseException | None = None  # why the lane stopped on its own (a rejected token)
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="guard-lane", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # The lane asks for getUpdates' raw JSON (handed to the main loop as it came, parsed there once
+        # against the main bot); PTB's Bot.get_updates would parse, bind to this thread's bot, re-serialise.
+        warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
+        self._thread.start()
+        self._ready.wait(30)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop polling; deletions under way finish (each is bounded by its own deadline)."""
+        if self._loop is not None and self._main is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._main.cancel)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to the main thread, which stops the bot
+            self.failure = exc
+        finally:
+            self._ready.set()
+            self.stopped.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        read_timeout = POLL_TIMEOUT_S + 10.0
+        bot: ExtBot[None] = ExtBot(self.token, base_url=f"{self.base_url}/bot",
+                                   base_file_url=f"{self.base_url}/file/bot",
+                                   request=HTTPXRequest(connection_pool_size=64),
+                                   get_updates_request=HTTPXRequest(read_timeout=read_timeout))
+        options: dict[str, float] = {}
+        if self.delete_deadline_s is not None:
+            options["delete_deadline_s"] = self.delete_deadline_s
+        guard = SecretGuard(Messenger(bot, bot, **options))
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            await bot.initialize()
+            await bot.delete_webhook(drop_pending_updates=False)  # getUpdates answers 409 while one is set
+            self._ready.set()
+            await self._poll(bot, guard, pending)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if pending:
+                await asyncio.wait(pending, timeout=30)
+            with contextlib.suppress(Exception):
+                await bot.shutdown()
+
+    async def _poll(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
+        offset = 0
+        last_of_chat: dict[int | None, asyncio.Task[None]] = {}
+        backoff = 1.0
+        while True:
+            try:
+                batch = await bot.do_api_request(
+                    "getUpdates", api_kwargs={"offset": offset, "timeout": POLL_TIMEOUT_S,
+                                              "allowed_updates": self.allowed_updates})
+                backoff = 1.0
+            except InvalidToken:
+                raise
+            except RetryAfter as exc:
+                await asyncio.sleep(float(exc.retry_after if isinstance(exc.retry_after, int | float)
+                                          else exc.retry_after.total_seconds()))
+                continue
+            except (Conflict, NetworkError, TelegramError) as exc:
+                log.warning("getUpdates failed (%s); retrying in %.0f s", type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            for raw in batch if isinstance(batch, list) else []:
+                offset = max(offset, int(raw["update_id"]) + 1)
+                chat = _chat_of(raw)
+                task = asyncio.create_task(self._guard_then_hand_over(bot, guard, raw, last_of_chat.get(chat)))
+                last_of_chat[chat] = task
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                task.add_done_callback(functools.partial(_forget, last_of_chat, chat))
+
+    async def _guard_then_hand_over(self, bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any],
+                                    before: asyncio.Task[None] | None) -> None:
+        """Delete first; then hand over, after the same chat's earlier update (so order is kept)."""
+        verdict: GuardVerdict | None = None
+        try:
+            update = Update.de_json(raw, bot)
+            await guard.check(update)
+            verdict = guard.verdict_for(update)
+        except Exception:  # the main loop's guard will look at it again
+            log.exception("guard lane could not check update %s", raw.get("update_id"))
+        if before is not None:
+            await asyncio.wait([before])
+        self.handover(raw, verdict)
+
+
+def _forget(last_of_chat: dict[int | None, asyncio.Task[None]], chat: int | None, done: asyncio.Task[None]) -> None:
+    if last_of_chat.get(chat) is done:
+        del last_of_chat[chat]
+
+
+async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asyncio.Event | None = None) -> None:
+    """Run the bot with updates arriving through a guard lane instead of PTB's updater (polling mode).
+
+    ``bot_app`` is the :class:`~bot.telegram.application.BotApp`; ``stop`` ends the run (SIGINT and SIGTERM
+    set it when this runs in the main thread).
+    """
+    application = bot_app.application
+    settings = bot_app.settings
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    main_guard: SecretGuard | None = getattr(application.update_processor, "guard", None)
+
+    def deliver(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+        update = Update.de_json(raw, application.bot)
+        if main_guard is not None:
+            main_guard.settle(update.update_id, verdict)
+        application.update_queue.put_nowait(update)
+
+    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+        loop.call_soon_threadsafe(deliver, raw, verdict)
+
+    await application.initialize()
+    lane = GuardLane(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url,
+                     allowed_updates, handover,
+                     delete_deadline_s=getattr(settings, "telegram_delete_deadline_s", None))
+    try:
+        if application.post_init is not None:
+            await application.post_init(application)
+        await application.start()
+        lane.start()
+        if lane.failure is not None:
+            raise lane.failure
+        watch = asyncio.ensure_future(asyncio.to_thread(lane.stopped.wait))
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([watch, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if lane.failure is not None:
+            raise lane.failure
+    finally:
+        await asyncio.to_thread(lane.stop)
+        if application.running:
+            await application.stop()
+        if application.post_stop is not None:
+            await application.post_stop(application)
+        await application.shutdown()
