@@ -163,7 +163,12 @@ DOCS: dict[str, SettingDoc] = {
     "replicas": SettingDoc(
         "Limits", "How many replicas run; each takes 1/REPLICAS of TELEGRAM_MAX_RATE_PER_S. Keep it equal to the "
         "replica count.", "3"),
-    "log_level": SettingDoc("Operations", "Log level; keep INFO or higher in production.", "WARNING"),
+    "log_level": SettingDoc(
+        "Operations", "Log level (DEBUG, INFO, WARNING, ERROR, CRITICAL); keep INFO or higher in production.",
+        "WARNING"),
+    "guard_lane": SettingDoc(
+        "Operations", "Polling mode: receive updates and delete pasted keys on a thread of their own, so a busy "
+        "event loop never delays a deletion; false uses PTB's updater in the main loop.", "false"),
 }
 
 def _is_secret(field: FieldInfo) -> bool:
