@@ -144,6 +144,7 @@ def missing_content(content: Content) -> list[str]:
     missing.extend(f"commands.{c}" for c in REQUIRED_COMMANDS if not commands.get(c))
     need("meta.progress", content.meta, "progress")
     need("buttons.enter_securely", content.button, "enter_securely")
+    need("steps.verifying.text_miniapp", lambda: content.step(Step.VERIFYING)["text_miniapp"])
     for name in MINIAPP_TEXTS:
         need(f"miniapp.{name}", content.miniapp, name)
     for reason in ("too_old", "no_rights", "other"):

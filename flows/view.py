@@ -125,7 +125,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     progress = _progress(content, spec.number)
     heading = f"<b>{html.escape(texts['title'])}</b>"
     parts.append(f"{html.escape(progress)}\n{heading}" if progress else heading)
-    parts.append(_fill(texts["text"], params))
+    text = texts.get("text_miniapp") if conv.key_via == "miniapp" else None  # nothing was deleted
+    parts.append(_fill(text or texts["text"], params))
     if conv.help_shown:
         parts.append("🆘 " + _fill(texts["help"], params))
     return View("\n\n".join(parts), _keyboard(conv, content, settings))

@@ -275,7 +275,7 @@ class MiniApp:
                 raise _NotAtPasteStep
             # as for a paste: only a key that will really be checked uses up the allowance
             retry = await self.limits.retry_in_minutes(auth.user_id) if paste_is_checked(conv, policy) else None
-            return ev.KeyPasted(pasted, forwarded=False, retry_in_minutes=retry)
+            return ev.KeyPasted(pasted, forwarded=False, retry_in_minutes=retry, via_miniapp=True)
 
         try:
             await self.runtime.handle(chat, event)
