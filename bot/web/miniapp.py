@@ -144,7 +144,7 @@ def render_page(content: Content) -> str:
 </form>
 <p id="status" role="status" aria-live="polite"></p>
 <p id="help" class="help" hidden></p>
-<p class="note">🔒 {esc["what_happens"]}</p>
+<p class="note">{esc["what_happens"]}</p>
 </main>
 </body>
 </html>
