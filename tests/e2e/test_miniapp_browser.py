@@ -77,7 +77,8 @@ STAND_IN = """
     button.hidden = !main.isVisible;
     button.disabled = !main.isActive;
     button.style.cssText = 'position:fixed;left:0;right:0;bottom:0;height:48px;border:0;font:600 16px sans-serif;' +
-      'background:' + THEME.button_color + ';color:' + THEME.button_text_color + (main.isVisible ? '' : ';display:none');
+      'background:' + THEME.button_color + ';color:' + THEME.button_text_color +
+      (main.isVisible ? '' : ';display:none');
   }
   var THEME = __THEME__;
   window.Telegram = { WebApp: {
