@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,7 +19,7 @@ from flows.view import ViewSettings
 from storage.db import DEFAULT_DATABASE_URL
 from storage.sealing import KeyRing
 
-__all__ = ["LOG_LEVELS", "Settings"]
+__all__ = ["LOG_LEVELS", "Settings", "public_origin"]
 
 
 # A `.env` file runs no commands: `FINGERPRINT_SECRET=$(python -c ...)` is that literal text, a secret
@@ -34,6 +35,22 @@ def _raw_text(value: object) -> str | None:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     return value if isinstance(value, str) else None
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def public_origin(value: str) -> str:
+    """PUBLIC_BASE_URL as a bare origin; plain http only for loopback (Telegram opens HTTPS Mini Apps only)."""
+    parts = urlsplit(value.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError("PUBLIC_BASE_URL must be an origin like https://bot.example.com")
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        raise ValueError("PUBLIC_BASE_URL must use https:// (plain http is allowed for loopback hosts only)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("PUBLIC_BASE_URL must be an origin with an optional path, without query or credentials")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def _split_list(value: object) -> object:
@@ -102,6 +119,12 @@ class Settings(BaseSettings):
     telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
     replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
 
+    # Mini App key entry (docs/miniapp.md): the bot's public HTTPS origin; unset hides the Mini App.
+    public_base_url: str | None = None
+    miniapp_max_age_s: int = 3600  # initData older than this is refused (auth_date)
+    miniapp_submissions_per_user_per_hour: int = 20  # POST /miniapp/api/key per Telegram user
+    miniapp_requests_per_address_per_minute: int = 120  # every /miniapp/api request per client address
+
     @field_validator("*", mode="before")
     @classmethod
     def _no_unexpanded_shell(cls, value: object) -> object:
@@ -166,6 +189,24 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_SECRET_TOKEN must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_origin(cls, value: str | None) -> str | None:
+        return public_origin(value) if value else None
+
+    @field_validator("miniapp_max_age_s", "miniapp_submissions_per_user_per_hour",
+                     "miniapp_requests_per_address_per_minute")
+    @classmethod
+    def _positive_int(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @property
+    def miniapp_url(self) -> str | None:
+        """The Mini App's page, or None when PUBLIC_BASE_URL is unset."""
+        return f"{self.public_base_url}/miniapp/key" if self.public_base_url else None
+
     @field_validator("telegram_max_rate_per_s", "replicas")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -213,7 +254,11 @@ class Settings(BaseSettings):
         return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe
                             else "no, with this setup I don't; OpenAI only lists your models.",
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
-                            support_url=self.support_url, support_contact=self.support_contact)
+                            support_url=self.support_url, support_contact=self.support_contact,
+                            # Telegram opens only HTTPS Mini Apps: a loopback http origin serves the page
+                            # for local browsers, without a button in the chat.
+                            miniapp_url=self.miniapp_url if self.public_base_url and
+                            self.public_base_url.startswith("https://") else None)
 
     def secrets_to_redact(self) -> list[str]:
         """Configured secrets that must never appear in a log line."""

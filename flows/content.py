@@ -15,7 +15,7 @@ from typing import Any
 from flows.problems import PROBLEMS
 from flows.steps import SPECS, Step
 
-__all__ = ["Content", "load_content", "missing_content"]
+__all__ = ["MINIAPP_TEXTS", "Content", "load_content", "missing_content"]
 
 DEFAULT_LOCALE = "en"
 
@@ -66,6 +66,10 @@ class Content:
     def meta(self, name: str) -> str:
         return str(self._section("meta")[name])
 
+    def miniapp(self, name: str) -> str:
+        """A text of the Mini App key page (plain text, not HTML)."""
+        return str(self._section("miniapp")[name])
+
 
 @cache
 def load_content(locale: str = DEFAULT_LOCALE) -> Content:
@@ -91,6 +95,9 @@ REQUIRED_NOTICES = (
 )
 REQUIRED_REPLIES = ("help", "privacy", "cancelled", "disconnected", "group_redirect", "group_deleted",
                     "group_cannot_delete", "forwarded_original")
+MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "submit", "what_happens", "empty",
+                 "checking", "done", "held", "problem", "expired", "not_at_paste_step", "rate_limited",
+                 "unavailable", "network", "open_in_telegram")
 REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy")
 
 
@@ -136,6 +143,10 @@ def missing_content(content: Content) -> list[str]:
     commands = content.commands()
     missing.extend(f"commands.{c}" for c in REQUIRED_COMMANDS if not commands.get(c))
     need("meta.progress", content.meta, "progress")
+    need("buttons.enter_securely", content.button, "enter_securely")
+    need("steps.verifying.text_miniapp", lambda: content.step(Step.VERIFYING)["text_miniapp"])
+    for name in MINIAPP_TEXTS:
+        need(f"miniapp.{name}", content.miniapp, name)
     for reason in ("too_old", "no_rights", "other"):
         need(f"deletion_reasons.{reason}", content.deletion_reason, reason)
     return missing

@@ -85,6 +85,7 @@ class KeyPasted:
     pasted: PastedText
     forwarded: bool = False
     retry_in_minutes: int | None = None  # set when the user is over the submission limit
+    via_miniapp: bool = False  # typed in the Mini App: it never was a message, nothing was deleted
 
 
 @dataclass(frozen=True, slots=True)

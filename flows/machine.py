@@ -228,7 +228,7 @@ def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now:
     replacing = conv.replacing or conv.step == Step.CONNECTED
     moved = conv.with_(step=Step.VERIFYING, attempt=attempt, key_last_four=pasted.key.last_four,
                        key_family=pasted.kind, problem=None, problem_detail=None, help_shown=False,
-                       replacing=replacing,
+                       replacing=replacing, key_via="miniapp" if event.via_miniapp else "chat",
                        previous_last_four=conv.key_last_four if replacing and conv.step == Step.CONNECTED
                        else conv.previous_last_four,
                        step_entered_at=now)

@@ -32,6 +32,7 @@ class Conversation:
     attempt: int = 0  # correlates verdicts with the paste they belong to
     resume_step: Step | None = None  # where "keep it" returns to from the disconnect question
     step_entered_at: float = 0.0  # unix seconds
+    key_via: str = "chat"  # where the key being checked came from: "chat" (a deleted message) or "miniapp"
 
     def with_(self, **changes: Any) -> Conversation:
         return replace(self, **changes)

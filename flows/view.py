@@ -15,8 +15,8 @@ from flows.problems import PROBLEMS
 from flows.state import Conversation
 from flows.steps import SPECS, Step
 
-__all__ = ["Button", "View", "ViewSettings", "callback_data", "parse_callback_data", "render_reply",
-           "render_step"]
+__all__ = ["Button", "View", "ViewSettings", "callback_data", "parse_callback_data", "render_problem",
+           "render_reply", "render_step"]
 
 CALLBACK_SEPARATOR = "|"
 MAX_CALLBACK_BYTES = 64  # Bot API limit for callback_data
@@ -28,6 +28,7 @@ class Button:
     callback: str | None = None
     url: str | None = None
     copy_text: str | None = None
+    web_app: str | None = None  # a Mini App URL (opened inside Telegram, with initData)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class ViewSettings:
     support_url: str | None = None
     support_contact: str = "DoubleTick support"
     extra: Mapping[str, str] = field(default_factory=dict)
+    miniapp_url: str | None = None  # the key-entry Mini App (HTTPS); None: paste in chat only
 
 
 def callback_data(step: Step, action: str) -> str:
@@ -123,7 +125,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     progress = _progress(content, spec.number)
     heading = f"<b>{html.escape(texts['title'])}</b>"
     parts.append(f"{html.escape(progress)}\n{heading}" if progress else heading)
-    parts.append(_fill(texts["text"], params))
+    text = texts.get("text_miniapp") if conv.key_via == "miniapp" else None  # nothing was deleted
+    parts.append(_fill(text or texts["text"], params))
     if conv.help_shown:
         parts.append("🆘 " + _fill(texts["help"], params))
     return View("\n\n".join(parts), _keyboard(conv, content, settings))
@@ -140,6 +143,9 @@ def _keyboard(conv: Conversation, content: Content, settings: ViewSettings) -> t
         links.extend(problem.links)
         actions = [(a.action, content.button(a.action)) for a in problem.actions]
         support = problem.support
+    if conv.step == Step.PASTE_KEY and settings.miniapp_url:  # typed on our page, never a message
+        url = f"{settings.miniapp_url}?lang={content.locale}"
+        rows.append((Button(content.button("enter_securely"), web_app=url),))
     rows.extend((Button(content.link(link.name), url=link.url),) for link in links)
     if support and settings.support_url:
         rows.append((Button(content.link("support"), url=settings.support_url),))
@@ -155,6 +161,13 @@ def _keyboard(conv: Conversation, content: Content, settings: ViewSettings) -> t
     if footer:
         rows.append(tuple(footer))
     return tuple(rows)
+
+
+def render_problem(name: str, content: Content, settings: ViewSettings, detail: str | None = None) -> str:
+    """The help text the guide shows for problem ``name`` (e.g. a wrong paste), as Telegram HTML."""
+    params = _params(Conversation(), settings)
+    params["detail"] = html.escape(detail or "")
+    return _fill(content.problem(name), params)
 
 
 def render_reply(name: str, content: Content, settings: ViewSettings) -> str:

@@ -85,6 +85,17 @@ DOCS: dict[str, SettingDoc] = {
     "webhook_secret_token": SettingDoc(
         "Webhook mode", "Shared secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; requests "
         "without it are refused (1-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),
+    "public_base_url": SettingDoc(
+        "Mini App", "The bot's public HTTPS origin; set, the paste step offers the key-entry Mini App at "
+        "`/miniapp/key` (served on WEBHOOK_LISTEN:WEBHOOK_PORT, also when polling). Plain http only for "
+        "loopback (development).", "https://bot.example.com"),
+    "miniapp_max_age_s": SettingDoc(
+        "Mini App", "Refuse Mini App initData older than this many seconds (its `auth_date`).", "900"),
+    "miniapp_submissions_per_user_per_hour": SettingDoc(
+        "Mini App", "Key submissions from the Mini App per Telegram user per hour (per process).", "10"),
+    "miniapp_requests_per_address_per_minute": SettingDoc(
+        "Mini App", "Mini App API requests per client address per minute (per process; behind a proxy set "
+        "uvicorn's FORWARDED_ALLOW_IPS to it).", "60"),
     "handoff_api_token": SettingDoc(
         "Support agents", "Bearer token support tooling presents to `/api/handoffs` (at least 16 characters); "
         "unset disables the API.",

@@ -26,6 +26,7 @@ __all__ = [
     "Conversation",
     "HandoffLink",
     "KeyRecord",
+    "MiniAppInitData",
     "OutboxItem",
     "OutboxPurpose",
     "ProcessedUpdate",
@@ -200,3 +201,16 @@ class AgentNotification(SQLModel, table=True):
     marker: str = Field(default="", max_length=64)
     agent_user_id: int | None = Field(default=None, sa_type=BigInteger)
     sent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MiniAppInitData(SQLModel, table=True):
+    """How often one Mini App ``initData`` submitted a key; shared by the replicas so a replay is counted once.
+
+    Holds the initData's hash (a MAC Telegram computed, not a secret of ours) and nothing about the key.
+    """
+
+    __tablename__ = "miniapp_init_data"
+
+    digest: str = Field(max_length=64, primary_key=True)
+    uses: int = Field(default=0)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -40,6 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bot_app = build_bot(settings)
     bot_app.application.post_stop = lambda app: bot_app.close()
+    if settings.public_base_url:  # the Mini App needs an HTTP server even when polling
+        from bot.web.beside_polling import serve_beside_polling
+
+        serve_beside_polling(bot_app)
     try:
         if settings.guard_lane:  # getUpdates and deletions on their own thread (bot/telegram/guard_lane.py)
             from bot.telegram.guard_lane import serve_with_lane

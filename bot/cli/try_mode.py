@@ -147,6 +147,9 @@ def _act(driver: ChatDriver, transcript: Transcript, line: str) -> bool:
         if "url" in button:
             transcript.print(f"🔗 In Telegram this opens {button['url']} in your browser.")
             return True
+        if "web_app" in button:
+            transcript.print(f"🔐 In Telegram this opens the key page {button['web_app']['url']} inside the app.")
+            return True
         if "copy_text" in button:
             transcript.print(f"📋 Copied to your clipboard: {button['copy_text']['text']}")
             return True

@@ -46,12 +46,14 @@ def webhook_path(settings: Settings) -> str:
 
 
 def mounted_routes(bot_app: BotApp) -> list[BaseRoute]:
-    """Extra HTTP routes served beside the webhook: the support-agent handoff API."""
+    """Extra HTTP routes served beside the webhook: the support-agent handoff API, the Mini App."""
     from bot.agents.api import handoff_routes
+    from bot.web.miniapp import miniapp_routes
 
+    routes = miniapp_routes(bot_app)
     if bot_app.support is None:
-        return []
-    return list(handoff_routes(bot_app.support.api))
+        return routes
+    return [*handoff_routes(bot_app.support.api), *routes]
 
 
 class _GracefulServer(uvicorn.Server):

@@ -64,6 +64,7 @@ class BotApp:
     engine: AsyncEngine | None = None  # for /readyz and /metrics in webhook mode
     delete_bot: ExtBot[None] | None = None  # unthrottled: deleting a pasted key never queues
     recovery: PeriodicJob | None = None  # tells users whose key pipeline died with a process
+    intake: Intake | None = None  # the Mini App's submissions share the chat's limits
 
     def start_background(self) -> None:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
@@ -147,7 +148,8 @@ def build_bot(settings: Settings) -> BotApp:
     limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
-    BotHandlers(runtime, Intake(messenger, limits, settings.policy), guard).register(application)
+    intake = Intake(messenger, limits, settings.policy)
+    BotHandlers(runtime, intake, guard).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
     recovery = CallbackJob("recovery of interrupted key pipelines", runtime.recovery_interval_s,
@@ -155,7 +157,7 @@ def build_bot(settings: Settings) -> BotApp:
     bot_app = BotApp(application, runtime, settings, recovery=recovery, worker=worker, maintenance=maintenance,
                      closers=[verifier.aclose, connector.aclose, delete_bot.shutdown, locks.aclose,
                               engine.dispose],
-                     engine=engine, delete_bot=delete_bot)
+                     engine=engine, delete_bot=delete_bot, intake=intake)
     bot_app.support = support
     bot_app.closers.insert(0, support.aclose)  # pending agent notifications go out before the engine closes
     application.bot_data["bot_app"] = bot_app

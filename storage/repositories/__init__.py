@@ -9,6 +9,7 @@ from storage.repositories.audit import AuditLog
 from storage.repositories.conversations import ConversationRepository
 from storage.repositories.handoffs import HandoffRepository
 from storage.repositories.key_records import KeyRecordRepository
+from storage.repositories.miniapp import InitDataUseRepository
 from storage.repositories.outbox import OutboxRepository
 from storage.repositories.updates import ProcessedUpdateRepository
 
@@ -17,6 +18,7 @@ __all__ = [
     "AuditLog",
     "ConversationRepository",
     "HandoffRepository",
+    "InitDataUseRepository",
     "KeyRecordRepository",
     "OutboxRepository",
     "ProcessedUpdateRepository",

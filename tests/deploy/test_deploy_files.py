@@ -548,10 +548,10 @@ def test_deploy_k8s_pdb_keeps_two_of_three_and_the_service_finds_the_pods() -> N
     assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in bot["ports"]}
 
 
-def test_deploy_k8s_ingress_example_publishes_only_the_webhook_and_the_api() -> None:
+def test_deploy_k8s_ingress_example_publishes_only_the_webhook_the_api_and_the_miniapp() -> None:
     rules = k8s_objects()["Ingress"]["spec"]["rules"]
     paths = {(p["path"], p["pathType"]) for rule in rules for p in rule["http"]["paths"]}
-    assert paths == {("/telegram", "Exact"), ("/api/", "Prefix")}
+    assert paths == {("/telegram", "Exact"), ("/api/", "Prefix"), ("/miniapp/", "Prefix")}
 
 
 def test_deploy_k8s_manifests_pass_kubernetes_schema_validation() -> None:
@@ -682,7 +682,7 @@ def test_deploy_nginx_config_is_balanced_and_publishes_only_webhook_and_api() ->
     (protocols,) = directives(server, "ssl_protocols")
     assert set(protocols[0][1:]) <= {"TLSv1.2", "TLSv1.3"}
     locations = {" ".join(words[1:]): children for words, children in directives(server, "location")}
-    assert set(locations) == {"= /telegram", "/api/", "~ ^/(metrics|healthz|readyz)$", "/"}
+    assert set(locations) == {"= /telegram", "/api/", "/miniapp/", "~ ^/(metrics|healthz|readyz)$", "/"}
     telegram = locations["= /telegram"]
     allowed = {words[1] for words, _ in directives(telegram, "allow")}
     assert allowed == TELEGRAM_SUBNETS
@@ -691,7 +691,7 @@ def test_deploy_nginx_config_is_balanced_and_publishes_only_webhook_and_api() ->
     internal = locations["~ ^/(metrics|healthz|readyz)$"]
     assert internal[-2] == (["deny", "all"], None), "deny all must close the allow list"
     assert all(not words[1].startswith(("0.0.0.0", "::/0")) for words, _ in directives(internal, "allow"))
-    for where in ("= /telegram", "/api/", "~ ^/(metrics|healthz|readyz)$"):
+    for where in ("= /telegram", "/api/", "/miniapp/", "~ ^/(metrics|healthz|readyz)$"):
         assert directives(locations[where], "proxy_pass")[0][0][1] == f"http://{upstream_name}"
     assert directives(locations["/"], "return")[0][0] == ["return", "404"]
     assert [w for w, _ in directives(server, "proxy_read_timeout")] == [["proxy_read_timeout", "60s"]]
@@ -801,11 +801,13 @@ def test_deploy_nginx_refuses_strangers_on_the_webhook_and_keeps_metrics_interna
         assert request("GET", "/metrics") == 200
         assert request("POST", "/telegram") == 403
         assert request("POST", "/api/handoffs") == 200
+        assert request("GET", "/miniapp/key") == 200
         assert request("GET", "/") == 404
         assert request("GET", "/metrics/extra") == 404
         assert [(method, path) for method, path, _ in handler.seen] == [
-            ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/handoffs")]
-        forwarded = handler.seen[-1][2]
+            ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/api/handoffs"),
+            ("GET", "/miniapp/key")]
+        forwarded = handler.seen[-2][2]
         assert forwarded.get("X-Forwarded-Proto") == "https" and forwarded.get("X-Real-IP") == "127.0.0.1"
         plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
         try:

@@ -4,11 +4,13 @@ A real bot process (its CLI, SQLite in a scratch working directory, LOG_LEVEL=DE
 update and Bot API payload) is taken through every outcome class with keys made for this run only:
 connected, each verification failure, held-and-retried, each DoubleTick failure, secrets that are not
 OpenAI keys, captions, forwards, edits, groups, undeletable messages, /replace and /disconnect, and a
-SIGKILL while one key waits sealed in the outbox and another is being verified. Then every byte the
+SIGKILL while one key waits sealed in the outbox and another is being verified, and keys typed in the Mini
+App (PUBLIC_BASE_URL set: every answer of POST /miniapp/api/key). Then every byte the
 system wrote is searched for each key, for long pieces of it and for its base64, base64url, hex and
 URL-encoded forms: the database and its -wal/-shm/-journal (also as the crash left them), the log, every
 other file in the working directory, every outbound Bot API request, and /metrics of a webhook-mode run
-over the same database. A self-check plants a canary and proves the scan would have found it.
+over the same database, every Mini App answer. A self-check plants a canary and proves the scan would have
+found it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ class CanaryRun:
     watcher: CompanionWatcher
     secrets: dict[str, str] = field(default_factory=dict)  # label -> plaintext
     crash_snapshots: dict[str, bytes] = field(default_factory=dict)
+    web_answers: list[bytes] = field(default_factory=list)  # every Mini App response body
+
+    @property
+    def miniapp_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.bot.env['WEBHOOK_PORT']}"
 
     @property
     def database(self) -> Path:
@@ -112,9 +119,14 @@ class CanaryRun:
 def _start(workdir: Path) -> CanaryRun:
     workdir.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox().start()
+    from bot.standins.server import free_port
+
+    # PUBLIC_BASE_URL: the polling bot also serves the Mini App, whose submissions are scanned too.
     env = sandbox.bot_environment(f"sqlite+aiosqlite:///{workdir / 'bot.db'}", log_level="DEBUG",
                                   key_submissions_per_user_per_hour=1000, verifications_per_minute=10_000,
-                                  openai_timeout_s=1, outbox_first_retry_s=0.2, outbox_poll_s=0.1)
+                                  openai_timeout_s=1, outbox_first_retry_s=0.2, outbox_poll_s=0.1,
+                                  public_base_url="https://miniapp.canary.test", webhook_listen="127.0.0.1",
+                                  webhook_port=free_port(), miniapp_submissions_per_user_per_hour=1000)
     bot = BotProcess(env, workdir / "bot.log", cwd=workdir)
     bot.start()
     stack = Stack(sandbox, bot)
@@ -288,6 +300,53 @@ def _metrics_of_a_webhook_run(run: CanaryRun) -> bytes:
         bot.stop()
 
 
+def _mini_app(run: CanaryRun) -> None:
+    """Keys typed in the Mini App: every answer class (202, 422, 409, 400, 401, replays) and the verdicts."""
+    from tests.e2e.miniapp import init_data_for
+
+    with httpx.Client(base_url=run.miniapp_url, timeout=15, trust_env=False) as http:
+        run.stack.user().wait_for(lambda: http.get("/healthz").status_code == 200, 30, "the Mini App server")
+
+        def submit(init_data: str, key: str, **extra: Any) -> httpx.Response:
+            answer = http.post("/miniapp/api/key", json={"init_data": init_data, "key": key, **extra})
+            run.web_answers.append(answer.content)
+            return answer
+
+        user = run.at_paste_step()
+        guide = user.guide()["message_id"]
+        assert submit(init_data_for(user), run.canary("miniapp connected")).status_code == 202
+        user.wait_for(lambda: user.guide()["message_id"] != guide and "You're done" in user.guide()["text"], 15,
+                      "the Mini App key to connect")
+        user = run.at_paste_step()
+        for label, behaviour, verdict in (("miniapp invalid", None, "doesn't recognise"),
+                                          ("miniapp held", "server_error", "I'll retry for you")):
+            guide = user.guide()["message_id"]
+            key = run.canary(label, behaviour)
+            assert submit(init_data_for(user), key).status_code == 202
+            user.wait_for(lambda g=guide, v=verdict: user.guide()["message_id"] != g and v in user.guide()["text"],
+                          15, verdict)
+            status = http.get("/miniapp/api/status", headers={"Authorization": f"tma {init_data_for(user)}"})
+            run.web_answers.append(status.content)
+        run.stack.sandbox.openai.register(key, "valid")  # the held one: the outbox connects it
+        wait_reply(user, "You're done", timeout=15)
+        user = run.at_paste_step()
+        assert submit(init_data_for(user), run.secret("miniapp admin", "admin")).status_code == 422
+        assert submit(init_data_for(user), run.secret("miniapp anthropic", "anthropic")).status_code == 422
+        several = f"{run.canary('miniapp several:1', None)} {run.canary('miniapp several:2', None)}"
+        assert submit(init_data_for(user), several).status_code == 422
+        assert submit(init_data_for(user, token="1:FORGED"), run.canary("miniapp forged", None)).status_code == 401
+        assert submit(init_data_for(user, age_s=7200), run.canary("miniapp expired", None)).status_code == 401
+        big = run.canary("miniapp oversized", None)
+        assert submit(init_data_for(user), big, pad="x" * 9000).status_code == 400
+        replayed = init_data_for(user)
+        assert [submit(replayed, "not a key").status_code for _ in range(3)] == [422] * 3
+        assert submit(replayed, run.canary("miniapp replayed", None)).status_code == 401
+        stranger = run.user()
+        stranger.send("/start")
+        stranger.wait_guide("Connect DoubleTick to OpenAI")
+        assert submit(init_data_for(stranger), run.canary("miniapp not at paste step")).status_code == 409
+
+
 # --- the scan -----------------------------------------------------------------------------------------------
 
 def _scan(run: CanaryRun, calls: list[dict[str, Any]], metrics: bytes, values: list[str]) -> list[Leak]:
@@ -297,6 +356,8 @@ def _scan(run: CanaryRun, calls: list[dict[str, Any]], metrics: bytes, values: l
     leaks += run.watcher.find(values)
     leaks += find_in_calls(calls, values)
     leaks += find_in_bytes(metrics, values, "/metrics")
+    for number, answer in enumerate(run.web_answers):
+        leaks += find_in_bytes(answer, values, f"Mini App answer {number}")
     return leaks
 
 
@@ -306,6 +367,7 @@ def test_no_key_plaintext_is_written_anywhere(run: CanaryRun) -> None:
     _held_and_retried(run)
     _doubletick_failures(run)
     _not_openai_keys(run)
+    _mini_app(run)
     _delete_first_variants(run)
     _crash_with_a_sealed_key_and_one_in_flight(run)
     run.stack.drivers[0].wait_idle()
