@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flows.machine import Policy
+from flows.urls import button_url_problem
 from flows.view import ViewSettings
 from storage.db import DEFAULT_DATABASE_URL
 from storage.sealing import KeyRing
@@ -118,6 +119,19 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
     telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
     replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
+    # A flood wait longer than this is not waited out inside a handler: the saved step is shown after it.
+    telegram_max_wait_s: float = 10.0
+    # Deleting a pasted key is retried (flood waits honoured in full) this long before the user is told.
+    telegram_delete_deadline_s: float = 60.0
+    telegram_delete_notice_after_s: float = 3.0  # "deleting…" is said only if it takes longer than this
+
+    @field_validator("support_url")
+    @classmethod
+    def _button_url(cls, value: str | None) -> str | None:
+        problem = button_url_problem(value) if value else None
+        if problem:
+            raise ValueError(f"becomes a Telegram button, so it {problem}")
+        return value
 
     # Mini App key entry (docs/miniapp.md): the bot's public HTTPS origin; unset hides the Mini App.
     public_base_url: str | None = None
@@ -207,7 +221,7 @@ class Settings(BaseSettings):
         """The Mini App's page, or None when PUBLIC_BASE_URL is unset."""
         return f"{self.public_base_url}/miniapp/key" if self.public_base_url else None
 
-    @field_validator("telegram_max_rate_per_s", "replicas")
+    @field_validator("telegram_max_rate_per_s", "replicas", "telegram_delete_deadline_s")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

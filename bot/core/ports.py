@@ -14,7 +14,7 @@ from typing import Protocol
 
 from flows.view import View
 
-__all__ = ["ChatPort", "ChatRef", "ChatUnreachable", "DeleteOutcome", "GuardVerdict"]
+__all__ = ["ChatDeliveryFailed", "ChatPort", "ChatRef", "ChatUnreachable", "DeleteOutcome", "GuardVerdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +58,24 @@ class ChatUnreachable(Exception):
         self.chat_id = chat_id
 
 
+class ChatDeliveryFailed(Exception):
+    """A message could not be shown now (flood wait, 5xx, timeout, a refused request).
+
+    ``retry_after``: the seconds Telegram asked us to wait (a 429), else None. The core never cancels a
+    committed effect for this: it shows the saved state again later (see ``Runtime``).
+    """
+
+    def __init__(self, chat_id: int, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(f"chat {chat_id}: {reason}")
+        self.chat_id = chat_id
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class ChatPort(Protocol):
-    """The chat calls the core makes; :class:`ChatUnreachable` when the chat refuses delivery."""
+    """The chat calls the core makes; :class:`ChatUnreachable` when the chat refuses delivery,
+    :class:`ChatDeliveryFailed` when it could not be done now (sends and edits; ``delete`` retries
+    by itself and answers with a :class:`DeleteOutcome`)."""
 
     async def send_view(self, chat_id: int, view: View) -> int: ...
 
@@ -67,6 +83,6 @@ class ChatPort(Protocol):
 
     async def send_html(self, chat_id: int, text: str, view: View | None = None) -> int: ...
 
-    async def delete(self, chat_id: int, message_id: int) -> DeleteOutcome: ...
+    async def delete(self, chat_id: int, message_id: int, *, language: str = "en") -> DeleteOutcome: ...
 
     async def delete_quietly(self, chat_id: int, message_id: int) -> None: ...

@@ -9,7 +9,6 @@ connects it; it is never stored, logged or rendered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,11 @@ log = logging.getLogger(__name__)
 MAX_SAVE_ATTEMPTS = 5
 TOASTS = {"stale_button": "stale", "busy": "busy", "busy_deleted": "busy"}
 EventSource = Callable[[Conversation], Awaitable[ev.Event]]
+# Called once the new state is committed, before any effect is shown (e.g. answer the callback query).
+Decided = Callable[["HandleResult"], Awaitable[None]]
+# Showing a step that failed (flood wait, 5xx, timeout) is tried again for this long, then left to /start.
+REPAINT_DEADLINE_S = 300.0
+REPAINT_MAX_DELAY_S = 30.0
 # Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
 INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value)
 
@@ -82,15 +86,23 @@ class Runtime:
         # Replicas on one PostgreSQL: the in-process lock first, then one replica at a time per chat.
         self._cross: CrossProcessLocks = cross_locks or NoCrossProcessLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Chats whose latest step could not be shown; one pending repaint per chat shows what the DB holds.
+        self._repaints: dict[int, asyncio.Task[None]] = {}
+        self.repaint_first_delay_s = 1.0
+        self.repaint_deadline_s = REPAINT_DEADLINE_S
         # Called with (chat, before, after) once a step is saved, e.g. agent notifications; must not block.
         self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
 
     # -- entry points ---------------------------------------------------------------------------
     async def handle(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
-                     pressed_message_id: int | None = None) -> HandleResult:
-        """Apply one event (or an event built from the loaded conversation) and perform its effects."""
+                     pressed_message_id: int | None = None, decided: Decided | None = None) -> HandleResult:
+        """Apply one event (or an event built from the loaded conversation) and perform its effects.
+
+        ``decided`` runs right after the commit and before anything is shown: a button press is answered
+        there, so a slow or refused edit can never leave the callback query unanswered.
+        """
         result, deferred, key = await self._apply(chat, event, update_id=update_id,
-                                                  pressed_message_id=pressed_message_id)
+                                                  pressed_message_id=pressed_message_id, decided=decided)
         if deferred:
             self._spawn(self._pipeline(chat, deferred, key))
         return result
@@ -102,9 +114,23 @@ class Runtime:
             await self._pipeline(chat, deferred, key)
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait for running key pipelines (graceful shutdown)."""
+        """Wait for running key pipelines (graceful shutdown); pending repaints are left to /start."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait for key pipelines and pending repaints (tests, and a shutdown that can afford it)."""
+        await self.drain(timeout)
+        if self._repaints:
+            await asyncio.wait(set(self._repaints.values()), timeout=timeout)
+
+    def cancel_repaints(self) -> None:
+        for task in list(self._repaints.values()):
+            task.cancel()
+
+    @property
+    def repaints_pending(self) -> int:
+        return len(self._repaints)
 
     @property
     def pipelines_running(self) -> int:
@@ -146,7 +172,8 @@ class Runtime:
     # -- core ----------------------------------------------------------------------------------
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
                      pressed_message_id: int | None = None, key: SecretKey | None = None,
-                     notify: bool = False) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
+                     notify: bool = False, decided: Decided | None = None,
+                     ) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
         """Load, step, save (retrying on a concurrent change), then perform the effects.
 
         ``notify``: show the result as a new message (Telegram notifies for those, not for edits), for
@@ -181,7 +208,12 @@ class Runtime:
                 log.info("conversation of chat %s changed concurrently; stepping again", chat.chat_id)
             else:
                 raise RuntimeError(f"could not save conversation of chat {chat.chat_id}")
-            result = HandleResult()
+            result = HandleResult(toast=self._toast(chat, transition))
+            if decided is not None:
+                try:
+                    await decided(result)
+                except Exception:  # answering a button must never cost the committed effects
+                    log.exception("callback after commit failed")
             deferred = await self._perform(chat, row, transition, result, key, pressed_message_id, notify)
             for observe in self.observers:
                 try:
@@ -199,27 +231,30 @@ class Runtime:
                                                   step=start.step.value, state=start.to_record())
         return row
 
+    @staticmethod
+    def _toast(chat: ChatRef, transition: Transition) -> str:
+        for effect in transition.effects:
+            if isinstance(effect, fx.Render) and (toast := TOASTS.get(effect.notice or "")):
+                return load_content(chat.language).callback_answer(toast)
+        return ""
+
     async def _perform(self, chat: ChatRef, row: ConversationRow, transition: Transition,
                        result: HandleResult, key: SecretKey | None,
                        pressed_message_id: int | None, notify: bool = False) -> list[fx.Effect]:
+        """Perform the committed transition's effects; each stands alone.
+
+        The state effects (audit, key record, sealed hold) and the network effects (verify, connect,
+        disconnect, handed back as ``deferred``) never depend on showing anything: a message that
+        Telegram refuses or delays (429, 5xx, timeout) is shown again later from the saved state.
+        """
         conv = transition.conversation
         deferred: list[fx.Effect] = []
+        shows: list[fx.Render | fx.Reply] = []
         for effect in transition.effects:
             result.effects.append(effect)
             match effect:
-                case fx.Render():
-                    try:
-                        await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
-                                           pressed_message_id)
-                    except ChatUnreachable:  # blocked meanwhile: the step is saved, /start shows it again
-                        log.info("chat %s cannot be reached (blocked?); step saved, not shown", chat.chat_id)
-                    toast = TOASTS.get(effect.notice or "")
-                    if toast:
-                        result.toast = load_content(chat.language).callback_answer(toast)
-                case fx.Reply(text=name):
-                    text = render_reply(name, load_content(chat.language), self.view_settings)
-                    with contextlib.suppress(ChatUnreachable):
-                        await self.messenger.send_html(chat.chat_id, text)
+                case fx.Render() | fx.Reply():
+                    shows.append(effect)
                 case fx.Audit(kind=kind, detail=detail):
                     await self.audit.record(kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail)
                 case fx.RecordKey() | fx.HoldKey():
@@ -227,7 +262,88 @@ class Runtime:
                         await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)
                 case fx.Verify() | fx.Connect() | fx.Disconnect():
                     deferred.append(effect)
+        for show in shows:
+            await self._show(chat, row, conv, show, pressed_message_id, notify)
         return deferred
+
+    async def _show(self, chat: ChatRef, row: ConversationRow, conv: Conversation, effect: fx.Render | fx.Reply,
+                    pressed_message_id: int | None, notify: bool) -> None:
+        """Show a step or a reply; a failure is logged and the saved step is shown again later."""
+        try:
+            if isinstance(effect, fx.Render):
+                await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
+                                   pressed_message_id)
+            else:
+                text = render_reply(effect.text, load_content(chat.language), self.view_settings)
+                await self.messenger.send_html(chat.chat_id, text)
+        except ChatUnreachable:  # blocked meanwhile: the step is saved, /start shows it again
+            log.info("chat %s cannot be reached (blocked?); step saved, not shown", chat.chat_id)
+        except Exception as exc:  # whatever Telegram did, the committed state stands
+            wait = getattr(exc, "retry_after", None)
+            log.warning("could not show %s in chat %s (%s); the saved step is shown again %s",
+                        type(effect).__name__, chat.chat_id, type(exc).__name__,
+                        f"after {wait:.0f} s" if wait else "shortly")
+            if isinstance(effect, fx.Reply):
+                self._spawn_repaint(chat, None, wait, reply=effect.text)
+            else:
+                self._spawn_repaint(chat, effect if effect.notice or effect.fresh or notify else None, wait,
+                                    fresh=notify or effect.fresh, step=conv.step)
+
+    # -- repaint: show the saved state again after a failed render -----------------------------------
+    def _spawn_repaint(self, chat: ChatRef, effect: fx.Render | None, wait: float | None, *,
+                       fresh: bool = False, step: Step | None = None, reply: str | None = None) -> None:
+        if reply is None and chat.chat_id in self._repaints:
+            return  # one pending repaint shows whatever the database holds by then
+        task: asyncio.Task[None] = asyncio.ensure_future(
+            self._repaint(chat, effect, wait, fresh=fresh, step=step, reply=reply))
+        if reply is None:
+            self._repaints[chat.chat_id] = task
+
+            def forget(done: asyncio.Task[None], chat_id: int = chat.chat_id) -> None:
+                if self._repaints.get(chat_id) is done:
+                    del self._repaints[chat_id]
+
+            task.add_done_callback(forget)
+        else:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _repaint(self, chat: ChatRef, effect: fx.Render | None, wait: float | None, *, fresh: bool,
+                       step: Step | None, reply: str | None) -> None:
+        """Retry showing the chat's saved step (or a lost reply), honouring Telegram's retry_after."""
+        started = self.clock()
+        delay = wait if wait is not None else self.repaint_first_delay_s
+        backoff = self.repaint_first_delay_s
+        while True:
+            await asyncio.sleep(max(0.0, delay))
+            try:
+                if reply is not None:
+                    text = render_reply(reply, load_content(chat.language), self.view_settings)
+                    await self.messenger.send_html(chat.chat_id, text)
+                else:
+                    await self._repaint_once(chat, effect, fresh=fresh, step=step)
+                return
+            except (ChatUnreachable, _StillRunning):
+                return
+            except Exception as exc:  # retried until the deadline, then left to /start
+                backoff = min(backoff * 2, REPAINT_MAX_DELAY_S)
+                delay = getattr(exc, "retry_after", None) or backoff
+                if self.clock() + delay - started > self.repaint_deadline_s:
+                    log.warning("gave up showing the saved step in chat %s (%s); /start shows it",
+                                chat.chat_id, type(exc).__name__)
+                    return
+
+    async def _repaint_once(self, chat: ChatRef, effect: fx.Render | None, *, fresh: bool,
+                            step: Step | None) -> None:
+        chat_key = advisory_key(CHAT_NAMESPACE, chat.chat_id)
+        async with self._locks.hold(chat.chat_id), self._cross.hold(chat_key):
+            row = await self.conversations.get(chat.chat_id)
+            conv = conversation_of(row)
+            if row is None or conv is None:
+                raise _StillRunning  # forgotten meanwhile (/cancel): nothing to show
+            if effect is None or conv.step != step:  # moved on: show the step as it is now
+                effect = fx.Render(fresh=fresh and conv.step == step)
+            await self._render(chat, row, conv, effect, None)
 
     async def _render(self, chat: ChatRef, row: ConversationRow, conv: Conversation, effect: fx.Render,
                       pressed_message_id: int | None) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
+from telegram.ext import Application, ApplicationBuilder, Defaults, ExtBot, TypeHandler
 
 from bot.agents.desk import SupportDesk, build_support_desk
 from bot.config import Settings
@@ -26,10 +26,14 @@ from bot.services.doubletick import DoubleTickConnector
 from bot.services.openai import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
 from bot.telegram.handlers import BotHandlers
 from bot.telegram.messenger import Messenger
+from bot.telegram.ratelimit import ChatRateLimiter
 from bot.telegram.request import ObservedRequest
 from bot.telegram.secret_guard import GuardedUpdateProcessor, SecretGuard
 from flows.content import load_content
+from flows.problems import PROBLEMS
 from flows.secret import SecretKey
+from flows.steps import SPECS
+from flows.urls import button_url_problem
 from storage.db import create_engine, session_factory
 from storage.locks import cross_process_locks
 from storage.repositories import (
@@ -47,8 +51,8 @@ log = logging.getLogger(__name__)
 # Business and channel updates are left out on purpose (reference section 1.4 and 4.1).
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 MAX_CONCURRENT_UPDATES = 512
-# A 429 pauses this replica's sends for retry_after, then retries (deletes bypass the limiter).
-RATE_LIMIT_RETRIES = 2
+# A 429 pauses the chat it names for retry_after, then retries (deletes bypass the limiter).
+RATE_LIMIT_RETRIES = 3
 
 
 @dataclass
@@ -96,6 +100,7 @@ def build_bot(settings: Settings) -> BotApp:
     if settings.fingerprint_secret is None:
         raise SystemExit('FINGERPRINT_SECRET is not set: generate one with '
                          '`python -c "import secrets; print(secrets.token_urlsafe(32))"`.')
+    check_button_urls(settings)
     processor = GuardedUpdateProcessor(MAX_CONCURRENT_UPDATES)
     base = settings.telegram_api_base_url
     application = (
@@ -106,8 +111,8 @@ def build_bot(settings: Settings) -> BotApp:
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .concurrent_updates(processor)
         .request(ObservedRequest(connection_pool_size=128))
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_per_replica,
-                                     max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(ChatRateLimiter(settings.telegram_rate_per_replica, max_retries=RATE_LIMIT_RETRIES,
+                                      max_wait_s=settings.telegram_max_wait_s))
         .post_init(_post_init)
         .build()
     )
@@ -115,7 +120,8 @@ def build_bot(settings: Settings) -> BotApp:
                         base_file_url=f"{base}/file/bot", request=ObservedRequest(connection_pool_size=32))
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    messenger = Messenger(application.bot, delete_bot)
+    messenger = Messenger(application.bot, delete_bot, delete_deadline_s=settings.telegram_delete_deadline_s,
+                          delete_slow_after_s=settings.telegram_delete_notice_after_s)
     guard = SecretGuard(messenger)
     guard.observers.append(record_guard_verdict)
     processor.guard = guard
@@ -162,6 +168,19 @@ def build_bot(settings: Settings) -> BotApp:
     bot_app.closers.insert(0, support.aclose)  # pending agent notifications go out before the engine closes
     application.bot_data["bot_app"] = bot_app
     return bot_app
+
+
+def check_button_urls(settings: Settings) -> None:
+    """Every URL that becomes a button must be one Telegram accepts: say which one, in one line, at start."""
+    found = [("SUPPORT_URL", settings.support_url)] if settings.support_url else []
+    for spec in SPECS.values():
+        found.extend((f"link {link.name} of step {spec.step.value}", link.url) for link in spec.links)
+    for name, problem in PROBLEMS.items():
+        found.extend((f"link {link.name} of problem {name}", link.url) for link in problem.links)
+    for where, url in found:
+        if (problem_text := button_url_problem(url)) is not None:
+            raise SystemExit(f"configuration error: {where} ({url!r}) becomes a Telegram button, so it "
+                             f"{problem_text}.")
 
 
 async def _post_init(application: Application) -> None:

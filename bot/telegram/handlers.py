@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
-from telegram.error import NetworkError, TelegramError
+from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -22,8 +22,8 @@ from telegram.ext import (
 )
 
 from bot.core.intake import Intake
-from bot.core.ports import ChatRef
-from bot.core.runtime import Runtime
+from bot.core.ports import ChatRef, ChatUnreachable
+from bot.core.runtime import HandleResult, Runtime
 from bot.telegram.secret_guard import SecretGuard, message_of
 from flows import events as ev
 from flows.content import load_content
@@ -115,12 +115,28 @@ class BotHandlers:
             return
         step, action = parse_callback_data(query.data) or ("", "")
         pressed = query.message.message_id if query.message else None
-        result = await self.runtime.handle(chat, ev.ButtonPressed(step, action), update_id=update.update_id,
-                                           pressed_message_id=pressed)
+        answered: list[bool] = []
+
+        async def answer(result: HandleResult | None) -> None:
+            """Answered once, right after the commit and before any edit (or at the end if skipped).
+
+            Telegram wants an answer even with no text, and refuses it once the query is ~15 s old
+            (https://core.telegram.org/bots/api#answercallbackquery), so a flood wait on the edit must
+            not come first.
+            """
+            if answered:
+                return
+            answered.append(True)
+            try:
+                await query.answer((result.toast if result else "") or None)
+            except TelegramError as exc:  # an old query: Telegram refuses late answers
+                log.info("callback answer refused: %s", type(exc).__name__)
+
         try:
-            await query.answer(result.toast or None)
-        except TelegramError as exc:  # an old query: Telegram refuses late answers
-            log.info("callback answer refused: %s", type(exc).__name__)
+            await self.runtime.handle(chat, ev.ButtonPressed(step, action), update_id=update.update_id,
+                                      pressed_message_id=pressed, decided=answer)
+        finally:
+            await answer(None)
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Text (or a captioned media message): a paste at the paste step, else a stray message."""
@@ -178,7 +194,12 @@ class BotHandlers:
         link = f"https://t.me/{context.bot.username}"
         markup = InlineKeyboardMarkup([[InlineKeyboardButton("💬 " + content.button("open_private"),
                                                              url=link)]])
-        await context.bot.send_message(chat.id, text, reply_markup=markup)
+        try:  # a group that became a supergroup is followed by the rate limiter (ChatMigrated)
+            await context.bot.send_message(chat.id, text, reply_markup=markup)
+        except Forbidden:
+            log.info("group %s refuses our messages (removed or restricted)", chat.id)
+        except TelegramError as exc:  # the deletion (or not) stands; the note is a courtesy
+            log.warning("could not post the note in group %s: %s", chat.id, type(exc).__name__)
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the error class and where; never the update's contents (it may hold a key)."""
@@ -186,6 +207,9 @@ class BotHandlers:
         update_id = update.update_id if isinstance(update, Update) else None
         if isinstance(error, NetworkError) and update_id is None:  # polling hiccup: PTB retries by itself
             log.warning("network trouble talking to Telegram: %s", type(error).__name__)
+            return
+        if isinstance(error, Forbidden | ChatUnreachable):  # blocked or removed: nothing to tell anyone
+            log.info("chat of update %s refuses our messages: %s", update_id, type(error).__name__)
             return
         log.error("error while handling update %s: %s", update_id, type(error).__name__,
                   exc_info=error)

@@ -2,7 +2,13 @@
 
 Why a wrapper: the runtime should ask "delete this" and hear "gone" / "not allowed" / "too old", not
 parse ``BadRequest`` texts (PTB strips the "Bad Request: " prefix and capitalises the rest, see
-shared/reference/telegram-bot-api.md section 1.3).
+shared/reference/telegram-bot-api.md section 1.3). Sends and edits raise only the port's two errors:
+``ChatUnreachable`` (Forbidden: blocked, kicked) and ``ChatDeliveryFailed`` (a flood wait with its
+``retry_after``, a 5xx, a timeout, a refused request), so the core can keep its committed state and
+show it again later.
+
+Deleting a pasted key is different: it is retried until it succeeds or Telegram says it is impossible
+(see :meth:`Messenger.delete`).
 """
 
 from __future__ import annotations
@@ -10,41 +16,84 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.core.ports import ChatUnreachable, DeleteOutcome
+from bot.core.ports import ChatDeliveryFailed, ChatUnreachable, DeleteOutcome
+from bot.telegram.fit import fit_html
+from bot.telegram.ratelimit import seconds_of
 from bot.telegram.view import to_markup
+from flows.content import load_content
 from flows.view import View
 
-__all__ = ["ChatUnreachable", "DeleteOutcome", "Messenger"]
+__all__ = ["ChatUnreachable", "DeleteOutcome", "Messenger", "classify_delete_error"]
 
 log = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+DELETE_DEADLINE_S = 60.0  # keep trying to delete a pasted key this long before telling the user
+DELETE_SLOW_AFTER_S = 3.0  # say "deleting…" only when it takes longer than this
+DELETE_FIRST_BACKOFF_S = 0.25  # after a 5xx or timeout; doubles up to DELETE_MAX_BACKOFF_S
+DELETE_MAX_BACKOFF_S = 5.0
+DELETE_AFTER_DEADLINE_S = 600.0  # after telling the user, keep removing the message in the background
 
 
 @contextlib.contextmanager
-def _reachable(chat_id: int) -> Iterator[None]:
+def _delivery(chat_id: int) -> Iterator[None]:
+    """PTB's errors as the port's: Forbidden -> unreachable, anything else -> failed (with retry_after)."""
     try:
         yield
     except Forbidden:
         raise ChatUnreachable(chat_id) from None
+    except RetryAfter as exc:
+        raise ChatDeliveryFailed(chat_id, "flood wait", seconds_of(exc.retry_after)) from None
+    except ChatMigrated as exc:  # a group became a supergroup; sends already followed it (ratelimit.py)
+        raise ChatDeliveryFailed(chat_id, f"migrated to {exc.new_chat_id}") from None
+    except TelegramError as exc:
+        raise ChatDeliveryFailed(chat_id, type(exc).__name__) from None
+
+
+def classify_delete_error(exc: TelegramError, chat_id: int) -> DeleteOutcome | None:
+    """What a deleteMessage error means; None when trying again may help (429, 5xx, timeout).
+
+    From https://core.telegram.org/bots/api#deletemessage: a bot can delete its own and others'
+    messages in private chats if they are younger than 48 hours, others' messages in groups only with
+    the can_delete_messages right. "message to delete not found" means it is already gone: success.
+    """
+    if isinstance(exc, RetryAfter | NetworkError) and not isinstance(exc, BadRequest):
+        return None  # TimedOut and 5xx are NetworkError in PTB; BadRequest subclasses NetworkError
+    if isinstance(exc, Forbidden | ChatMigrated):
+        return DeleteOutcome.NO_RIGHTS  # not a member any more, or the message stayed in the old group
+    if isinstance(exc, BadRequest):
+        text = exc.message.lower()
+        if "not found" in text:
+            return DeleteOutcome.DELETED
+        if "can't be deleted" in text or "not enough rights" in text or "have no rights" in text:
+            return DeleteOutcome.NO_RIGHTS if chat_id < 0 else DeleteOutcome.TOO_OLD
+    return DeleteOutcome.FAILED
 
 
 class Messenger:
     """The core's :class:`~bot.core.ports.ChatPort` over PTB: send, edit and delete messages."""
 
-    def __init__(self, bot: Bot, delete_bot: Bot | None = None) -> None:
+    def __init__(self, bot: Bot, delete_bot: Bot | None = None, *, delete_deadline_s: float = DELETE_DEADLINE_S,
+                 delete_slow_after_s: float = DELETE_SLOW_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.bot = bot
-        # Deletions of pasted keys may use a separate Bot without the rate limiter, so that removing
-        # a secret never waits behind queued guide messages.
+        # Deletions of pasted keys use a separate Bot without the rate limiter, so that removing a
+        # secret never waits behind queued guide messages or another chat's flood wait.
         self.delete_bot = delete_bot or bot
+        self.delete_deadline_s = delete_deadline_s
+        self.delete_slow_after_s = delete_slow_after_s
+        self.clock = clock
+        self._background: set[asyncio.Task[None]] = set()
 
     async def send_view(self, chat_id: int, view: View) -> int:
-        with _reachable(chat_id):
+        with _delivery(chat_id):
             message = await self.bot.send_message(chat_id, view.text, parse_mode=ParseMode.HTML,
                                                   reply_markup=to_markup(view), link_preview_options=NO_PREVIEW)
         return message.message_id
@@ -52,46 +101,105 @@ class Messenger:
     async def edit_view(self, chat_id: int, message_id: int, view: View) -> bool:
         """Edit the guide message in place; False if it no longer exists or can't be edited."""
         try:
-            with _reachable(chat_id):
-                await self.bot.edit_message_text(view.text, chat_id=chat_id, message_id=message_id,
-                                                 parse_mode=ParseMode.HTML, reply_markup=to_markup(view),
-                                                 link_preview_options=NO_PREVIEW)
-        except BadRequest as exc:
-            if "not modified" in exc.message.lower():
-                return True
-            log.info("guide message %s in chat %s could not be edited: %s", message_id, chat_id, exc.message)
-            return False
+            with _delivery(chat_id):
+                try:
+                    await self.bot.edit_message_text(view.text, chat_id=chat_id, message_id=message_id,
+                                                     parse_mode=ParseMode.HTML, reply_markup=to_markup(view),
+                                                     link_preview_options=NO_PREVIEW)
+                except BadRequest as exc:
+                    if "not modified" in exc.message.lower():
+                        return True
+                    log.info("guide message %s in chat %s could not be edited: %s", message_id, chat_id,
+                             exc.message)
+                    return False
+        except ChatDeliveryFailed as failed:
+            if failed.retry_after is None and "migrated" in failed.reason:
+                return False  # the old group's message can't be edited; a new one goes to the new chat
+            raise
         return True
 
     async def send_html(self, chat_id: int, text: str, view: View | None = None) -> int:
-        with _reachable(chat_id):
+        with _delivery(chat_id):
             message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
                                                   reply_markup=to_markup(view) if view else None,
                                                   link_preview_options=NO_PREVIEW)
         return message.message_id
 
-    async def delete(self, chat_id: int, message_id: int, *, attempts: int = 3) -> DeleteOutcome:
-        """Delete a message; retries flood waits and network errors a few times, quickly."""
-        for _ in range(attempts):
+    # -- deleting a pasted key -------------------------------------------------------------------------
+    async def delete(self, chat_id: int, message_id: int, *, language: str = "en") -> DeleteOutcome:
+        """Delete a message, retrying until it is gone or Telegram says it can't be.
+
+        Flood waits are honoured in full; 5xx and timeouts are retried with a growing pause; all of it
+        within ``delete_deadline_s``. After that the caller hears FAILED (the key is treated as exposed)
+        while the deletion goes on in the background. If it takes longer than ``delete_slow_after_s``
+        the user is told "deleting…" (removed again once done).
+        """
+        done = asyncio.Event()
+        notice = asyncio.ensure_future(self._say_deleting(chat_id, language, done))
+        try:
+            outcome, pending_wait = await self._delete_until(chat_id, message_id, self.delete_deadline_s)
+        finally:
+            done.set()
+            self._in_background(self._take_back(chat_id, notice))
+        if outcome is None:
+            log.warning("could not delete message %s in chat %s within %.0f s; still trying in the background",
+                        message_id, chat_id, self.delete_deadline_s)
+            self._in_background(self._delete_later(chat_id, message_id, pending_wait))
+            return DeleteOutcome.FAILED
+        return outcome
+
+    async def _delete_until(self, chat_id: int, message_id: int,
+                            budget_s: float) -> tuple[DeleteOutcome | None, float]:
+        """The outcome, or (None, next wait) when the budget ran out first."""
+        started = self.clock()
+        backoff = DELETE_FIRST_BACKOFF_S
+        while True:
             try:
                 await self.delete_bot.delete_message(chat_id, message_id)
-                return DeleteOutcome.DELETED
-            except BadRequest as exc:
-                text = exc.message.lower()
-                if "not found" in text:
-                    return DeleteOutcome.DELETED
-                if "can't be deleted" in text:
-                    return DeleteOutcome.NO_RIGHTS if chat_id < 0 else DeleteOutcome.TOO_OLD
-                return DeleteOutcome.FAILED
-            except Forbidden:
-                return DeleteOutcome.NO_RIGHTS
-            except RetryAfter as exc:
-                delay = exc.retry_after
-                seconds = delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay)
-                await asyncio.sleep(min(seconds, 2.0))
+                return DeleteOutcome.DELETED, 0.0
             except TelegramError as exc:
-                log.warning("deleteMessage failed in chat %s: %s", chat_id, type(exc).__name__)
-        return DeleteOutcome.FAILED
+                outcome = classify_delete_error(exc, chat_id)
+                if outcome is not None:
+                    if outcome == DeleteOutcome.FAILED:
+                        log.warning("deleteMessage refused in chat %s: %s", chat_id, type(exc).__name__)
+                    return outcome, 0.0
+                if isinstance(exc, RetryAfter):
+                    wait = seconds_of(exc.retry_after)  # in full: an earlier retry only earns another 429
+                else:
+                    wait, backoff = backoff, min(backoff * 2, DELETE_MAX_BACKOFF_S)
+                log.info("deleteMessage in chat %s: %s; trying again in %.2f s", chat_id, type(exc).__name__, wait)
+            if self.clock() + wait - started > budget_s:
+                return None, wait
+            await asyncio.sleep(wait)
+
+    async def _delete_later(self, chat_id: int, message_id: int, wait: float) -> None:
+        await asyncio.sleep(wait)
+        outcome, _ = await self._delete_until(chat_id, message_id, DELETE_AFTER_DEADLINE_S)
+        log.info("late deletion of message %s in chat %s: %s", message_id, chat_id, outcome or "gave up")
+
+    async def _say_deleting(self, chat_id: int, language: str, done: asyncio.Event) -> int | None:
+        """If deleting takes a while, tell the user (one try, never in the way of the deletion)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), self.delete_slow_after_s)
+            return None  # done quickly: nothing to say
+        text, mode = fit_html(load_content(language).reply("deleting_key"))
+        try:
+            message = await self.delete_bot.send_message(chat_id, text, parse_mode=mode)
+        except TelegramError as exc:
+            log.info("could not say 'deleting…' in chat %s: %s", chat_id, type(exc).__name__)
+            return None
+        return message.message_id
+
+    async def _take_back(self, chat_id: int, notice: asyncio.Future[int | None]) -> None:
+        """Remove the "deleting…" note once the deletion is settled (the guide says what happened)."""
+        notice_id = await notice
+        if notice_id:
+            await self.delete_quietly(chat_id, notice_id)
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def delete_quietly(self, chat_id: int, message_id: int) -> None:
         """Best-effort removal of the bot's own superseded guide message."""

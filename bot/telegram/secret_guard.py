@@ -57,7 +57,9 @@ class SecretGuard:
         if message is None or not carries_secret(message):
             return
         received = time.monotonic()
-        outcome = await self.messenger.delete(message.chat_id, message.message_id)
+        user = update.effective_user
+        language = (user.language_code if user else None) or "en"
+        outcome = await self.messenger.delete(message.chat_id, message.message_id, language=language)
         self._keep(update.update_id, GuardVerdict(outcome, received, time.monotonic()))
 
     def _keep(self, update_id: int, verdict: GuardVerdict) -> None:
