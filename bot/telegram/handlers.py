@@ -5,13 +5,14 @@ Thin on purpose, in the style of PTB's examples: no decisions here beyond "which
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -47,6 +48,7 @@ MEDIA = (filters.PHOTO | filters.Sticker.ALL | filters.Document.ALL | filters.VI
          | filters.AUDIO | filters.ANIMATION | filters.VIDEO_NOTE | filters.CONTACT | filters.LOCATION
          | filters.POLL | filters.Dice.ALL)
 PRIVATE = filters.ChatType.PRIVATE
+ANSWER_RETRY_PAUSES_S = (0.3, 1.0, None)  # well inside Telegram's ~15 s for answering a query
 
 
 def chat_of(update: Update) -> ChatRef | None:
@@ -127,10 +129,20 @@ class BotHandlers:
             if answered:
                 return
             answered.append(True)
-            try:
-                await query.answer((result.toast if result else "") or None)
-            except TelegramError as exc:  # an old query: Telegram refuses late answers
-                log.info("callback answer refused: %s", type(exc).__name__)
+            text = (result.toast if result else "") or None
+            for pause in ANSWER_RETRY_PAUSES_S:  # 5xx or timeout: again, while the query is young
+                try:
+                    await query.answer(text)
+                    return
+                except (BadRequest, Forbidden, RetryAfter) as exc:  # too old, or the limiter gave up
+                    log.info("callback answer refused: %s", type(exc).__name__)
+                    return
+                except TelegramError as exc:
+                    log.info("callback answer failed (%s); %s", type(exc).__name__,
+                             "trying again" if pause is not None else "giving up")
+                    if pause is None:
+                        return
+                    await asyncio.sleep(pause)
 
         try:
             await self.runtime.handle(chat, ev.ButtonPressed(step, action), update_id=update.update_id,

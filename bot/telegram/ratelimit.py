@@ -9,7 +9,7 @@ chat, "no more than 20 messages per minute" in a group, about 30 messages per se
 ``retry_after``, "the number of seconds left to wait before the request can be repeated"
 (https://core.telegram.org/bots/api#responseparameters). So:
 
-* each chat has its own token bucket (private: bursts of 3, one per second on average; groups 20/min)
+* each chat has its own token bucket (private: bursts of 5, one per second on average; groups 20/min)
   and its own pause after a 429 naming it; other chats go on;
 * one global bucket (the replica's share of the bot's ~30/s) over everything; a 429 on a request that
   names no chat pauses everyone, since it cannot be pinned to a chat;
@@ -57,7 +57,7 @@ class ChatRateLimiter(BaseRateLimiter[int]):
     """Per-chat buckets and pauses, one global bucket; see the module docstring for why."""
 
     def __init__(self, overall_max_rate: float, *, max_retries: int = 3, max_wait_s: float = 10.0,
-                 private_burst: int = 3, private_period_s: float = 3.0, group_max_rate: int = 20,
+                 private_burst: int = 5, private_period_s: float = 5.0, group_max_rate: int = 20,
                  group_period_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_retries = max_retries
         self.max_wait_s = max_wait_s
@@ -67,6 +67,11 @@ class ChatRateLimiter(BaseRateLimiter[int]):
         self._chats: dict[int | str, AsyncLimiter] = {}
         self._paused_until: dict[int | str | None, float] = {}  # None: the whole bot
         self._clock = clock
+
+    def set_private_rate(self, burst: int, period_s: float) -> None:
+        """Change the private-chat bucket (new buckets only)."""
+        self._private = (burst, period_s)
+        self._chats.clear()
 
     async def initialize(self) -> None:
         return None
