@@ -93,6 +93,18 @@ def _progress(content: Content, number: str | None) -> str:
     return content.meta("progress").format(part=part, index=index, total=total)
 
 
+# Text written by others (DoubleTick's or OpenAI's error messages) is cut to this many characters before
+# it is escaped into a step: a 3,800-character validation message once made a step impossible to show
+# (Telegram's limit is 4096 characters per message, https://core.telegram.org/bots/api#sendmessage).
+THIRD_PARTY_LIMIT = 300
+
+
+def shorten_third_party(text: str, limit: int = THIRD_PARTY_LIMIT) -> str:
+    """One line, at most ``limit`` characters (with "…"), for quoting another service's message."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
     workspace = conv.workspace_name or conv.workspace_id
     params = _escaped({
@@ -102,7 +114,7 @@ def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
         "retention_days": settings.retention_days,
         "support": settings.support_url or settings.support_contact,
         "last_four": conv.key_last_four or "????",
-        "detail": conv.problem_detail or "",
+        "detail": shorten_third_party(conv.problem_detail or ""),
         **settings.extra,
     })
     params["workspace"] = f" <b>{html.escape(workspace)}</b>" if workspace else ""

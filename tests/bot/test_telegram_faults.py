@@ -11,9 +11,9 @@ Issue 9 scenarios 1-3 and 6 are their own tests below.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -159,7 +159,7 @@ def test_three_429s_on_deleting_the_key_are_waited_out_in_full(bot: FaultyBot) -
                    if c["params"].get("message_id") == key_message and c["chat_id"] == user.user_id]
         assert [c["ok"] for c in deletes] == [False, False, False, True]
         gaps = [later["received_monotonic"] - earlier["finished_monotonic"]
-                for earlier, later in zip(deletes, deletes[1:], strict=False)]
+                for earlier, later in itertools.pairwise(deletes)]
         assert all(gap >= 0.9 for gap in gaps), gaps  # retry_after (1 s) honoured in full each time
 
     run(bot, scenario())
