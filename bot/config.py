@@ -230,7 +230,7 @@ class Settings(BaseSettings):
 
     @property
     def telegram_rate_per_replica(self) -> float:
-        """This replica's share of the outbound budget (AIORateLimiter is per process)."""
+        """This replica's share of the outbound budget (the rate limiter is per process)."""
         return self.telegram_max_rate_per_s / self.replicas
 
     @field_validator("key_encryption_keys")

@@ -159,7 +159,8 @@ DOCS: dict[str, SettingDoc] = {
         "crashed process; the user is told to paste again. Keep it above the longest pipeline.", "90"),
     "operator_name": SettingDoc("Behaviour", "Who runs the bot, as named in messages and /privacy.",
                                 "Acme's DoubleTick team"),
-    "support_url": SettingDoc("Behaviour", "Link offered when a user asks for human help.",
+    "support_url": SettingDoc("Behaviour", "Link offered when a user asks for human help; it becomes a Telegram "
+                              "button, so only https://, http:// (host with a dot) or tg:// links are accepted.",
                               "https://example.com/support"),
     "support_contact": SettingDoc("Behaviour", "Name of the human support channel, as shown to users.",
                                   "@acme_support"),
@@ -174,6 +175,15 @@ DOCS: dict[str, SettingDoc] = {
     "replicas": SettingDoc(
         "Limits", "How many replicas run; each takes 1/REPLICAS of TELEGRAM_MAX_RATE_PER_S. Keep it equal to the "
         "replica count.", "3"),
+    "telegram_max_wait_s": SettingDoc(
+        "Limits", "Longest Telegram flood wait (429 retry_after) waited out inside a handler, in seconds; a longer "
+        "one is waited out in the background and the saved step shown after it.", "10"),
+    "telegram_delete_deadline_s": SettingDoc(
+        "Limits", "How long deleting a pasted key is retried (flood waits honoured in full) before the user is told "
+        "it could not be deleted, in seconds.", "60"),
+    "telegram_delete_notice_after_s": SettingDoc(
+        "Limits", "Say \"deleting…\" to the user only when deleting their key message takes longer than this, "
+        "in seconds.", "3"),
     "log_level": SettingDoc(
         "Operations", "Log level (DEBUG, INFO, WARNING, ERROR, CRITICAL); keep INFO or higher in production.",
         "WARNING"),

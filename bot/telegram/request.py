@@ -1,6 +1,6 @@
 """PTB's HTTPX request layer, counting Telegram's 429 answers for /metrics.
 
-Why at this layer: with ``AIORateLimiter(max_retries=...)`` a 429 is retried inside the limiter and
+Why at this layer: with the rate limiter (``bot/telegram/ratelimit.py``) a 429 may be retried inside it and
 never reaches our code; here every 429 is seen once, for the main bot and the unthrottled delete bot
 alike. Only the method name (the last URL segment) is recorded: the URL also holds the bot token.
 """
