@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from telegram import Update
 from telegram.constants import ParseMode
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, TypeHandler, filters
 
 from bot.agents.links import (
@@ -116,7 +117,13 @@ class AgentDesk:
         await handler(context, message.chat_id, user.id, role, args)
 
     async def _reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str) -> None:
-        await context.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+        """Answer an agent (fitted to Telegram's limits by the rate limiter); a refusal is logged, not raised."""
+        try:
+            await context.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+        except Forbidden:
+            log.info("agent chat %s refuses our messages", chat_id)
+        except TelegramError as exc:  # flood wait past the limiter's patience, 5xx, timeout: ask again
+            log.warning("answer to agent chat %s not delivered: %s", chat_id, type(exc).__name__)
 
     async def _handoff(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
                        args: list[str]) -> None:
