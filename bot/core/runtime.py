@@ -124,9 +124,13 @@ class Runtime:
         if self._repaints:
             await asyncio.wait(set(self._repaints.values()), timeout=timeout)
 
-    def cancel_repaints(self) -> None:
-        for task in list(self._repaints.values()):
+    async def stop_repaints(self) -> None:
+        """Shutdown: pending repaints are dropped (the user's next /start shows the saved step)."""
+        tasks = list(self._repaints.values())
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
     @property
     def repaints_pending(self) -> int:

@@ -89,6 +89,9 @@ class BotApp:
         if self.background:
             await asyncio.wait(self.background, timeout=30)
         await self.runtime.drain()
+        await self.runtime.stop_repaints()  # a step not shown yet is shown by the user's next /start
+        if isinstance(self.runtime.messenger, Messenger):
+            await self.runtime.messenger.settle(timeout=5.0)  # late key deletions get a last chance
         for close in self.closers:
             await close()
 

@@ -201,6 +201,13 @@ class Messenger:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def settle(self, timeout: float) -> None:
+        """Wait a little for background deletions (shutdown), then stop them."""
+        if self._background:
+            _done, pending = await asyncio.wait(set(self._background), timeout=timeout)
+            for task in pending:
+                task.cancel()
+
     async def delete_quietly(self, chat_id: int, message_id: int) -> None:
         """Best-effort removal of the bot's own superseded guide message."""
         with contextlib.suppress(TelegramError):
