@@ -9,8 +9,11 @@ chat, "no more than 20 messages per minute" in a group, about 30 messages per se
 ``retry_after``, "the number of seconds left to wait before the request can be repeated"
 (https://core.telegram.org/bots/api#responseparameters). So:
 
-* each chat has its own token bucket (private: bursts of 5, one per second on average; groups 20/min)
-  and its own pause after a 429 naming it; other chats go on;
+* each chat has its own pause after a 429 that names it, honoured in full; other chats go on;
+* groups also have their own bucket (20 per minute, as the FAQ says); private chats are not throttled
+  ahead of time (as with PTB's limiter): there the bot sends about one message per user action, and
+  a pre-emptive 1/s queue only added latency to every fast button press. A private chat that does hit
+  flood control learns it from the 429 and waits alone (``private_rate`` turns a bucket on);
 * one global bucket (the replica's share of the bot's ~30/s) over everything; a 429 on a request that
   names no chat pauses everyone, since it cannot be pinned to a chat;
 * a pause is honoured in full, but a request waits at most ``max_wait_s`` in here: a longer flood wait
@@ -57,20 +60,20 @@ class ChatRateLimiter(BaseRateLimiter[int]):
     """Per-chat buckets and pauses, one global bucket; see the module docstring for why."""
 
     def __init__(self, overall_max_rate: float, *, max_retries: int = 3, max_wait_s: float = 10.0,
-                 private_burst: int = 5, private_period_s: float = 5.0, group_max_rate: int = 20,
+                 private_rate: tuple[int, float] | None = None, group_max_rate: int = 20,
                  group_period_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_retries = max_retries
         self.max_wait_s = max_wait_s
         self._overall = AsyncLimiter(max(overall_max_rate, 1e-3), 1)
-        self._private = (private_burst, private_period_s)
+        self._private = private_rate
         self._group = (group_max_rate, group_period_s)
         self._chats: dict[int | str, AsyncLimiter] = {}
         self._paused_until: dict[int | str | None, float] = {}  # None: the whole bot
         self._clock = clock
 
-    def set_private_rate(self, burst: int, period_s: float) -> None:
-        """Change the private-chat bucket (new buckets only)."""
-        self._private = (burst, period_s)
+    def set_private_rate(self, rate: tuple[int, float] | None) -> None:
+        """Throttle private chats to ``rate`` = (burst, period) ahead of time, or not at all (None)."""
+        self._private = rate
         self._chats.clear()
 
     async def initialize(self) -> None:
@@ -84,11 +87,13 @@ class ChatRateLimiter(BaseRateLimiter[int]):
         now = self._clock()
         return max(0.0, self._paused_until.get(chat_id, 0.0) - now, self._paused_until.get(None, 0.0) - now)
 
-    def _bucket(self, chat_id: int | str) -> AsyncLimiter:
+    def _bucket(self, chat_id: int | str) -> AsyncLimiter | None:
+        group = isinstance(chat_id, str) or chat_id < 0
+        if not group and self._private is None:
+            return None
         bucket = self._chats.pop(chat_id, None)
         if bucket is None:
-            group = isinstance(chat_id, str) or chat_id < 0
-            rate, period = self._group if group else self._private
+            rate, period = self._group if group else (self._private or self._group)
             bucket = AsyncLimiter(rate, period)
         self._chats[chat_id] = bucket  # most recently used last
         while len(self._chats) > MAX_CHATS:
@@ -113,8 +118,9 @@ class ChatRateLimiter(BaseRateLimiter[int]):
                     raise RetryAfter(max(1, round(pause)))
                 await asyncio.sleep(pause)
             try:
-                if chat is not None and not answering:
-                    async with self._bucket(chat), self._overall:
+                bucket = self._bucket(chat) if chat is not None and not answering else None
+                if bucket is not None:
+                    async with bucket, self._overall:
                         return await callback(*args, **kwargs)
                 async with self._overall:
                     return await callback(*args, **kwargs)

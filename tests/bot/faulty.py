@@ -28,7 +28,6 @@ from bot.config import Settings
 from bot.core.runtime import conversation_of
 from bot.standins.sandbox import Sandbox
 from bot.telegram.application import ALLOWED_UPDATES, BotApp, build_bot
-from bot.telegram.ratelimit import ChatRateLimiter
 from flows.content import load_content
 from flows.steps import Step
 from storage.migrate import upgrade
@@ -103,9 +102,6 @@ class FaultyBot:
     async def start(self) -> None:
         self.bot_app = build_bot(self.settings)
         self.bot_app.runtime.repaint_first_delay_s = 0.05
-        limiter = self.bot_app.application.bot.rate_limiter
-        if isinstance(limiter, ChatRateLimiter):
-            limiter.set_private_rate(1000, 1.0)  # walks stay fast; the per-chat cadence has its own test
         await self.bot_app.application.initialize()
         assert self.bot_app.delete_bot is not None
         await self.bot_app.delete_bot.initialize()
