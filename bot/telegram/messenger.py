@@ -81,15 +81,14 @@ class Messenger:
     """The core's :class:`~bot.core.ports.ChatPort` over PTB: send, edit and delete messages."""
 
     def __init__(self, bot: Bot, delete_bot: Bot | None = None, *, delete_deadline_s: float = DELETE_DEADLINE_S,
-                 delete_slow_after_s: float = DELETE_SLOW_AFTER_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 delete_slow_after_s: float = DELETE_SLOW_AFTER_S) -> None:
         self.bot = bot
         # Deletions of pasted keys use a separate Bot without the rate limiter, so that removing a
         # secret never waits behind queued guide messages or another chat's flood wait.
         self.delete_bot = delete_bot or bot
         self.delete_deadline_s = delete_deadline_s
         self.delete_slow_after_s = delete_slow_after_s
-        self.clock = clock
+        self.clock: Callable[[], float] = time.monotonic  # replaceable in tests
         self._background: set[asyncio.Task[None]] = set()
 
     async def send_view(self, chat_id: int, view: View) -> int:
