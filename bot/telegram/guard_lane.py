@@ -55,12 +55,13 @@ class GuardLane:
     """A thread that long-polls ``getUpdates``, runs the secret guard, and hands updates over."""
 
     def __init__(self, token: str, base_url: str, allowed_updates: list[str], handover: Handover, *,
-                 delete_deadline_s: float | None = None) -> None:
+                 delete_deadline_s: float, delete_notice_after_s: float) -> None:
         self.token = token
         self.base_url = base_url
         self.allowed_updates = allowed_updates
         self.handover = handover
         self.delete_deadline_s = delete_deadline_s
+        self.delete_notice_after_s = delete_notice_after_s
         self.failure: BaseException | None = None  # why the lane stopped on its own (a rejected token)
         self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="guard-lane", daemon=True)
@@ -100,10 +101,8 @@ class GuardLane:
                                    base_file_url=f"{self.base_url}/file/bot",
                                    request=HTTPXRequest(connection_pool_size=64),
                                    get_updates_request=HTTPXRequest(read_timeout=read_timeout))
-        options: dict[str, float] = {}
-        if self.delete_deadline_s is not None:
-            options["delete_deadline_s"] = self.delete_deadline_s
-        guard = SecretGuard(Messenger(bot, bot, **options))
+        guard = SecretGuard(Messenger(bot, bot, delete_deadline_s=self.delete_deadline_s,
+                                      delete_slow_after_s=self.delete_notice_after_s))
         pending: set[asyncio.Task[None]] = set()
         try:
             await bot.initialize()
@@ -195,7 +194,8 @@ async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asy
     await application.initialize()
     lane = GuardLane(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url,
                      allowed_updates, handover,
-                     delete_deadline_s=getattr(settings, "telegram_delete_deadline_s", None))
+                     delete_deadline_s=settings.telegram_delete_deadline_s,
+                     delete_notice_after_s=settings.telegram_delete_notice_after_s)
     try:
         if application.post_init is not None:
             await application.post_init(application)
