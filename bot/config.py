@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     doubletick_connect_path: str | None = None
     doubletick_timeout_s: float = 10.0
 
-    open_mode: bool = False
+    # Insecure, for demos only (try mode, the sandbox): anyone may type any workspace id and connect a key to
+    # a workspace nobody connected yet. Production uses agents' handoff links and signed self-serve links.
+    insecure_demo_open_workspaces: bool = False
+    open_mode: bool | None = None  # removed; set only to explain that at start
+    # Verifies self-serve links minted by DoubleTick's dashboard (README "Self-serve links"); unset: refused.
+    self_serve_link_secret: SecretStr | None = None
     key_encryption_keys: SecretStr | None = None
     fingerprint_secret: SecretStr | None = None
     outbox_hold_minutes: int = 15
@@ -166,6 +171,29 @@ class Settings(BaseSettings):
     @classmethod
     def _models(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("open_mode")
+    @classmethod
+    def _open_mode_removed(cls, value: bool | None) -> bool | None:
+        if value is not None:
+            raise ValueError("OPEN_MODE was removed: it let anyone take over any workspace. Give customers an "
+                             "agent's handoff link or a signed self-serve link (SELF_SERVE_LINK_SECRET); for a "
+                             "local demo only, INSECURE_DEMO_OPEN_WORKSPACES=true")
+        return value
+
+    @field_validator("self_serve_link_secret")
+    @classmethod
+    def _link_secret_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:  # signed_links.MIN_SECRET_LENGTH
+            raise ValueError("SELF_SERVE_LINK_SECRET must be at least 32 characters "
+                             "(generate one with `onboarding-bot link secret`)")
+        return value
+
+    @property
+    def link_secret(self) -> bytes | None:
+        """The self-serve link key as bytes (HMAC key), or None when self-serve links are off."""
+        secret = self.self_serve_link_secret
+        return secret.get_secret_value().encode("utf-8") if secret is not None else None
 
     @field_validator("telegram_api_base_url", "openai_api_base_url", "doubletick_api_base_url")
     @classmethod
@@ -259,15 +287,17 @@ class Settings(BaseSettings):
 
     @cached_property
     def policy(self) -> Policy:
-        return Policy(auto_connect=self.auto_connect, asks_workspace=self.open_mode and self.auto_connect,
+        demo = self.insecure_demo_open_workspaces
+        return Policy(auto_connect=self.auto_connect, asks_workspace=demo and self.auto_connect,
                       can_hold=self.key_encryption_keys is not None,
                       hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
-                      requires_invitation=not self.open_mode, pipeline_timeout_s=self.pipeline_timeout_s)
+                      requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s)
 
     def view_settings(self, probe_cost: str) -> ViewSettings:
         return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe
                             else "no, with this setup I don't; OpenAI only lists your models.",
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
+                            requires_link=self.policy.requires_invitation,
                             support_url=self.support_url, support_contact=self.support_contact,
                             # Telegram opens only HTTPS Mini Apps: a loopback http origin serves the page
                             # for local browsers, without a button in the chat.
@@ -277,7 +307,8 @@ class Settings(BaseSettings):
     def secrets_to_redact(self) -> list[str]:
         """Configured secrets that must never appear in a log line."""
         values = [self.telegram_bot_token, self.doubletick_api_key, self.key_encryption_keys,
-                  self.fingerprint_secret, self.webhook_secret_token, self.handoff_api_token]
+                  self.fingerprint_secret, self.webhook_secret_token, self.handoff_api_token,
+                  self.self_serve_link_secret]
         out: list[str] = []
         for secret in values:
             if secret is not None:

@@ -48,6 +48,7 @@ class Verify:
 class Connect:
     attempt: int
     workspace_id: str
+    bound_at: float | None = None  # when a link bound this chat to the workspace (None: typed, never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class HoldKey:
 @dataclass(frozen=True, slots=True)
 class Disconnect:
     workspace_id: str | None
+    bound_at: float | None = None  # as in Connect: acting on another chat's connection needs a fresh link
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ __all__ = [
     "Started",
     "TextSent",
     "VerificationFinished",
+    "WorkspaceChangedElsewhere",
 ]
 
 
@@ -134,6 +135,8 @@ class InvitationRedeemed:
     workspace_name: str | None = None
     already_connected: bool = False  # the workspace has a connected key already (by our records)
     connected_last_four: str | None = None  # of that key, so the user can recognise it
+    via: str = "agent_link"  # or "signed_link" (a self-serve link from the dashboard)
+    bound_at: float | None = None  # when the link was first opened by this user (None: now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,16 @@ class InvitationRefused:
 
     reason: str
     unbind: str | None = None  # the workspace id whose binding ends
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceChangedElsewhere:
+    """Told to the chat that connected ``workspace_id``: another chat replaced or disconnected its key
+    (``refused``: tried to, without a fresh link, and nothing changed)."""
+
+    workspace_id: str
+    action: str  # "replace" or "disconnect"
+    refused: bool
 
 
 Event = (
@@ -166,4 +179,5 @@ Event = (
     | DisconnectFinished
     | InvitationRedeemed
     | InvitationRefused
+    | WorkspaceChangedElsewhere
 )

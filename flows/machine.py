@@ -97,6 +97,7 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
             return _on_start(conv, policy, now)
         case ev.RestartAsked():
             fresh_start = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                                       bound_via=conv.bound_via, bound_at=conv.bound_at,
                                        connected=conv.connected, key_last_four=conv.key_last_four,
                                        key_family=conv.key_family, attempt=conv.attempt,
                                        step_entered_at=now)
@@ -140,11 +141,16 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
             if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED,
                                   ConnectionOutcome.NOT_CONFIGURED):
                 cleared = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                                       bound_via=conv.bound_via, bound_at=conv.bound_at,
                                        attempt=conv.attempt, step_entered_at=now)
                 return Transition(cleared, (fx.Audit("disconnected"), fx.Reply("disconnected"),
                                             fx.Render(fresh=True)))
             back = conv.resume_step or Step.CONNECTED
+            if result.outcome == ConnectionOutcome.FOREIGN_WORKSPACE:
+                return _go(conv, back, now, notice="disconnect_foreign", resume_step=None)
             return _go(conv, back, now, notice="disconnect_failed")
+        case ev.WorkspaceChangedElsewhere():
+            return _on_changed_elsewhere(conv, event, now)
     return _show(conv)  # pragma: no cover - every event type is matched above
 
 
@@ -182,7 +188,7 @@ def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: 
                 return _go(conv, target, now)
     if conv.step == Step.CONFIRM_DISCONNECT:
         if action == "confirm":
-            return Transition(conv, (fx.Audit("disconnect_confirmed"), fx.Disconnect(conv.workspace_id)))
+            return Transition(conv, (fx.Audit("disconnect_confirmed"), fx.Disconnect(conv.workspace_id, conv.bound_at)))
         if action == "keep":
             return _go(conv, conv.resume_step or Step.CONNECTED, now, resume_step=None)
     for choice in spec.choices:
@@ -194,6 +200,8 @@ def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: 
             target = choice.goes_to or next_step(moved, policy)
             if target == Step.CONNECTED:
                 return _go(moved, target, now, connected=True)
+            if target in LINK_REMINDER_STEPS and _needs_invitation(moved, policy):
+                return _go(moved, target, now, notice="link_needed_before_key")
             return _go(moved, target, now)
     return _show(conv, notice="stale_button")
 
@@ -242,7 +250,10 @@ def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Trans
         candidate = text.strip()
         if not WORKSPACE_ID.match(candidate):
             return _show(conv, notice="workspace_invalid")
-        return _go(conv.with_(workspace_id=candidate), Step.PASTE_KEY, now, fresh=True)
+        # Typed, not proven: enough to connect a workspace nobody connected yet (insecure demo mode only),
+        # never to replace or disconnect another chat's key (bound_at stays None).
+        return _go(conv.with_(workspace_id=candidate, bound_via="typed", bound_at=None), Step.PASTE_KEY, now,
+                   fresh=True)
     return _show(conv, notice="use_buttons")
 
 
@@ -257,7 +268,7 @@ def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Poli
         if policy.auto_connect and conv.workspace_id:
             moved = _go(conv, Step.CONNECTING, now)
             return Transition(moved.conversation, (audit, *moved.effects,
-                                                   fx.Connect(conv.attempt, conv.workspace_id)))
+                                                   fx.Connect(conv.attempt, conv.workspace_id, conv.bound_at)))
         moved = _go(conv, Step.DT_LOG_IN, now, notice="verified_connect_yourself")
         return Transition(moved.conversation, (audit, fx.RecordKey("verified", connected=False),
                                                *moved.effects))
@@ -297,7 +308,10 @@ def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Pol
 
 
 # -- invitations: agents' handoff links (closed mode) ------------------------------------------------
-INVITATION_REFUSALS = frozenset({"expired", "revoked", "used", "unknown"})
+INVITATION_REFUSALS = frozenset({"expired", "revoked", "used", "unknown",
+                                 "signed_expired", "signed_forged", "signed_disabled"})
+# Closed mode without a link: say so on the way to creating a key, before OpenAI shows it (only once).
+LINK_REMINDER_STEPS = frozenset({Step.OPEN_KEYS_PAGE, Step.CREATE_NEW_KEY})
 
 
 def paste_is_checked(conv: Conversation, policy: Policy) -> bool:
@@ -332,13 +346,17 @@ def _on_invitation(conv: Conversation, event: ev.InvitationRedeemed, now: float)
     if conv.workspace_id not in (None, event.workspace_id):
         conv = Conversation(step_entered_at=now)
     bound = conv.with_(workspace_id=event.workspace_id,
-                       workspace_name=event.workspace_name or conv.workspace_name)
+                       workspace_name=event.workspace_name or conv.workspace_name,
+                       bound_via=event.via, bound_at=event.bound_at if event.bound_at is not None else now)
     if event.already_connected and not bound.connected:
         return _go(bound, Step.CONNECTED, now, fresh=True, notice="invitation_already_connected",
                    connected=True, key_last_four=event.connected_last_four, key_family=None)
     if bound.step == Step.INVITATION_NEEDED:
         return _go(bound, Step.PASTE_KEY, now, fresh=True, notice="invitation_accepted")
-    return _show(bound, notice="invitation_welcome" if bound.step == Step.WELCOME else "invitation_welcome_back")
+    welcome = "invitation_welcome" if bound.step == Step.WELCOME else "invitation_welcome_back"
+    if event.via == "signed_link" and bound.step == Step.WELCOME:
+        welcome = "signed_link_welcome"
+    return _show(bound, notice=welcome)
 
 
 def _on_refusal(conv: Conversation, event: ev.InvitationRefused, policy: Policy, now: float) -> Transition:
@@ -351,3 +369,18 @@ def _on_refusal(conv: Conversation, event: ev.InvitationRefused, policy: Policy,
     if _needs_invitation(unbound, policy) and conv.step in (Step.PASTE_KEY, Step.KEY_PROBLEM):
         return _go(unbound, Step.INVITATION_NEEDED, now, fresh=True, notice=notice)
     return _show(unbound, notice=notice)
+
+
+def _on_changed_elsewhere(conv: Conversation, event: ev.WorkspaceChangedElsewhere, now: float) -> Transition:
+    """This chat connected the workspace; another chat replaced or disconnected its key, or tried to."""
+    if conv.workspace_id != event.workspace_id:
+        return Transition(conv)
+    notice = f"workspace_{event.action}_{'refused' if event.refused else 'done'}_elsewhere"
+    audit = fx.Audit("workspace_changed_elsewhere", {"action": event.action, "refused": str(event.refused)})
+    if event.refused or conv.step in PIPELINE_STEPS:
+        return Transition(conv, (audit, fx.Render(fresh=True, notice=notice)))
+    # The key this chat connected is gone: its guide no longer says "connected with …abcd".
+    cleared = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                           bound_via=conv.bound_via, bound_at=conv.bound_at, attempt=conv.attempt,
+                           step_entered_at=now)
+    return Transition(cleared, (audit, fx.Render(fresh=True, notice=notice)))

@@ -57,6 +57,9 @@ class ConnectionOutcome(StrEnum):
     VALIDATION_ERROR = "validation_error"  # DoubleTick refused the request body (detail says why)
     TRANSIENT = "transient"  # 5xx, 429, timeouts: retried
     NOT_CONFIGURED = "not_configured"  # no endpoint configured: the guided Step 2 instead
+    # Another chat connected this workspace's key and this chat holds no link opened since: refused
+    # before DoubleTick is called (replacing or disconnecting someone else's key needs a fresh link).
+    FOREIGN_WORKSPACE = "foreign_workspace"
 
 
 @dataclass(frozen=True, slots=True)

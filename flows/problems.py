@@ -65,5 +65,6 @@ PROBLEMS: dict[str, ProblemSpec] = {
     "credential_rejected": ProblemSpec((MANUAL,), support=True),
     "validation_error": ProblemSpec((MANUAL, PASTE_AGAIN), support=True),
     "transient": ProblemSpec((MANUAL, PASTE_AGAIN)),
+    "foreign_workspace": ProblemSpec((), support=True),
     "over_limit": ProblemSpec((PASTE_AGAIN,)),
 }

@@ -28,6 +28,10 @@ class Conversation:
     replacing: bool = False
     workspace_id: str | None = None
     workspace_name: str | None = None
+    # How the workspace was bound: "agent_link", "signed_link" or "typed" (insecure demo mode), and when
+    # (unix seconds; None for typed). Acting on another chat's connection needs a link opened after it.
+    bound_via: str | None = None
+    bound_at: float | None = None
     connected: bool = False
     attempt: int = 0  # correlates verdicts with the paste they belong to
     resume_step: Step | None = None  # where "keep it" returns to from the disconnect question

@@ -51,6 +51,7 @@ class ViewSettings:
     retention_days: int = 90
     support_url: str | None = None
     support_contact: str = "DoubleTick support"
+    requires_link: bool = False  # closed mode: keys only from chats bound by an agent's or the dashboard's link
     extra: Mapping[str, str] = field(default_factory=dict)
     miniapp_url: str | None = None  # the key-entry Mini App (HTTPS); None: paste in chat only
 
@@ -139,6 +140,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     parts.append(f"{html.escape(progress)}\n{heading}" if progress else heading)
     text = texts.get("text_miniapp") if conv.key_via == "miniapp" else None  # nothing was deleted
     parts.append(_fill(text or texts["text"], params))
+    if conv.step == Step.WELCOME and settings.requires_link and not conv.workspace_id:
+        parts.append(_fill(content.notice("closed_welcome"), params))  # how this bot is reached, first thing
     if conv.help_shown:
         parts.append("🆘 " + _fill(texts["help"], params))
     return View("\n\n".join(parts), _keyboard(conv, content, settings))
@@ -184,4 +187,7 @@ def render_problem(name: str, content: Content, settings: ViewSettings, detail: 
 
 def render_reply(name: str, content: Content, settings: ViewSettings) -> str:
     """A standalone informational message (help, privacy ...)."""
-    return _fill(content.reply(name), _params(Conversation(), settings))
+    text = _fill(content.reply(name), _params(Conversation(), settings))
+    if name == "help" and settings.requires_link:
+        text += "\n\n" + _fill(content.notice("closed_help"), _params(Conversation(), settings))
+    return text

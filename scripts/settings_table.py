@@ -103,6 +103,10 @@ DOCS: dict[str, SettingDoc] = {
     "agent_user_ids": SettingDoc(
         "Support agents", "Telegram user ids (comma-separated) of support agents: they create handoff links "
         "and are told how their customers get on.", "111111111,222222222"),
+    "self_serve_link_secret": SettingDoc(
+        "Support agents", "Shared secret (at least 32 characters) that verifies self-serve links "
+        "`t.me/<bot>?start=<payload>` signed by DoubleTick's dashboard or `onboarding-bot link sign` "
+        "(recipe in the README); unset: such links are refused.", "", _TOKEN),
     "admin_user_ids": SettingDoc(
         "Support agents", "Telegram user ids (comma-separated) of admins: agents who may also add and remove "
         "agents from the chat (`/add_agent`).", "111111111"),
@@ -145,9 +149,10 @@ DOCS: dict[str, SettingDoc] = {
         "DoubleTick", "Path of DoubleTick's OpenAI-integration endpoint; unset = customers connect manually.",
         "/v1/integrations/openai"),
     "doubletick_timeout_s": SettingDoc("DoubleTick", "Timeout of one request to DoubleTick, in seconds.", "5"),
-    "open_mode": SettingDoc(
-        "Behaviour", "Let users without a support handoff link name their workspace (needs automatic "
-        "connection).", "true"),
+    "insecure_demo_open_workspaces": SettingDoc(
+        "Behaviour", "INSECURE, demos only (try mode, the sandbox): anyone may type any workspace id and connect "
+        "a key to a workspace nobody connected yet. Never in production: customers get in through links.",
+        "true"),
     "outbox_hold_minutes": SettingDoc(
         "Behaviour", "Longest time a sealed key waits in the retry outbox before it is shredded.", "30"),
     "outbox_first_retry_s": SettingDoc(
@@ -215,9 +220,14 @@ def _fields() -> Mapping[str, FieldInfo]:
     return Settings.model_fields
 
 
+# Fields kept only to refuse them at start with an explanation (never documented as settings).
+REMOVED = frozenset({"open_mode"})
+
+
 def rows(fields: Mapping[str, FieldInfo] | None = None) -> list[Row]:
     """Every setting of ``fields`` (default: ``Settings``), documented ones first, in DOCS order."""
     fields = _fields() if fields is None else fields
+    fields = {name: field for name, field in fields.items() if name not in REMOVED}
     names = [name for name in DOCS if name in fields]
     names += [name for name in fields if name not in DOCS]
     out: list[Row] = []
@@ -233,7 +243,7 @@ def rows(fields: Mapping[str, FieldInfo] | None = None) -> list[Row]:
 def undocumented(fields: Mapping[str, FieldInfo] | None = None) -> list[str]:
     """Fields of ``Settings`` that have no entry in :data:`DOCS`."""
     fields = _fields() if fields is None else fields
-    return [name.upper() for name in fields if name not in DOCS]
+    return [name.upper() for name in fields if name not in DOCS and name not in REMOVED]
 
 
 def _cell(text: str) -> str:

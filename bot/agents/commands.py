@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ParseMode
 from telegram.error import Forbidden, TelegramError
-from telegram.ext import Application, CommandHandler, ContextTypes, TypeHandler, filters
+from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, TypeHandler, filters
 
 from bot.agents.links import (
     MAX_LABEL,
@@ -22,16 +22,19 @@ from bot.agents.links import (
     LinkState,
     Redemption,
     RedemptionOutcome,
+    deep_link_payload,
     token_from,
 )
 from bot.agents.notifications import AgentNotifier, Customer, agent_text
 from bot.agents.roles import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
-from bot.agents.status import StatusDesk, when
+from bot.agents.signed_links import SignedLinkOutcome, looks_signed, verify_payload
+from bot.agents.status import StatusDesk, StatusScope, when
 from bot.core.ports import ChatRef
 from bot.core.runtime import Runtime
 from bot.telegram.handlers import chat_of
 from flows import events as ev
 from flows.content import Content, load_content
+from flows.inspection import might_carry_secret
 from flows.state import Conversation
 from storage.models import HandoffLink
 from storage.repositories import AuditLog, ProcessedUpdateRepository
@@ -42,6 +45,19 @@ log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 MENU_GROUP = -2  # before everything else, never stops the update
+SIGNED_REFUSALS = {SignedLinkOutcome.EXPIRED: "signed_expired", SignedLinkOutcome.FORGED: "signed_forged",
+                   SignedLinkOutcome.NOT_ENABLED: "signed_disabled"}
+
+
+class _PastedDeepLink(filters.MessageFilter):
+    """A text message that is only a ``t.me/<bot>?start=…`` link and carries no key (that is a paste)."""
+
+    def filter(self, message: Message) -> bool:
+        text = message.text or ""
+        return deep_link_payload(text) is not None and not might_carry_secret(text)
+
+
+PASTED_LINK = PRIVATE & filters.TEXT & ~filters.COMMAND & _PastedDeepLink()
 
 
 @dataclass
@@ -55,11 +71,13 @@ class AgentDesk:
     updates: ProcessedUpdateRepository
     runtime: Runtime
     content: Content = field(default_factory=lambda: load_content("en"))
+    link_secret: bytes | None = None  # SELF_SERVE_LINK_SECRET: verifies dashboard links, no database lookup
 
     def register(self, app: Application) -> None:
         """Call before ``BotHandlers.register``: in group 0 the first matching handler wins."""
         app.add_handler(TypeHandler(Update, self.ensure_menu), group=MENU_GROUP)
         app.add_handler(CommandHandler("start", self.open_link, PRIVATE, has_args=True))
+        app.add_handler(MessageHandler(PASTED_LINK, self.open_pasted_link))
         app.add_handler(CommandHandler([*AGENT_COMMANDS, *ADMIN_COMMANDS], self.command, PRIVATE))
 
     def _text(self, key: str, /, **values: object) -> str:
@@ -77,9 +95,39 @@ class AgentDesk:
 
     async def open_link(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/start <token>: redeem the link, step the customer's guide, tell the agent."""
+        if await self.refused_for_secret(update, "start"):
+            return
+        await self._redeem(update, context.args[0] if context.args else "")
+
+    async def open_pasted_link(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A ``t.me/<bot>?start=…`` link pasted as text counts as a tap on it."""
+        message = update.effective_message
+        payload = deep_link_payload(message.text or "") if message is not None else None
+        if payload is not None:
+            await self._redeem(update, payload)
+
+    async def refused_for_secret(self, update: Update, name: str) -> bool:
+        """A command whose text looks like a key: the guard deleted it; run nothing, keep nothing, echo nothing."""
+        message = update.effective_message
+        if message is None or not might_carry_secret(message.text or message.caption or ""):
+            return False
+        if not await self.updates.claim(update.update_id):
+            return True
+        user = update.effective_user
+        # Only the command's name (from a fixed list, or "start"/"other"), never its arguments.
+        known = name if name in (*AGENT_COMMANDS, *ADMIN_COMMANDS, "start") else "other"
+        await self.audit.record("command.refused_secret", chat_id=message.chat_id,
+                                actor_user_id=user.id if user else None, command=known)
+        await message.get_bot().send_message(message.chat_id, self._text("command_with_secret"),
+                                             parse_mode=ParseMode.HTML)
+        return True
+
+    async def _redeem(self, update: Update, token: str) -> None:
         chat = chat_of(update)
-        token = context.args[0] if context.args else ""
         if chat is None:
+            return
+        if looks_signed(token):
+            await self._redeem_signed(chat, token, update.update_id)
             return
         first: list[Redemption] = []
 
@@ -97,6 +145,24 @@ class AgentDesk:
             elif redemption.outcome == RedemptionOutcome.USED and redemption.link is not None:
                 await self.notifier.link_reused(redemption.link, customer)
 
+    async def _redeem_signed(self, chat: ChatRef, payload: str, update_id: int) -> None:
+        """A self-serve link from DoubleTick's dashboard: checked by its tag alone, bound like an agent link."""
+        verdict = verify_payload(payload, self.link_secret, self.handoffs.clock())
+        accepted = verdict.outcome == SignedLinkOutcome.VALID
+        await self.audit.record("selfserve.redeemed" if accepted else "selfserve.refused", chat_id=chat.chat_id,
+                                actor_user_id=chat.user_id, outcome=verdict.outcome.value,
+                                workspace_id=verdict.workspace_id)
+
+        async def event(conv: Conversation) -> ev.Event:
+            if verdict.workspace_id is None:
+                return ev.InvitationRefused(SIGNED_REFUSALS.get(verdict.outcome, "signed_forged"))
+            connected = await self.handoffs.links.workspace_connection(verdict.workspace_id)
+            return ev.InvitationRedeemed(verdict.workspace_id, None, already_connected=connected is not None,
+                                         connected_last_four=connected.last_four if connected else None,
+                                         via="signed_link")
+
+        await self.runtime.handle(chat, event, update_id=update_id)
+
     # -- agents and admins ------------------------------------------------------------------------
     async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Agent and admin commands; a neutral answer for everyone else."""
@@ -105,6 +171,8 @@ class AgentDesk:
             return
         name = message.text.split()[0][1:].split("@")[0].lower()
         args = list(context.args or [])
+        if await self.refused_for_secret(update, name):
+            return
         if not await self.updates.claim(update.update_id):
             return  # a redelivery of an update already handled
         role = await self.directory.role_of(user.id)
@@ -145,7 +213,7 @@ class AgentDesk:
     async def _links(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
                      args: list[str]) -> None:
         await self.audit.record("agent.links", chat_id=chat_id, actor_user_id=user_id)
-        links = await self.handoffs.open_links(user_id)
+        links = await self.handoffs.open_links(None if role >= Role.ADMIN else user_id)
         if not links:
             await self._reply(context, chat_id, self._text("links_none"))
             return
@@ -193,8 +261,21 @@ class AgentDesk:
         # Never audit a link's token: only which kind of lookup it was (and the public workspace/username).
         await self.audit.record("agent.status", chat_id=chat_id, actor_user_id=user_id, lookup=kind,
                                 query=None if kind == "link" else query[:64])
-        report = await self.status.lookup(query)
+        scope = StatusScope(None if role >= Role.ADMIN else user_id)
+        if kind == "username" and scope.agent_id is not None and await self._names_another_agent(query, user_id):
+            await self.audit.record("agent.status_refused", chat_id=chat_id, actor_user_id=user_id)
+            await self._reply(context, chat_id, self._text("status_not_allowed"))
+            return
+        report = await self.status.lookup(query, scope)
         await self._reply(context, chat_id, self.status.render(report, self.content))
+
+    async def _names_another_agent(self, query: str, user_id: int) -> bool:
+        """``/status @someone`` where someone is a support agent (known by their chats with this bot)."""
+        rows = await self.handoffs.links.conversations_of_username(query.lstrip("@"))
+        for row in rows:
+            if row.user_id != user_id and await self.directory.role_of(row.user_id) >= Role.AGENT:
+                return True
+        return False
 
     async def _add_agent(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
                          args: list[str]) -> None:

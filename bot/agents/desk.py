@@ -62,7 +62,7 @@ def build_support_desk(settings: Settings, application: Application,
     runtime.observers.append(notifier.observe)
     status = StatusDesk(links)
     desk = AgentDesk(directory, CommandMenus(content), handoffs, status, notifier, runtime.audit, runtime.updates,
-                     runtime, content)
+                     runtime, content, link_secret=settings.link_secret)
     stuck = StuckWatch(links, notifier, stuck_after=timedelta(minutes=settings.stuck_after_minutes),
                        interval_s=settings.stuck_check_interval_s)
     token = settings.handoff_api_token.get_secret_value() if settings.handoff_api_token else None

@@ -19,7 +19,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from urllib.parse import parse_qs, urlparse
 
@@ -27,6 +27,7 @@ import qrcode
 from telegram.helpers import create_deep_linked_url
 
 from flows import events as ev
+from flows.inspection import might_carry_secret
 from flows.machine import WORKSPACE_ID
 from storage.models import HandoffLink
 from storage.repositories import AuditLog, HandoffRepository
@@ -43,6 +44,7 @@ __all__ = [
     "NewLink",
     "Redemption",
     "RedemptionOutcome",
+    "deep_link_payload",
     "digest_of",
     "link_for",
     "new_token",
@@ -69,6 +71,17 @@ def new_token() -> str:
 def digest_of(token: str) -> str:
     """What the database keeps of a token: hex SHA-256."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# A message that is only a deep link (tapping it is what the customer was meant to do; pasting works too).
+_DEEP_LINK = re.compile(r"(?i)\s*<?(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|telegram\.dog)/[A-Za-z0-9_]{3,64}"
+                        r"/?\?start=([A-Za-z0-9_-]{1,64})>?\s*")
+
+
+def deep_link_payload(text: str) -> str | None:
+    """The ``start`` payload when the whole message is a ``t.me/<bot>?start=<payload>`` link."""
+    match = _DEEP_LINK.fullmatch(text or "")
+    return match.group(1) if match else None
 
 
 def token_from(text: str) -> str | None:
@@ -170,6 +183,8 @@ class Redemption:
 
 
 def _clean(value: str | None, limit: int, reason: str, what: str) -> str | None:
+    if value and might_carry_secret(value):  # never stored, never echoed (the message names no value)
+        raise HandoffError(reason, f"{what} looks like it holds a secret key; it was not stored")
     value = " ".join((value or "").split())
     if len(value) > limit:
         raise HandoffError(reason, f"{what} can be at most {limit} characters")
@@ -258,8 +273,11 @@ class HandoffService:
             unbind = link.workspace_id if link is not None and redemption.was_bound else None
             return ev.InvitationRefused(redemption.outcome.value, unbind=unbind)
         connected = await self.links.workspace_connection(link.workspace_id)
+        # Freshness counts from the first opening: reopening an old link later proves nothing new.
+        opened = link.redeemed_at.replace(tzinfo=link.redeemed_at.tzinfo or UTC) if link.redeemed_at else None
         return ev.InvitationRedeemed(link.workspace_id, link.workspace_name, already_connected=connected is not None,
-                                     connected_last_four=connected.last_four if connected else None)
+                                     connected_last_four=connected.last_four if connected else None,
+                                     via="agent_link", bound_at=opened.timestamp() if opened else None)
 
     async def revoke(self, link_id: int, *, by: int | None, any_link: bool = False) -> HandoffLink | None:
         """Revoke a link (one's own, or any with ``any_link``); the revoked link, or None if not allowed."""

@@ -18,6 +18,7 @@ from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
 from flows.content import Content
+from flows.inspection import might_carry_secret
 from storage.repositories import AgentRepository
 
 __all__ = ["ADMIN_COMMANDS", "AGENT_COMMANDS", "AgentDirectory", "AgentEntry", "CommandMenus", "RemoveOutcome",
@@ -76,7 +77,9 @@ class AgentDirectory:
         return Role.CUSTOMER
 
     async def add(self, user_id: int, *, by: int | None, note: str | None = None) -> bool:
-        """Add an agent; False if they already were one."""
+        """Add an agent; False if they already were one. A key-shaped note is never stored."""
+        if note and might_carry_secret(note):
+            raise ValueError("the note looks like it holds a secret key; it was not stored")
         if await self.role_of(user_id) >= Role.AGENT:
             return False
         added = await self.repo.add(user_id, added_by=by, note=note)

@@ -24,7 +24,7 @@ from storage.models import HandoffLink, KeyRecord
 from storage.repositories import HandoffRepository
 from storage.timestamps import utcnow
 
-__all__ = ["CustomerStatus", "StatusDesk", "StatusReport", "when"]
+__all__ = ["CustomerStatus", "StatusDesk", "StatusReport", "StatusScope", "when"]
 
 
 def when(value: datetime | None) -> str:
@@ -66,6 +66,19 @@ class StatusReport:
         return not self.customers and not self.links and self.connection is None
 
 
+@dataclass(frozen=True, slots=True)
+class StatusScope:
+    """Whose customers a lookup may show: an agent sees those who opened one of their links; admins all."""
+
+    agent_id: int | None = None  # None: everything (admins, the bearer-token API)
+
+    def sees_link(self, link: HandoffLink | None) -> bool:
+        return self.agent_id is None or (link is not None and link.created_by == self.agent_id)
+
+
+EVERYTHING = StatusScope()
+
+
 class StatusDesk:
     def __init__(self, links: HandoffRepository, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.links = links
@@ -84,22 +97,28 @@ class StatusDesk:
         return StatusReport(f"#{link.id}", link.workspace_id, await self.links.workspace_connection(link.workspace_id),
                             [link], customers)
 
-    async def lookup(self, query: str) -> StatusReport:
-        """By link (or its token), by ``@username`` or by workspace id."""
+    async def _customers(self, rows: list[ConversationRow], scope: StatusScope) -> list[CustomerStatus]:
+        customers = [await self._customer(row) for row in rows]
+        return [c for c in customers if scope.sees_link(c.link)]
+
+    async def lookup(self, query: str, scope: StatusScope = EVERYTHING) -> StatusReport:
+        """By link (or its token), by ``@username`` or by workspace id; only what ``scope`` may see."""
         query = query.strip()
         token = token_from(query)
         if token is not None:
             link = await self.links.by_digest(digest_of(token))
             if link is not None:
-                return await self.for_link(link)
+                return await self.for_link(link) if scope.sees_link(link) else StatusReport(query)
         if query.startswith("@") and len(query) > 1:
             rows = await self.links.conversations_of_username(query[1:])
-            return StatusReport(query, customers=[await self._customer(row) for row in rows])
+            return StatusReport(query, customers=await self._customers(rows, scope))
         if WORKSPACE_ID.fullmatch(query):
+            links = [link for link in await self.links.for_workspace(query, limit=20) if scope.sees_link(link)][:5]
+            if scope.agent_id is not None and not links:
+                return StatusReport(query)  # not one of this agent's workspaces: nothing, not even the connection
             rows = await self.links.conversations_in_workspace(query)
-            return StatusReport(query, query, await self.links.workspace_connection(query),
-                                await self.links.for_workspace(query, limit=5),
-                                [await self._customer(row) for row in rows])
+            return StatusReport(query, query, await self.links.workspace_connection(query), links,
+                                await self._customers(rows, scope))
         return StatusReport(query)
 
     def render(self, report: StatusReport, content: Content) -> str:

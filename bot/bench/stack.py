@@ -118,7 +118,7 @@ class StandIns:
             "DATABASE_URL": database_url,
             "FINGERPRINT_SECRET": secrets.token_urlsafe(32),
             "KEY_ENCRYPTION_KEYS": generate_key_spec(),
-            "OPEN_MODE": "true",
+            "INSECURE_DEMO_OPEN_WORKSPACES": "true",
             **BENCH_LIMITS,
         }
         env.update({key.upper(): str(value) for key, value in extra.items()})

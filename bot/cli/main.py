@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli.init import add_init_parser
 
     add_init_parser(sub)
+    from bot.cli.link import add_link_parser
+
+    add_link_parser(sub)  # link sign, link secret
     return parser
 
 

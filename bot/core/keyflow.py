@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -25,9 +26,10 @@ from flows.outcomes import (
 from flows.secret import SecretKey
 from flows.state import Conversation
 from storage.fingerprint import fingerprint
+from storage.models import KeyRecord
 from storage.repositories import KeyRecordRepository
 
-__all__ = ["Connector", "KeyFlow", "KeyHolder", "Verifier"]
+__all__ = ["Connector", "ForeignAction", "KeyFlow", "KeyHolder", "Verifier", "is_fresh_binding"]
 
 log = logging.getLogger(__name__)
 DISCONNECTED = (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED, ConnectionOutcome.NOT_CONFIGURED)
@@ -53,6 +55,27 @@ class KeyHolder(Protocol):
                    key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ForeignAction:
+    """Another chat replaced or disconnected (``refused``: tried to) the key ``owner_chat_id`` connected."""
+
+    owner_chat_id: int
+    owner_user_id: int
+    workspace_id: str
+    action: str  # "replace" or "disconnect"
+    refused: bool
+
+
+def is_fresh_binding(bound_at: float | None, connection: KeyRecord) -> bool:
+    """A link opened after the workspace's key was connected proves the right to change it; a typed id never."""
+    if bound_at is None or connection.connected_at is None:
+        return False
+    connected_at = connection.connected_at
+    if connected_at.tzinfo is None:
+        connected_at = connected_at.replace(tzinfo=UTC)
+    return bound_at > connected_at.timestamp()
+
+
 class KeyFlow:
     def __init__(self, *, verifier: Verifier, connector: Connector, keys: KeyRecordRepository,
                  fingerprint_secret: bytes, holder: KeyHolder | None = None,
@@ -63,6 +86,25 @@ class KeyFlow:
         self.fingerprint_secret = fingerprint_secret
         self.holder = holder
         self.clock = clock
+        # Told whenever another chat changes (or tries to) a workspace's connection; the runtime tells that chat.
+        self.on_foreign: list[Callable[[ForeignAction], Awaitable[None]]] = []
+
+    async def _foreign_connection(self, chat: ChatRef, workspace_id: str | None) -> KeyRecord | None:
+        """The workspace's connected key when another chat connected it (by our records)."""
+        if not workspace_id:
+            return None
+        current = await self.keys.connected_in_workspace(workspace_id)
+        return current if current is not None and current.chat_id != chat.chat_id else None
+
+    async def _tell(self, owner: KeyRecord, workspace_id: str, action: str, *, refused: bool) -> None:
+        notice = ForeignAction(owner.chat_id, owner.user_id, workspace_id, action, refused)
+        log.warning("another chat %s the key of workspace %s connected by chat %s",
+                    f"tried to {action}" if refused else f"did {action}", workspace_id, owner.chat_id)
+        for tell in self.on_foreign:
+            try:
+                await tell(notice)
+            except Exception:  # telling the owner must never break this customer's pipeline
+                log.exception("could not tell chat %s about a change to its workspace", owner.chat_id)
 
     def fingerprint(self, key: SecretKey) -> str:
         return fingerprint(key, self.fingerprint_secret)
@@ -83,15 +125,27 @@ class KeyFlow:
                     found = await self.keys.find_connected_by_fingerprint(self.fingerprint(key), workspace_id)
                     already = found is not None
                 return ev.VerificationFinished(attempt, result, already_connected=already)
-            case fx.Connect(attempt=attempt, workspace_id=workspace_id) if key is not None:
+            case fx.Connect(attempt=attempt, workspace_id=workspace_id, bound_at=bound_at) if key is not None:
+                owner = await self._foreign_connection(chat, workspace_id)
+                if owner is not None and not is_fresh_binding(bound_at, owner):
+                    record_connection(ConnectionOutcome.FOREIGN_WORKSPACE.value)
+                    await self._tell(owner, workspace_id, "replace", refused=True)
+                    return ev.ConnectionFinished(attempt, ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
                 idempotency = self._idempotency_key(chat.chat_id, attempt, workspace_id, key)
                 connected = await self.connector.connect(workspace_id, key, idempotency)
                 record_connection(connected.outcome.value)
+                if owner is not None and connected.outcome == ConnectionOutcome.CONNECTED:
+                    await self.keys.mark_workspace_disconnected(workspace_id)
+                    await self._tell(owner, workspace_id, "replace", refused=False)
                 if connected.outcome == ConnectionOutcome.CREDENTIAL_REJECTED:  # users are told support knows
                     log.error("DoubleTick rejected our credential (DOUBLETICK_API_KEY, HTTP %s): no key can be "
                               "connected until an operator fixes it", connected.http_status)
                 return ev.ConnectionFinished(attempt, connected)
-            case fx.Disconnect(workspace_id=workspace_id):
+            case fx.Disconnect(workspace_id=workspace_id, bound_at=bound_at):
+                owner = await self._foreign_connection(chat, workspace_id)
+                if owner is not None and workspace_id and not is_fresh_binding(bound_at, owner):
+                    await self._tell(owner, workspace_id, "disconnect", refused=True)
+                    return ev.DisconnectFinished(ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
                 removal = ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
                 if self.connector.configured and workspace_id:
                     token = hashlib.sha256(f"disconnect:{chat.chat_id}:{workspace_id}:{self.clock().date()}"
@@ -99,6 +153,9 @@ class KeyFlow:
                     removal = await self.connector.disconnect(workspace_id, token)
                 if removal.outcome in DISCONNECTED:
                     await self.keys.delete_for_chat(chat.chat_id)
+                    if owner is not None and workspace_id:
+                        await self.keys.mark_workspace_disconnected(workspace_id)
+                        await self._tell(owner, workspace_id, "disconnect", refused=False)
                 return ev.DisconnectFinished(removal)
         return None
 
@@ -114,6 +171,8 @@ class KeyFlow:
             case fx.RecordKey(outcome=outcome, connected=connected):
                 if connected:  # after a replacement only the new key counts as connected
                     await self.keys.mark_disconnected(chat.chat_id)
+                    if conv.workspace_id:
+                        await self.keys.mark_workspace_disconnected(conv.workspace_id)
                 await self.keys.add(chat_id=chat.chat_id, user_id=chat.user_id,
                                     fingerprint=self.fingerprint(key), last_four=key.last_four,
                                     family=conv.key_family or "unknown", outcome=outcome,

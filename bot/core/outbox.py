@@ -141,7 +141,7 @@ class OutboxWorker(PeriodicJob):
         if expired:
             return _give_up(item.purpose, conv.attempt)
         effect: fx.Effect = fx.Verify(conv.attempt, conv.workspace_id) if item.purpose == OutboxPurpose.VERIFY \
-            else fx.Connect(conv.attempt, conv.workspace_id or "")
+            else fx.Connect(conv.attempt, conv.workspace_id or "", conv.bound_at)
         event = await self.keyflow.perform(chat, effect, key)
         match event:
             case ev.VerificationFinished(result=result) if result.outcome in UNSURE:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from bot.core.chat_locks import ChatLocks
-from bot.core.keyflow import KeyFlow
+from bot.core.keyflow import ForeignAction, KeyFlow
 from bot.core.ports import ChatPort, ChatRef, ChatUnreachable
 from bot.metrics import record_step_entered
 from flows import effects as fx
@@ -92,6 +92,7 @@ class Runtime:
         self.repaint_deadline_s = REPAINT_DEADLINE_S
         # Called with (chat, before, after) once a step is saved, e.g. agent notifications; must not block.
         self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
+        keyflow.on_foreign.append(self._tell_owner)
 
     # -- entry points ---------------------------------------------------------------------------
     async def handle(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
@@ -172,6 +173,19 @@ class Runtime:
     def recovery_interval_s(self) -> float:
         """How often to run :meth:`recover_interrupted` (every replica may run it)."""
         return max(1.0, min(30.0, self.policy.pipeline_timeout_s / 4))
+
+    async def _tell_owner(self, change: ForeignAction) -> None:
+        """The chat that connected a workspace hears when another chat changed it (or tried to)."""
+        owner = ChatRef(change.owner_chat_id, change.owner_user_id)
+        event = ev.WorkspaceChangedElsewhere(change.workspace_id, change.action, change.refused)
+        self._spawn(self._quietly(self.handle(owner, event)))
+
+    @staticmethod
+    async def _quietly(work: Awaitable[object]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("telling a workspace's owner chat failed")
 
     # -- core ----------------------------------------------------------------------------------
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,

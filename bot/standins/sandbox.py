@@ -67,7 +67,7 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def bot_environment(self, database_url: str, *, auto_connect: bool = True, open_mode: bool = True,
+    def bot_environment(self, database_url: str, *, auto_connect: bool = True, demo_open_workspaces: bool = True,
                         **extra: Any) -> dict[str, str]:
         """Settings that point the real bot at these stand-ins (fresh secrets each time)."""
         from storage.sealing import generate_key_spec
@@ -80,7 +80,8 @@ class Sandbox:
             "DATABASE_URL": database_url,
             "FINGERPRINT_SECRET": secrets.token_urlsafe(32),
             "KEY_ENCRYPTION_KEYS": generate_key_spec(),
-            "OPEN_MODE": "true" if open_mode else "false",
+            # Try mode and the sandbox are local demos: anyone may type a workspace id (never in production).
+            "INSECURE_DEMO_OPEN_WORKSPACES": "true" if demo_open_workspaces else "false",
         }
         if auto_connect:
             env["DOUBLETICK_API_KEY"] = DEMO_OPERATOR_KEY

@@ -160,7 +160,8 @@ def build_bot(settings: Settings) -> BotApp:
     intake = Intake(messenger, limits, settings.policy)
     BotHandlers(runtime, intake, guard).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
-    maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days))
+    maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days),
+                              audit=runtime.audit)
     recovery = CallbackJob("recovery of interrupted key pipelines", runtime.recovery_interval_s,
                            runtime.recover_interrupted)
     bot_app = BotApp(application, runtime, settings, recovery=recovery, worker=worker, maintenance=maintenance,

@@ -28,6 +28,7 @@ from bot.core.runtime import HandleResult, Runtime
 from bot.telegram.secret_guard import SecretGuard, message_of
 from flows import events as ev
 from flows.content import load_content
+from flows.inspection import might_carry_secret
 from flows.state import Conversation
 from flows.view import parse_callback_data, render_reply
 
@@ -101,8 +102,20 @@ class BotHandlers:
         chat = chat_of(update)
         message = update.effective_message
         if chat and message and message.text:
+            if might_carry_secret(message.text):
+                await self._refuse_secret_command(chat, update.update_id)
+                return
             name = message.text.split()[0][1:].split("@")[0].lower()
             await self.runtime.handle(chat, COMMAND_EVENTS[name](), update_id=update.update_id)
+
+    async def _refuse_secret_command(self, chat: ChatRef, update_id: int) -> None:
+        """A command carrying key text (the guard deleted it): run nothing, keep nothing, echo nothing."""
+        if not await self.runtime.updates.claim(update_id):
+            return
+        await self.runtime.audit.record("command.refused_secret", chat_id=chat.chat_id, actor_user_id=chat.user_id)
+        text = load_content(chat.language).notice("command_with_secret")
+        with contextlib.suppress(ChatUnreachable):
+            await self.runtime.messenger.send_html(chat.chat_id, text)
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A press on an inline button; forged or stale data just re-shows the current step."""

@@ -123,6 +123,36 @@ class KeyRecordRepository:
             )
             return rowcount(result)
 
+    async def connected_in_workspace(self, workspace_id: str) -> KeyRecord | None:
+        """The key currently connected to ``workspace_id`` by our records (its chat is the one that connected it)."""
+        stmt = (
+            select(KeyRecord)
+            .where(
+                col(KeyRecord.workspace_id) == workspace_id,
+                col(KeyRecord.connected_at).is_not(None),
+                col(KeyRecord.disconnected_at).is_(None),
+            )
+            .order_by(col(KeyRecord.connected_at).desc(), col(KeyRecord.id).desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            return (await session.scalars(stmt)).first()
+
+    async def mark_workspace_disconnected(self, workspace_id: str, at: datetime | None = None) -> int:
+        """Every connected key of the workspace, whichever chat connected it, is disconnected now."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(KeyRecord)
+                .where(
+                    col(KeyRecord.workspace_id) == workspace_id,
+                    col(KeyRecord.connected_at).is_not(None),
+                    col(KeyRecord.disconnected_at).is_(None),
+                )
+                .values(disconnected_at=at or self._clock())
+                .execution_options(synchronize_session=False)
+            )
+            return rowcount(result)
+
     async def delete_for_chat(self, chat_id: int) -> int:
         """Delete every record of the chat (the user asked us to forget them); returns how many."""
         async with self._sessions.begin() as session:

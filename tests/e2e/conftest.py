@@ -35,6 +35,6 @@ def manual_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """No DoubleTick connection configured: the guided Step 2."""
     folder = tmp_path_factory.mktemp("manual")
     # Open mode: without it only users invited by an agent's link get keys verified (test_handoff_e2e.py).
-    stack = Stack.start(folder, new_database_url("sqlite", folder), auto_connect=False, open_mode=True)
+    stack = Stack.start(folder, new_database_url("sqlite", folder), auto_connect=False, demo_open_workspaces=True)
     yield stack
     stack.close()

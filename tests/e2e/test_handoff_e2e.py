@@ -71,7 +71,7 @@ def desk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     backend = _backend_param(request)
     folder = tmp_path_factory.mktemp(f"handoff-{backend}")
     database_url = new_database_url(backend, folder)
-    stack = Stack.start(folder, database_url, open_mode=False, agent_user_ids=str(AGENT),
+    stack = Stack.start(folder, database_url, demo_open_workspaces=False, agent_user_ids=str(AGENT),
                         admin_user_ids=str(ADMIN), handoff_api_token=API_TOKEN)
     api = BackgroundServer(create_handoff_app(database_url=database_url, token=API_TOKEN, bot_username=BOT,
                                               agents=(AGENT,), admins=(ADMIN,)))
@@ -433,7 +433,8 @@ def test_without_a_configured_token_the_api_is_disabled() -> None:
 
 def test_a_stuck_customer_is_reported_once_per_step(tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("stuck")
-    stack = Stack.start(folder, new_database_url("sqlite", folder), open_mode=False, agent_user_ids=str(AGENT),
+    stack = Stack.start(folder, new_database_url("sqlite", folder), demo_open_workspaces=False,
+                        agent_user_ids=str(AGENT),
                         stuck_after_minutes="0.01", stuck_check_interval_s="0.1")  # 0.6 s
     try:
         agent = ChatDriver(stack.sandbox.telegram_url, AGENT)

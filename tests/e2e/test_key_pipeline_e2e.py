@@ -92,7 +92,7 @@ def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def unconfigured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """No DoubleTick connection configured: verified keys lead to the guided Step 2."""
-    started = _start(tmp_path_factory, "unconfigured", auto_connect=False, open_mode=True)
+    started = _start(tmp_path_factory, "unconfigured", auto_connect=False, demo_open_workspaces=True)
     yield started
     started.close()
 
