@@ -49,12 +49,22 @@ SIGNED_REFUSALS = {SignedLinkOutcome.EXPIRED: "signed_expired", SignedLinkOutcom
                    SignedLinkOutcome.NOT_ENABLED: "signed_disabled"}
 
 
+def carries_secret(text: str) -> bool:
+    """Key-shaped text, not counting a signed self-serve payload (``s1`` + hex expiry + tag + workspace).
+
+    A signed payload is a run of 32+ key characters, so the guard may delete the message that carries it
+    (harmless: it is a link, not a secret); it must still be redeemed rather than refused as a key.
+    """
+    words = [w for w in text.split() if not looks_signed(w) and not looks_signed(deep_link_payload(w) or "")]
+    return might_carry_secret(" ".join(words))
+
+
 class _PastedDeepLink(filters.MessageFilter):
     """A text message that is only a ``t.me/<bot>?start=…`` link and carries no key (that is a paste)."""
 
     def filter(self, message: Message) -> bool:
         text = message.text or ""
-        return deep_link_payload(text) is not None and not might_carry_secret(text)
+        return deep_link_payload(text) is not None and not carries_secret(text)
 
 
 PASTED_LINK = PRIVATE & filters.TEXT & ~filters.COMMAND & _PastedDeepLink()
@@ -109,7 +119,7 @@ class AgentDesk:
     async def refused_for_secret(self, update: Update, name: str) -> bool:
         """A command whose text looks like a key: the guard deleted it; run nothing, keep nothing, echo nothing."""
         message = update.effective_message
-        if message is None or not might_carry_secret(message.text or message.caption or ""):
+        if message is None or not carries_secret(message.text or message.caption or ""):
             return False
         if not await self.updates.claim(update.update_id):
             return True
