@@ -172,12 +172,14 @@ async def test_the_invitation_event_says_whether_the_workspace_is_connected(serv
                                                                          sessions: Sessions) -> None:
     token = token_of((await service.create("ws_demo", via="bot", workspace_name="Demo Workspace")).url)
     redemption = await service.redeem(token, user_id=ANA, chat_id=ANA)
-    assert await service.invitation_event(redemption) == ev.InvitationRedeemed("ws_demo", "Demo Workspace")
+    opened = T0.timestamp()  # freshness counts from the first opening (the clock is at T0)
+    assert await service.invitation_event(redemption) == ev.InvitationRedeemed("ws_demo", "Demo Workspace",
+                                                                               bound_at=opened)
     await KeyRecordRepository(sessions).add(chat_id=1, user_id=1, fingerprint=digest_of("k"), last_four="wxyz",
                                             family="project", outcome="connected", workspace_id="ws_demo",
                                             connected_at=T0)
     assert await service.invitation_event(redemption) == ev.InvitationRedeemed(
-        "ws_demo", "Demo Workspace", already_connected=True, connected_last_four="wxyz")
+        "ws_demo", "Demo Workspace", already_connected=True, connected_last_four="wxyz", bound_at=opened)
     refused = await service.redeem(token, user_id=EVE, chat_id=EVE)
     assert await service.invitation_event(refused) == ev.InvitationRefused("used")
 

@@ -153,3 +153,38 @@ def test_the_cli_refuses_without_a_secret_and_with_a_bad_workspace(monkeypatch: 
     monkeypatch.setenv("SELF_SERVE_LINK_SECRET", SECRET.decode())
     with pytest.raises(SystemExit, match="workspace"):
         main(["link", "sign", "--workspace", "ws.x", "--bot", "MyBot"])
+
+
+def test_open_mode_is_refused_at_start_and_the_demo_setting_is_named_insecure(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("OPEN_MODE", "true")
+    with pytest.raises(ValidationError, match="INSECURE_DEMO_OPEN_WORKSPACES"):
+        Settings()
+    monkeypatch.delenv("OPEN_MODE")
+    assert Settings().policy.requires_invitation and not Settings().policy.asks_workspace
+    monkeypatch.setenv("INSECURE_DEMO_OPEN_WORKSPACES", "true")
+    monkeypatch.setenv("DOUBLETICK_API_KEY", "dt-key")
+    monkeypatch.setenv("DOUBLETICK_CONNECT_PATH", "/v1/integrations/openai")
+    demo = Settings().policy
+    assert demo.asks_workspace and not demo.requires_invitation
+
+
+def test_a_short_link_secret_is_refused_and_the_secret_is_redacted(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SELF_SERVE_LINK_SECRET", "too-short")
+    with pytest.raises(ValidationError, match="at least 32") as refused:
+        Settings()
+    assert "too-short" not in str(refused.value)
+    monkeypatch.setenv("SELF_SERVE_LINK_SECRET", SECRET.decode())
+    settings = Settings()
+    assert settings.link_secret == SECRET and SECRET.decode() in settings.secrets_to_redact()
