@@ -215,7 +215,7 @@ class HandoffService:
                      created_by: int | None = None) -> NewLink:
         """A new single-use link for ``workspace_id``; ``created_by`` (an agent) gets the notifications."""
         workspace_id = (workspace_id or "").strip()
-        if not WORKSPACE_ID.fullmatch(workspace_id):
+        if not WORKSPACE_ID.fullmatch(workspace_id) or might_carry_secret(workspace_id):
             raise HandoffError("bad_workspace", "workspace_id must be 2-64 letters, digits or _ . : -")
         label = _clean(label, MAX_LABEL, "bad_label", "label")
         name = _clean(workspace_name, MAX_WORKSPACE_NAME, "bad_name", "workspace_name")

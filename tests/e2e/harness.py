@@ -108,6 +108,8 @@ class Stack:
         self.next_user += 1
         driver = ChatDriver(self.sandbox.telegram_url, self.next_user, **kwargs)
         self.drivers.append(driver)
+        # Its own workspace (tests.e2e.pasting.own_workspace): another chat may not replace a connected key.
+        self.sandbox.doubletick.configure(workspaces={f"ws_u{driver.user_id}": f"Workspace of {driver.user_id}"})
         return driver
 
     def restart_bot(self) -> None:

@@ -21,6 +21,7 @@ from bot.standins.chat_driver import ChatDriver, plain_text
 
 __all__ = [
     "KEY_FAMILIES",
+    "OWN",
     "RECOGNITION",
     "SECRET_NAMES",
     "Paste",
@@ -30,6 +31,7 @@ __all__ = [
     "fresh_secret",
     "labels",
     "last_call",
+    "own_workspace",
     "reach_paste_step",
     "recognition_paste",
     "send_and_wait",
@@ -157,8 +159,19 @@ GUIDE = [("start", "Open the API keys page"), ("Next", "Start a new secret key")
          ("All", "Create and copy the key")]
 
 
-def reach_paste_step(user: ChatDriver, workspace: str | None = "ws_demo") -> None:
+OWN = "<own>"  # each simulated user's own workspace (Stack.user registers it with the DoubleTick stand-in)
+
+
+def own_workspace(user: ChatDriver) -> str:
+    """The workspace a user types by default: only the chat that connected a workspace may change its key
+    (issue 10), so users sharing ``ws_demo`` would refuse each other."""
+    return f"ws_u{user.user_id}"
+
+
+def reach_paste_step(user: ChatDriver, workspace: str | None = OWN) -> None:
     """Walk the whole guide like a person would, up to "Paste your key here"."""
+    if workspace == OWN:
+        workspace = own_workspace(user)
     user.send("/start")
     user.wait_guide("Connect DoubleTick to OpenAI")
     for label, title in GUIDE:

@@ -24,6 +24,7 @@ from tests.e2e.pasting import (
     fresh_key,
     labels,
     last_call,
+    own_workspace,
     reach_paste_step,
     recognition_paste,
     send_and_wait,
@@ -109,7 +110,10 @@ def valid_key(stack: Stack, hint: str = "") -> str:
     return key
 
 
-def connect_count(stack: Stack, workspace: str = "ws_demo") -> int:
+def connect_count(stack: Stack, workspace: str | None = None) -> int:
+    """Connections DoubleTick made in ``workspace``, or in all workspaces (each user has their own)."""
+    if workspace is None:
+        return sum(int(state["connect_count"]) for state in stack.sandbox.doubletick.workspaces_json().values())
     state = stack.sandbox.doubletick.workspace(workspace)
     assert state is not None
     return state.connect_count
@@ -284,7 +288,7 @@ def test_a_doubletick_outage_holds_the_key_and_connects_it_later(db_stack: Stack
     user.send(key)
     wait_reply(user, "I'll retry for you")
     wait_reply(user, "You're done", timeout=15)
-    state = db_stack.sandbox.doubletick.workspace("ws_demo")
+    state = db_stack.sandbox.doubletick.workspace(own_workspace(user))
     assert state is not None and state.key_sha256 == sha256(key)
     assert connect_count(db_stack) == before + 1
 
@@ -480,7 +484,7 @@ def test_replace_connects_the_new_key_then_asks_to_revoke_the_old_one(db_stack: 
     user.send(new)
     done = plain_text(user.wait_guide("You're done")["text"])
     assert f"revoke the old key …{old[-4:]}" in done and f"…{new[-4:]}" in done
-    state = db_stack.sandbox.doubletick.workspace("ws_demo")
+    state = db_stack.sandbox.doubletick.workspace(own_workspace(user))
     assert state is not None and state.key_sha256 == sha256(new)
 
 
@@ -498,12 +502,12 @@ def test_disconnect_asks_first_then_removes_the_integration_and_the_metadata(db_
     user.wait_guide("Disconnect OpenAI?")
     user.press("No, keep it")
     user.wait_guide("You're done")
-    assert db_stack.sandbox.doubletick.workspace("ws_demo").connected  # type: ignore[union-attr]
+    assert db_stack.sandbox.doubletick.workspace(own_workspace(user)).connected  # type: ignore[union-attr]
     user.send("/disconnect")
     user.wait_guide("Disconnect OpenAI?")
     user.press("Yes, disconnect")
     wait_reply(user, "Disconnected. I deleted what I stored about the key")
-    state = db_stack.sandbox.doubletick.workspace("ws_demo")
+    state = db_stack.sandbox.doubletick.workspace(own_workspace(user))
     assert state is not None and not state.connected
     # The fingerprint went with the metadata: the same key is connected afresh, not "already connected".
     reach_paste_step(user)

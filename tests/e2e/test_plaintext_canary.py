@@ -40,7 +40,15 @@ from tests.e2e.leaks import (
     find_in_tree,
     sqlite_files,
 )
-from tests.e2e.pasting import fresh_key, fresh_secret, reach_paste_step, send_and_wait, wait_reply
+from tests.e2e.pasting import (
+    OWN,
+    fresh_key,
+    fresh_secret,
+    own_workspace,
+    reach_paste_step,
+    send_and_wait,
+    wait_reply,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +113,7 @@ class CanaryRun:
     def user(self, **kwargs: Any) -> ChatDriver:
         return self.stack.user(**kwargs)
 
-    def at_paste_step(self, workspace: str = "ws_demo") -> ChatDriver:
+    def at_paste_step(self, workspace: str = OWN) -> ChatDriver:
         user = self.user()
         reach_paste_step(user, workspace)
         return user
@@ -259,7 +267,7 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
                                   "the restarted bot to poll")
     openai.register(held, "valid")
     wait_reply(held_user, "You're done", timeout=20)
-    state = run.stack.sandbox.doubletick.workspace("ws_demo")
+    state = run.stack.sandbox.doubletick.workspace(own_workspace(held_user))
     assert state is not None and state.key_sha256 == sha256(held)  # opened by the new process
 
 

@@ -62,6 +62,8 @@ async def test_a_link_label_or_name_holding_a_key_is_never_stored(sessions: Sess
         with pytest.raises(HandoffError) as refused:
             await service.create("ws_acme", via="bot", **{field: f"Ana {KEY}"})
         assert KEY[8:] not in str(refused.value)
+    with pytest.raises(HandoffError, match="workspace_id"):
+        await service.create(KEY[:64], via="api")
     assert await service.open_links(None) == []
 
 
