@@ -42,6 +42,7 @@ from tests.e2e.leaks import (
 )
 from tests.e2e.pasting import (
     OWN,
+    bot_texts,
     fresh_key,
     fresh_secret,
     own_workspace,
@@ -243,6 +244,17 @@ def _delete_first_variants(run: CanaryRun) -> None:
         wait_reply(group, "I deleted a message" if can_delete else "can't delete it")
 
 
+def _commands_carrying_keys(run: CanaryRun) -> None:
+    """Key text as a command's argument (issue 10): deleted, refused, never stored, never echoed."""
+    user = run.user()
+    user.send("/start")
+    user.wait_guide("Connect DoubleTick to OpenAI")
+    for count, command in enumerate(("/restart", "/status", "/handoff ws_demo", "/start"), start=1):
+        user.send(f"{command} {run.canary(f'command:{command}', None)}")
+        user.wait_for(lambda n=count: sum("held a secret key" in t for t in bot_texts(user)) >= n or None,
+                      what=f"the refusal of {command}")
+
+
 def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
     """SIGKILL while one key waits sealed in the outbox and another is with OpenAI; the sealed one survives."""
     openai = run.stack.sandbox.openai
@@ -377,6 +389,7 @@ def test_no_key_plaintext_is_written_anywhere(run: CanaryRun) -> None:
     _not_openai_keys(run)
     _mini_app(run)
     _delete_first_variants(run)
+    _commands_carrying_keys(run)
     _crash_with_a_sealed_key_and_one_in_flight(run)
     run.stack.drivers[0].wait_idle()
     run.stack.bot.stop()  # graceful: drains pipelines, closes the database
