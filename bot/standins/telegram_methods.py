@@ -62,6 +62,8 @@ class MethodHost(Protocol):
 
     settings: Settings
 
+    def now(self) -> float: ...
+
     def changed(self, world: BotWorld | None = None) -> None: ...
 
     def next_webhook_generation(self) -> int: ...
@@ -82,18 +84,28 @@ def chat_id_of(req: ApiRequest) -> int | None:
     return to_integer(raw) if raw and raw.lstrip("-").isdigit() else None
 
 
-def _chat(ctx: MethodContext, req: ApiRequest) -> ChatRecord:
-    """``check_chat``: the bot only knows chats whose users wrote to it (or groups it is in)."""
+def _chat(ctx: MethodContext, req: ApiRequest, *, write: bool = True) -> ChatRecord:
+    """``check_chat``: the bot only knows chats whose users wrote to it (or groups it is in).
+
+    ``check_chat_access``: writing to a basic group that was upgraded fails with the new id in
+    ``parameters.migrate_to_chat_id`` (https://core.telegram.org/bots/api#responseparameters: "The
+    group has been migrated to a supergroup with the specified identifier"). The server checks this
+    for sends and deletes; the stand-in also refuses edits there (stricter: the old group is dead).
+    """
     raw = req.arg("chat_id")
     if not raw:
         raise bad_request("chat_id is empty")
     chat = ctx.world.chats.get(to_integer(raw)) if raw.lstrip("-").isdigit() else None
     if chat is None:
         raise bad_request("chat not found")
+    if write and chat.migrated_to is not None:
+        raise ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                       {"migrate_to_chat_id": chat.migrated_to})
     return chat
 
 
 def _writable(chat: ChatRecord) -> None:
+    """USER_IS_BLOCKED -> 403 "Forbidden: bot was blocked by the user" (Client.cpp error mapping)."""
     if chat.blocked:
         raise ApiError(403, "Forbidden: bot was blocked by the user")
 
@@ -171,6 +183,7 @@ def _editable(ctx: MethodContext, req: ApiRequest) -> tuple[ChatRecord, StoredMe
             raise bad_request("message identifier is not specified")
         raise bad_request("MESSAGE_ID_INVALID")  # the stand-in has no inline messages
     chat = _chat(ctx, req)
+    _writable(chat)  # a blocked user's chat takes no edits either (the stand-in's stricter reading)
     message = _message(chat, req, "message to edit")
     if not message.from_bot:
         raise bad_request("message can't be edited")
@@ -261,7 +274,7 @@ def delete_messages(ctx: MethodContext, req: ApiRequest) -> Any:
 def answer_callback_query(ctx: MethodContext, req: ApiRequest) -> Any:
     query = ctx.world.callback_queries.get(req.arg("callback_query_id"))
     timeout = ctx.fake.settings.callback_answer_timeout_s
-    if query is None or query.answered or time.monotonic() - query.created_monotonic > timeout:
+    if query is None or query.answered or ctx.fake.now() - query.created_monotonic > timeout:
         raise bad_request(QUERY_INVALID)
     if len(req.arg("text")) > 200:
         raise bad_request("MESSAGE_TOO_LONG")
@@ -356,7 +369,7 @@ def send_document(ctx: MethodContext, req: ApiRequest) -> Any:
 
 
 def get_chat(ctx: MethodContext, req: ApiRequest) -> Any:
-    return _chat(ctx, req).full_info()
+    return _chat(ctx, req, write=False).full_info()  # AccessRights::Read: an upgraded group still reads
 
 
 def send_chat_action(ctx: MethodContext, req: ApiRequest) -> Any:
@@ -480,7 +493,7 @@ def get_my_short_description(ctx: MethodContext, req: ApiRequest) -> Any:
 
 
 def set_chat_menu_button(ctx: MethodContext, req: ApiRequest) -> Any:
-    chat_id = _chat(ctx, req).id if req.has("chat_id") else None
+    chat_id = _chat(ctx, req, write=False).id if req.has("chat_id") else None
     button = req.json_arg("menu_button", "menu button") or {"type": "default"}
     if not isinstance(button, dict) or button.get("type") not in ("commands", "web_app", "default"):
         raise bad_request("can't parse menu button: unsupported type")
@@ -494,7 +507,7 @@ def set_chat_menu_button(ctx: MethodContext, req: ApiRequest) -> Any:
 
 
 def get_chat_menu_button(ctx: MethodContext, req: ApiRequest) -> Any:
-    chat_id = _chat(ctx, req).id if req.has("chat_id") else None
+    chat_id = _chat(ctx, req, write=False).id if req.has("chat_id") else None
     buttons = ctx.world.menu_buttons
     return buttons.get(chat_id) or buttons.get(None) or {"type": "commands"}
 

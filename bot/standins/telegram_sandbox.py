@@ -122,6 +122,7 @@ def sandbox_routes(fake: FakeTelegram) -> list[Route]:
         Route("/_sandbox/press_button", _post(fake.press_button), methods=["POST"]),
         Route("/_sandbox/block", _post(fake.block), methods=["POST"]),
         Route("/_sandbox/chat_config", _post(fake.configure_chat), methods=["POST"]),
+        Route("/_sandbox/migrate", _post(fake.migrate_group), methods=["POST"]),
         Route("/_sandbox/age", _post(fake.age_message), methods=["POST"]),
         Route("/_sandbox/config", _post(fake.configure), methods=["POST"]),
         Route("/_sandbox/reset", _post(reset), methods=["POST"]),

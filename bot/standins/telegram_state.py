@@ -8,16 +8,16 @@ writes for leaked keys, and the stand-in holds pasted keys in memory only.
 
 Token rules follow tdlib/telegram-bot-api ClientManager.cpp (a token is ``<bot id>:<secret>``; a
 malformed one is "Unauthorized: invalid token specified") and the cloud API's plain "Unauthorized"
-for unknown tokens. Flood control follows https://core.telegram.org/bots/faq#my-bot-is-hitting-limits
-("avoid sending more than one message per second" per chat; 429 with ``parameters.retry_after``,
-https://core.telegram.org/bots/api#responseparameters).
+for unknown tokens. Flood control (``telegram_flood``, on by default) follows
+https://core.telegram.org/bots/faq#my-bot-is-hitting-limits ("avoid sending more than one message per
+second" per chat, 20/min per group, ~30/s per bot, short bursts allowed; 429 with
+``parameters.retry_after``, https://core.telegram.org/bots/api#responseparameters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import random
 import re
 import threading
@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from bot.standins.telegram_delivery import Notifier, WebhookDispatcher, get_updates
+from bot.standins.telegram_flood import FloodControl
 from bot.standins.telegram_methods import METHODS, Described, MethodContext, chat_id_of
 from bot.standins.telegram_request import (
     ApiError,
@@ -56,7 +57,6 @@ from bot.standins.telegram_world import (
 __all__ = ["FakeTelegram", "SandboxError"]
 
 _TOKEN = re.compile(r"^([1-9]\d{0,15}):([A-Za-z0-9_-]+)$")
-_SEND_METHODS = frozenset({"sendmessage", "sendphoto", "senddocument"})
 _LIFETIME_S = {"message": 86400.0, "edited_message": 86400.0, "my_chat_member": 86400.0,
                "callback_query": 150.0}  # Client.cpp add_update timeouts
 
@@ -80,8 +80,12 @@ class FakeTelegram:
         bot_username: str = "DoubleTickOnboardingBot",
         bot_first_name: str = "DoubleTick Onboarding",
         settings: Settings | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # Flood control and callback-query age read this clock (monotonic seconds); a test may pass
+        # a settable one to make both deterministic. Message dates stay on the wall clock.
+        self.clock: Callable[[], float] = clock or time.monotonic
         self.notifier = Notifier()
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
@@ -102,7 +106,7 @@ class FakeTelegram:
         self._files: dict[str, tuple[str, Any]] = {}
         self._calls: list[CallRecord] = []
         self._fail_next: dict[str, deque[dict[str, Any]]] = {}
-        self._flood: dict[tuple[int, int], deque[float]] = {}
+        self._flood = FloodControl()
 
     # --- loop and change propagation -------------------------------------------------------------
 
@@ -124,6 +128,10 @@ class FakeTelegram:
     def next_webhook_generation(self) -> int:
         self._webhook_generations += 1
         return self._webhook_generations
+
+    def now(self) -> float:
+        """The injectable clock (flood control, callback-query age)."""
+        return self.clock()
 
     def owns(self, world: BotWorld) -> bool:
         return self._bots.get(world.me.id) is world
@@ -225,16 +233,7 @@ class FakeTelegram:
             parameters = {"retry_after": int(retry_after)} if retry_after is not None else None
             raise ApiError(int(fault.get("error_code", 500)),
                            str(fault.get("description", "Internal Server Error")), parameters)
-        limit = self.settings.flood_limit_per_chat_per_s
-        if limit and req.method in _SEND_METHODS and record.chat_id is not None:
-            now = time.monotonic()
-            window = self._flood.setdefault((world.me.id, record.chat_id), deque())
-            while window and now - window[0] >= 1.0:
-                window.popleft()
-            if len(window) >= limit:
-                wait = max(1, math.ceil(1.0 - (now - window[0])))
-                raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
-            window.append(now)
+        self._flood.check(self.settings, world.me.id, req.method, record.chat_id, self.clock())
 
     def _finish(self, record: CallRecord, error: ApiError | None) -> None:
         with self.lock:
@@ -311,6 +310,8 @@ class FakeTelegram:
             chat = self._chat(world, user, chat_id, chat_type)
             if chat.blocked:
                 raise SandboxError(409, "the user blocked the bot; POST /_sandbox/block blocked=false first")
+            if chat.migrated_to is not None:
+                raise SandboxError(409, f"the group was upgraded; it is now chat {chat.migrated_to}")
             now = int(time.time())
             message = StoredMessage(chat.take_message_id(), chat.id, user, False, now, time.monotonic(),
                                     reply_to_message_id=reply_to_message_id)
@@ -372,7 +373,7 @@ class FakeTelegram:
                 {"chat": chat.to_api(), "message_id": message_id, "date": 0}  # InaccessibleMessage
             query_id = random_numeric_id()
             world.callback_queries[query_id] = CallbackQueryRecord(query_id, user_id, chat.id, message_id,
-                                                                   time.monotonic())
+                                                                   self.clock())
             payload = {"id": query_id, "from": user.to_api(), "message": shown,
                        "chat_instance": chat.chat_instance, "data": data}
             update = self._enqueue(world, "callback_query", payload, chat.id, ("callback", user_id), query_id)
@@ -429,6 +430,39 @@ class FakeTelegram:
                 raise SandboxError(404, f"chat {chat_id} does not exist; send a message there first")
             chat.bot_can_delete = bot_can_delete
             return {"chat_id": chat_id, "bot_can_delete": bot_can_delete}
+
+    def migrate_group(self, chat_id: int, user_id: int, *, bot_id: int | None = None) -> dict[str, Any]:
+        """A member upgrades basic group ``chat_id`` to a supergroup; returns the new chat id.
+
+        As on Telegram (https://core.telegram.org/bots/api#message ``migrate_to_chat_id`` /
+        ``migrate_from_chat_id``): the supergroup gets a new ``-100...`` id, the old group receives a
+        service message with ``migrate_to_chat_id`` and the new one with ``migrate_from_chat_id``, and
+        from then on writes to the old id fail with "Bad Request: group chat was upgraded to a
+        supergroup chat" and ``parameters.migrate_to_chat_id`` (Client.cpp ``check_chat_access``).
+        """
+        with self.lock:
+            world = self._world(bot_id)
+            old = world.chats.get(chat_id)
+            if old is None:
+                raise SandboxError(404, f"chat {chat_id} does not exist; send a message there first")
+            if old.type != "group" or old.migrated_to is not None:
+                raise SandboxError(409, "only a basic group that was not migrated yet can be upgraded")
+            user = self._person(user_id, None, None, None)
+            new_id = -(10**12 + abs(chat_id))
+            new = ChatRecord(new_id, "supergroup", random_numeric_id(), title=old.title,
+                             bot_can_delete=old.bot_can_delete)
+            world.chats[new_id] = new
+            old.migrated_to = new_id
+            now, moment = int(time.time()), time.monotonic()
+            notes = ((old, {"migrate_to_chat_id": new_id}), (new, {"migrate_from_chat_id": chat_id}))
+            updates: list[int | None] = []
+            for chat, service in notes:
+                message = StoredMessage(chat.take_message_id(), chat.id, user, False, now, moment,
+                                        service=service)
+                chat.messages[message.message_id] = message
+                update = self._enqueue(world, "message", message.to_api(chat), chat.id, ("chat", chat.id))
+                updates.append(self._update_id(update))
+            return {"chat_id": chat_id, "migrate_to_chat_id": new_id, "update_ids": updates}
 
     def age_message(self, chat_id: int, message_id: int, seconds: float, *,
                     bot_id: int | None = None) -> dict[str, Any]:

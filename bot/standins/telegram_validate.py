@@ -5,7 +5,8 @@ upper-case command, a secret token with a "."); keeping them together makes the 
 audit.
 
 Followed: https://core.telegram.org/bots/api#inlinekeyboardbutton (callback_data 1-64 *bytes*,
-copy_text 1-256, exactly one optional field), #setmycommands / #botcommand (1-32 chars of
+copy_text 1-256, exactly one optional field, ``url`` "HTTP or tg:// URL" checked and normalised as
+TDLib does in ``telegram_links``), #setmycommands / #botcommand (1-32 chars of
 ``[a-z0-9_]``, description 1-256, at most 100), #setwebhook (secret_token 1-256 of ``A-Za-z0-9_-``,
 max_connections 1-100), #getupdates (allowed_updates), #sendchataction. Error wording from
 tdlib/telegram-bot-api Client.cpp where it exists ("secret token contains unallowed characters",
@@ -19,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from bot.standins.telegram_links import check_link
 from bot.standins.telegram_request import ApiRequest, bad_request
 
 __all__ = [
@@ -51,11 +53,18 @@ CHAT_ACTIONS = frozenset({
 _BUTTON_KINDS = ("url", "callback_data", "copy_text", "web_app", "login_url", "switch_inline_query",
                  "switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "callback_game",
                  "pay")
-_URL = re.compile(r"^(?:(?:https?|tg)://\S+|[\w-]+(?:\.[\w-]+)+(?:[/?#]\S*)?)$", re.IGNORECASE)
 _COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]*$")
 _SCOPES = {"default": (), "all_private_chats": (), "all_group_chats": (), "all_chat_administrators": (),
            "chat": ("chat_id",), "chat_administrators": ("chat_id",), "chat_member": ("chat_id", "user_id")}
+
+
+def _checked(url: str, what: str, *, http_only: bool = False, https_only: bool = False) -> str:
+    """TDLib's link check (``telegram_links``): the URL Telegram stores, or its 400."""
+    try:
+        return check_link(url, what, http_only=http_only, https_only=https_only)
+    except ValueError as error:
+        raise bad_request(str(error)) from None
 
 
 def _button(raw: Any) -> dict[str, Any]:
@@ -77,16 +86,19 @@ def _button(raw: Any) -> dict[str, Any]:
         if not isinstance(value, str) or not 1 <= len(value.encode("utf-8")) <= 64:
             raise bad_request("BUTTON_DATA_INVALID")
     elif kind == "url":
-        if not isinstance(value, str) or not _URL.match(value):
-            raise bad_request("BUTTON_URL_INVALID")
+        if not isinstance(value, str):
+            raise bad_request(prefix + 'Field "url" must be of type String')
+        value = _checked(value, "inline keyboard button")
     elif kind == "copy_text":
         text = value.get("text") if isinstance(value, dict) else None
         if not isinstance(text, str) or not 1 <= len(text) <= 256:
             raise bad_request("BUTTON_COPY_TEXT_INVALID")
     elif kind in ("web_app", "login_url"):
         url = value.get("url") if isinstance(value, dict) else None
-        if not isinstance(url, str) or not url.lower().startswith("https://"):
-            raise bad_request("BUTTON_URL_INVALID")
+        if not isinstance(url, str):
+            raise bad_request(prefix + 'Can\'t find field "url"')
+        what = "inline keyboard button Web App" if kind == "web_app" else "inline keyboard button login"
+        value = {**value, "url": _checked(url, what, http_only=True, https_only=True)}
     return {"text": raw["text"], kind: value}
 
 

@@ -89,6 +89,7 @@ class StoredMessage:
     reply_to_message_id: int | None = None
     edit_date: int | None = None
     edits: int = 0
+    service: dict[str, Any] | None = None  # service fields such as migrate_to_chat_id
     deleted: bool = False
     deleted_at_monotonic: float | None = None
 
@@ -98,6 +99,8 @@ class StoredMessage:
                                "chat": chat.to_api(), "date": self.date}
         if self.forward_origin:
             out["forward_origin"] = self.forward_origin
+        if self.service:
+            out.update(self.service)
         if self.protect_content:
             out["has_protected_content"] = True
         if self.edit_date:
@@ -152,6 +155,7 @@ class ChatRecord:
     title: str | None = None
     bot_can_delete: bool = False
     blocked: bool = False
+    migrated_to: int | None = None  # a basic group upgraded to this supergroup id
     next_message_id: int = 1
     messages: dict[int, StoredMessage] = field(default_factory=dict)
 
@@ -259,9 +263,24 @@ class WebhookState:
 
 @dataclass
 class Settings:
-    """Knobs a test may turn; defaults are the stand-in's normal behaviour."""
+    """Knobs a test may turn; defaults are the stand-in's normal behaviour (as strict as Telegram).
 
-    flood_limit_per_chat_per_s: int | None = None
+    Flood control (``telegram_flood``) is on by default, from https://core.telegram.org/bots/faq
+    ("My bot is hitting limits"): about 1 message/s per chat, 20/min per group, about 30/s per bot,
+    each with a burst allowance ("We may allow short bursts that go over this limit"). A test that
+    needs it off sets ``flood_control=False`` and says why.
+    """
+
+    flood_control: bool = True
+    flood_chat_per_s: float = 1.0
+    flood_chat_burst: int = 10
+    flood_group_per_min: float = 20.0
+    flood_group_burst: int = 20
+    flood_bot_per_s: float = 30.0
+    flood_bot_burst: int = 30
+    # After this, answerCallbackQuery gets QUERY_ID_INVALID -> "query is too old and response timeout
+    # expired or query ID is invalid" (Client.cpp). The Bot API (#answercallbackquery) documents no
+    # number; ~15 s is what bots observe (telegraf/telegraf#1839: "15 seconds or more").
     callback_answer_timeout_s: float = 15.0
     webhook_max_attempts: int = 8
     webhook_retry_initial_s: float = 0.2

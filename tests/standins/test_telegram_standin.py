@@ -27,7 +27,7 @@ from telegram import (
     LinkPreviewOptions,
     Update,
 )
-from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes
 
 from bot.standins.server import BackgroundServer
@@ -409,18 +409,6 @@ async def test_forged_and_expired_callback_queries(fake: FakeTelegram, bot: Bot)
 
 
 # --- limits and faults -----------------------------------------------------------------------------------
-
-
-async def test_flood_control_is_parsed_by_ptb_as_retry_after(fake: FakeTelegram, bot: Bot) -> None:
-    fake.send(USER, "hi")
-    fake.configure(flood_limit_per_chat_per_s=2)
-    await bot.send_message(USER, "1")
-    await bot.send_message(USER, "2")
-    with pytest.raises(RetryAfter) as flood:
-        await bot.send_message(USER, "3")
-    assert flood.value.retry_after in (1, 1.0) or flood.value.retry_after.total_seconds() == 1
-    rejected = fake.calls(method="sendMessage")[-1]
-    assert (rejected["ok"], rejected["error_code"]) == (False, 429)
 
 
 async def test_fail_next_injects_one_error(fake: FakeTelegram, bot: Bot) -> None:
