@@ -17,6 +17,7 @@ import httpx
 __all__ = ["ChatDriver", "plain_text"]
 
 TAG = re.compile(r"<[^>]+>")
+RETRY_AFTER = re.compile(r"^Too Many Requests: retry after (\d+)")
 
 
 def plain_text(text: str) -> str:
@@ -136,14 +137,23 @@ class ChatDriver:
                                   plain_text(g.get("text") or "").lower() and g, timeout, f"guide with {contains!r}"))
 
     def wait_idle(self, quiet: float = 0.4, timeout: float = 10.0) -> None:
-        """Wait until the bot has made no Bot API call for ``quiet`` seconds."""
+        """Wait until the bot has made no Bot API call for ``quiet`` seconds.
+
+        After a 429 the bot is rightly pausing for ``retry_after`` seconds (the stand-in's flood control
+        is on by default), so the quiet period then starts only after that pause: a flood wait is not
+        an idle bot.
+        """
         deadline = time.monotonic() + timeout
-        last = len(self.calls())
-        calm_since = time.monotonic()
+        seen = self.calls()
+        seq = seen[-1]["seq"] if seen else 0
+        calm_since, needed = time.monotonic(), quiet
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            now = len(self.calls())
-            if now != last:
-                last, calm_since = now, time.monotonic()
-            elif time.monotonic() - calm_since >= quiet:
+            fresh = self.calls(since=seq)
+            if fresh:
+                seq, calm_since = fresh[-1]["seq"], time.monotonic()
+                pauses = [int(found.group(1)) for call in fresh
+                          if (found := RETRY_AFTER.search(call.get("description") or ""))]
+                needed = quiet + max(pauses, default=0)
+            elif time.monotonic() - calm_since >= needed:
                 return

@@ -476,8 +476,14 @@ class FakeTelegram:
             return {"message_id": message_id, "date": message.date}
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change settings (see ``Settings``); ``fail_next`` takes one fault dict or a list of them."""
+        """Change settings (see ``Settings``); ``fail_next`` takes one fault dict or a list of them.
+
+        ``clear_fail_next=True`` first drops every queued fault (a test that queued "enough" failures
+        to hold a window open ends the window when it chooses, not when the count runs out).
+        """
         with self.lock:
+            if changes.pop("clear_fail_next", False):
+                self._fail_next.clear()
             faults = changes.pop("fail_next", None)
             known = {f.name for f in dataclasses.fields(Settings)}
             unknown = set(changes) - known

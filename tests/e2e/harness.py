@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,12 @@ class Stack:
     next_user: int = 5000
 
     @classmethod
-    def start(cls, folder: Path, database_url: str, **env: Any) -> Stack:
+    def start(cls, folder: Path, database_url: str, telegram: dict[str, Any] | None = None,
+              **env: Any) -> Stack:
+        """Stand-ins plus the bot; ``telegram`` changes the Telegram stand-in's ``Settings`` first."""
         sandbox = Sandbox().start()
+        if telegram:
+            sandbox.telegram.configure(**telegram)
         bot = BotProcess(sandbox.bot_environment(database_url, **env), folder / "bot.log")
         bot.start()
         stack = cls(sandbox, bot)
@@ -112,8 +117,11 @@ class Stack:
         self.sandbox.doubletick.configure(workspaces={f"ws_u{driver.user_id}": f"Workspace of {driver.user_id}"})
         return driver
 
-    def restart_bot(self) -> None:
+    def restart_bot(self, while_down: Callable[[], object] | None = None) -> None:
+        """Kill the bot, run ``while_down`` (e.g. change the stand-ins), start it, wait until it polls."""
         self.bot.kill()
+        if while_down is not None:
+            while_down()
         calls_before = len(self.drivers[0].calls("getUpdates"))
         self.bot.start()
         self.drivers[0].wait_for(lambda: len(self.drivers[0].calls("getUpdates")) > calls_before, 60,
