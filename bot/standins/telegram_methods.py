@@ -13,7 +13,9 @@ there"), #deletemessages ("If some of the specified messages can't be found, the
 #deletewebhook, #getwebhookinfo, #setmycommands, #getmycommands, #deletemycommands,
 #setmydescription, #setmyshortdescription, #setchatmenubutton. Error wording from tdlib/telegram-bot-api
 Client.cpp (``check_message`` "... not found", ``process_delete_message_query``, MESSAGE_NOT_MODIFIED,
-QUERY_ID_INVALID, MESSAGE_DELETE_FORBIDDEN mappings in ``fail_query_with_error``).
+QUERY_ID_INVALID, MESSAGE_DELETE_FORBIDDEN, USER_IS_BLOCKED mappings in ``fail_query_with_error``;
+``check_chat_access`` "group chat was upgraded to a supergroup chat" + ``migrate_to_chat_id``). Flood
+control runs before any method (``telegram_flood``).
 """
 
 from __future__ import annotations
