@@ -87,6 +87,11 @@ class FaultyBot:
 
     def __init__(self, folder: Path, **settings: Any) -> None:
         self.sandbox = Sandbox().start()
+        # The stand-in's flood control is off here: these tests schedule every 429 themselves and drive a
+        # chat at machine speed (the whole guide in milliseconds), so the per-chat limit (1/s after a burst
+        # of 10) would add unscheduled 429s and make each schedule's outcome depend on timing
+        # (e.g. test_a_quick_deletion_says_nothing_extra saw its delete flood-waited past the 1 s notice).
+        self.sandbox.telegram.configure(flood_control=False)
         url = f"sqlite+aiosqlite:///{folder / 'bot.db'}"
         asyncio.run(upgrade(url))
         env = self.sandbox.bot_environment(url, key_submissions_per_user_per_hour=100_000,
