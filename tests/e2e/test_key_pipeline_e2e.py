@@ -46,8 +46,8 @@ def _start(tmp: pytest.TempPathFactory, name: str, backend: str = "sqlite", **en
     # paste step far faster than a person, so the stand-in's per-chat limit (1/s after a burst of 10)
     # answers the key's deleteMessage and the step edits with 429s; the bot then gives up deleting
     # after three tries (issue 9 item 3) or drops a verified key when an edit's retries run out (item 1).
-    # Remove this once the delete retry and independent effects are in (tests/e2e/test_guide_e2e.py
-    # already runs with the limiter on).
+    # The delete retry and independent effects have since landed on main: remove this once a run of this
+    # module with the limiter on is green (tests/e2e/test_guide_e2e.py already runs with it on).
     return Stack.start(folder, new_database_url(backend, folder), telegram={"flood_control": False}, **env)
 
 
