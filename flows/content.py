@@ -93,8 +93,8 @@ REQUIRED_NOTICES = (
     "invitation_accepted", "invitation_already_connected", "invitation_expired", "invitation_revoked",
     "invitation_used", "invitation_unknown",
 )
-REQUIRED_REPLIES = ("help", "privacy", "cancelled", "disconnected", "group_redirect", "group_deleted",
-                    "group_cannot_delete", "forwarded_original")
+REQUIRED_REPLIES = ("help", "privacy", "cancelled", "cancelled_still_connected", "disconnected", "group_redirect",
+                    "group_deleted", "group_cannot_delete", "forwarded_original")
 MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "submit", "what_happens", "empty",
                  "checking", "done", "held", "problem", "expired", "not_at_paste_step", "rate_limited",
                  "unavailable", "network", "open_in_telegram")

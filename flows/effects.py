@@ -34,6 +34,7 @@ class Reply:
     """A separate informational message (help, privacy, goodbye)."""
 
     text: str  # content key
+    params: Mapping[str, str] = field(default_factory=dict)  # placeholders of that text (escaped when shown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,14 +96,10 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
         case ev.Started():
             return _on_start(conv, policy, now)
         case ev.RestartAsked():
-            fresh_start = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
-                                       bound_via=conv.bound_via, bound_at=conv.bound_at,
-                                       connected=conv.connected, key_last_four=conv.key_last_four,
-                                       key_family=conv.key_family, attempt=conv.attempt,
-                                       step_entered_at=now)
+            fresh_start = _keep_connection(conv, now)
             return Transition(fresh_start, (fx.Render(fresh=True, notice="restarted"),))
         case ev.CancelAsked():
-            return Transition(Conversation(step_entered_at=now), (fx.Forget(), fx.Reply("cancelled")))
+            return _on_cancel(conv, now)
         case ev.HelpAsked():
             return Transition(conv, (fx.Reply("help"), fx.Render(fresh=True)))
         case ev.PrivacyAsked():
@@ -163,12 +159,45 @@ def _on_start(conv: Conversation, policy: Policy, now: float) -> Transition:
     return _show(conv, notice="welcome_back")
 
 
+def _keep_connection(conv: Conversation, now: float) -> Conversation:
+    """A fresh guide that still knows the workspace and the key live there (for /restart, /cancel)."""
+    return Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
+                        bound_via=conv.bound_via, bound_at=conv.bound_at, connected=conv.connected,
+                        key_last_four=conv.live_last_four,
+                        key_family=conv.live_family, connected_last_four=conv.live_last_four,
+                        connected_family=conv.live_family, attempt=conv.attempt, step_entered_at=now)
+
+
+def _on_cancel(conv: Conversation, now: float) -> Transition:
+    """Forget the progress. A connected workspace stays connected (cancelling a guide must not cut off
+    DoubleTick's GPT features), so the bot keeps only that fact, says so, and /disconnect still works."""
+    if not conv.connected:
+        return Transition(Conversation(step_entered_at=now), (fx.Forget(), fx.Reply("cancelled")))
+    kept = _keep_connection(conv, now).with_(step=Step.CONNECTED)
+    params = {"last_four": conv.live_last_four or "????"}
+    return Transition(kept, (fx.Audit("cancelled_while_connected"),
+                             fx.Reply("cancelled_still_connected", params)))
+
+
+def _revoke_reminder(conv: Conversation) -> tuple[str | None, dict[str, str]]:
+    """After a new key goes live over a connected one (by /replace, or after /restart), name the old key."""
+    old = conv.live_last_four
+    if not old:
+        return None, {}
+    return "revoke_old_key", {"old_last_four": old}
+
+
+def _went_live(conv: Conversation) -> Conversation:
+    """The candidate is now the connected key."""
+    return conv.with_(connected=True, replacing=False, connected_last_four=conv.key_last_four,
+                      connected_family=conv.key_family)
+
+
 def _on_replace(conv: Conversation, now: float) -> Transition:
     if not conv.connected:
         return _show(conv, notice="nothing_to_replace")
     return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="replace_intro",
-               notice_params={"last_four": conv.key_last_four or "????"},
-               replacing=True, previous_last_four=conv.key_last_four)
+               notice_params={"last_four": conv.live_last_four or "????"}, replacing=True)
 
 
 def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: float) -> Transition:
@@ -198,8 +227,9 @@ def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: 
                 chosen[choice.records[0]] = choice.records[1]
             moved = conv.with_(choices=chosen)
             target = choice.goes_to or next_step(moved, policy)
-            if target == Step.CONNECTED:
-                return _go(moved, target, now, connected=True)
+            if target == Step.CONNECTED:  # "Done, it says Connected": the user connected it themselves
+                notice, params = _revoke_reminder(moved)
+                return _go(_went_live(moved), target, now, notice=notice, notice_params=params)
             if target in LINK_REMINDER_STEPS and _needs_invitation(moved, policy):
                 return _go(moved, target, now, notice="link_needed_before_key")
             return _go(moved, target, now)
@@ -237,9 +267,8 @@ def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now:
     moved = conv.with_(step=Step.VERIFYING, attempt=attempt, key_last_four=pasted.key.last_four,
                        key_family=pasted.kind, problem=None, problem_detail=None, help_shown=False,
                        replacing=replacing, key_via="miniapp" if event.via_miniapp else "chat",
-                       previous_last_four=conv.key_last_four if replacing and conv.step == Step.CONNECTED
-                       else conv.previous_last_four,
-                       step_entered_at=now)
+                       connected_last_four=conv.live_last_four,
+                       connected_family=conv.live_family, step_entered_at=now)
     params = {"warning": pasted.shape_warning} if pasted.shape_warning else {}
     return Transition(moved, (fx.Render(fresh=True, notice=notice, notice_params=params),
                               fx.Verify(attempt, conv.workspace_id)))
@@ -264,7 +293,7 @@ def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Poli
     audit = fx.Audit("verified", {"outcome": outcome.value})
     if outcome == VerificationOutcome.VALID:
         if event.already_connected:
-            return _go(conv, Step.CONNECTED, now, connected=True, notice="already_connected")
+            return _go(_went_live(conv), Step.CONNECTED, now, notice="already_connected")
         if policy.auto_connect and conv.workspace_id:
             moved = _go(conv, Step.CONNECTING, now)
             return Transition(moved.conversation, (audit, *moved.effects,
@@ -292,10 +321,8 @@ def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Pol
     outcome = event.result.outcome
     audit = fx.Audit("connection", {"outcome": outcome.value})
     if outcome == ConnectionOutcome.CONNECTED:
-        notice = "revoke_old_key" if conv.replacing and conv.previous_last_four else None
-        params = {"old_last_four": conv.previous_last_four or ""}
-        moved = _go(conv, Step.CONNECTED, now, notice=notice, notice_params=params, connected=True,
-                    replacing=False)
+        notice, params = _revoke_reminder(conv)
+        moved = _go(_went_live(conv), Step.CONNECTED, now, notice=notice, notice_params=params)
         return Transition(moved.conversation, (audit, fx.RecordKey("connected", connected=True),
                                                *moved.effects))
     if outcome == ConnectionOutcome.NOT_CONFIGURED:
@@ -350,7 +377,8 @@ def _on_invitation(conv: Conversation, event: ev.InvitationRedeemed, now: float)
                        bound_via=event.via, bound_at=event.bound_at if event.bound_at is not None else now)
     if event.already_connected and not bound.connected:
         return _go(bound, Step.CONNECTED, now, fresh=True, notice="invitation_already_connected",
-                   connected=True, key_last_four=event.connected_last_four, key_family=None)
+                   connected=True, key_last_four=event.connected_last_four, key_family=None,
+                   connected_last_four=event.connected_last_four, connected_family=None)
     if bound.step == Step.INVITATION_NEEDED:
         return _go(bound, Step.PASTE_KEY, now, fresh=True, notice="invitation_accepted")
     welcome = "invitation_welcome" if bound.step == Step.WELCOME else "invitation_welcome_back"

@@ -22,9 +22,13 @@ class Conversation:
     problem: str | None = None  # an inspection kind or a verification/connection outcome
     problem_detail: str | None = None  # e.g. the missing scope, OpenAI's masked echo, a provider
     help_shown: bool = False
+    # The key in hand: the one being checked, connected or last refused (the candidate).
     key_last_four: str | None = None
     key_family: str | None = None
-    previous_last_four: str | None = None  # the key being replaced, to remind the user to revoke it
+    # The key live at DoubleTick, kept apart from the candidate: a failed /replace must never make
+    # the bot name the refused key as the one to replace, disconnect or revoke (issue 11 item 1).
+    connected_last_four: str | None = None
+    connected_family: str | None = None
     replacing: bool = False
     workspace_id: str | None = None
     workspace_name: str | None = None
@@ -37,6 +41,19 @@ class Conversation:
     resume_step: Step | None = None  # where "keep it" returns to from the disconnect question
     step_entered_at: float = 0.0  # unix seconds
     key_via: str = "chat"  # where the key being checked came from: "chat" (a deleted message) or "miniapp"
+
+    @property
+    def live_last_four(self) -> str | None:
+        """Last four of the connected key; rows saved before the split kept it in ``key_last_four``."""
+        if not self.connected:
+            return None
+        return self.connected_last_four or self.key_last_four
+
+    @property
+    def live_family(self) -> str | None:
+        if not self.connected:
+            return None
+        return self.connected_family or (self.key_family if not self.connected_last_four else None)
 
     def with_(self, **changes: Any) -> Conversation:
         return replace(self, **changes)

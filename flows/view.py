@@ -115,6 +115,7 @@ def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
         "retention_days": settings.retention_days,
         "support": settings.support_url or settings.support_contact,
         "last_four": conv.key_last_four or "????",
+        "connected_last_four": conv.live_last_four or "????",
         "detail": shorten_third_party(conv.problem_detail or ""),
         **settings.extra,
     })
@@ -185,9 +186,10 @@ def render_problem(name: str, content: Content, settings: ViewSettings, detail: 
     return _fill(content.problem(name), params)
 
 
-def render_reply(name: str, content: Content, settings: ViewSettings) -> str:
-    """A standalone informational message (help, privacy ...)."""
-    text = _fill(content.reply(name), _params(Conversation(), settings))
+def render_reply(name: str, content: Content, settings: ViewSettings,
+                 params: Mapping[str, str] | None = None) -> str:
+    """A standalone informational message (help, privacy ...); ``params`` fill its placeholders."""
+    text = _fill(content.reply(name), {**_params(Conversation(), settings), **_escaped(params or {})})
     if name == "help" and settings.requires_link:
         text += "\n\n" + _fill(content.notice("closed_help"), _params(Conversation(), settings))
     return text

@@ -292,7 +292,7 @@ class Runtime:
                 await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
                                    pressed_message_id)
             else:
-                text = render_reply(effect.text, load_content(chat.language), self.view_settings)
+                text = render_reply(effect.text, load_content(chat.language), self.view_settings, effect.params)
                 await self.messenger.send_html(chat.chat_id, text)
         except ChatUnreachable:  # blocked meanwhile: the step is saved, /start shows it again
             log.info("chat %s cannot be reached (blocked?); step saved, not shown", chat.chat_id)

@@ -69,3 +69,25 @@ def test_typed_lines_apart_are_separate_messages() -> None:
     writer.close()
     assert list(lines) == ["1"]
     reader.close()
+
+
+def _try(tmp_path: Path, lines: list[str]) -> str:
+    script = tmp_path / "lines.txt"
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "try", "--script", str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split("(bot log:", 1)[1]
+
+
+def test_a_refused_replacement_never_hides_the_live_key(tmp_path: Path) -> None:
+    """Issue 11 item 1, as a newcomer walks it: the live key …CLhr is the one named throughout."""
+    live, refused, new = DEMO_KEYS["service_account_valid"].key, DEMO_KEYS["invalid"].key, DEMO_KEYS["valid"].key
+    out = _try(tmp_path, ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", live, "/replace", refused,
+                          "/replace", "/disconnect", "/replace", new])
+    after_refusal = out.split("doesn't recognise this key", 1)[1]
+    assert "Let's replace key …CLhr" in after_refusal
+    assert "(key …CLhr)" in after_refusal
+    assert "Now revoke the old key …CLhr" in after_refusal
+    for wrong in ("Let's replace key …lSGA", "(key …lSGA)", "old key …lSGA"):
+        assert wrong not in out, wrong

@@ -367,6 +367,67 @@ def test_replace_walks_a_new_key_through_and_reminds_to_revoke_the_old_one() -> 
     assert not t.conversation.replacing
 
 
+SERVICE_KEY = "sk-svcacct-" + "Q" * 74 + "T3BlbkFJ" + "r" * 70 + "CLhr"
+REFUSED_KEY = "sk-proj-" + "Zz3dEf5hIj7lMn9pQr1t" + "T3BlbkFJ" + "Uv2xYz4bCd6fGh8jlSGA"
+
+
+def _connect(conv, key: str, policy: Policy = AUTO):
+    conv = step(conv, ev.KeyPasted(inspect_pasted_text(key)), policy).conversation
+    conv = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID)),
+                policy).conversation
+    return step(conv, ev.ConnectionFinished(conv.attempt, ConnectionResult(ConnectionOutcome.CONNECTED)), policy)
+
+
+def test_a_refused_replacement_never_takes_the_place_of_the_connected_key() -> None:
+    """Issue 11 item 1: connect …CLhr, /replace, paste a refused key …lSGA, /replace again."""
+    start = Conversation(step=Step.PASTE_KEY, workspace_id="ws")
+    live = _connect(start, SERVICE_KEY).conversation
+    assert (live.connected_last_four, live.connected_family) == ("CLhr", "service_account")
+    conv = step(live, ev.ReplaceAsked(), AUTO).conversation
+    conv = step(conv, ev.KeyPasted(inspect_pasted_text(REFUSED_KEY)), AUTO).conversation
+    invalid = VerificationResult(VerificationOutcome.INVALID, detail="sk-proj-****lSGA")
+    conv = step(conv, ev.VerificationFinished(conv.attempt, invalid), AUTO).conversation
+    assert conv.step == Step.KEY_PROBLEM and conv.key_last_four == "lSGA" and conv.live_last_four == "CLhr"
+    again = step(conv, ev.ReplaceAsked(), AUTO)
+    assert renders(again)[0].notice_params == {"last_four": "CLhr"}
+    ask = step(again.conversation, ev.DisconnectAsked(), AUTO).conversation
+    assert ask.step == Step.CONFIRM_DISCONNECT and ask.live_last_four == "CLhr"
+    done = _connect(again.conversation, KEY)
+    assert renders(done)[0].notice == "revoke_old_key"
+    assert renders(done)[0].notice_params == {"old_last_four": "CLhr"}
+    assert done.conversation.live_last_four == KEY[-4:]
+
+
+def test_a_new_key_after_restart_still_reminds_to_revoke_the_connected_one() -> None:
+    live = _connect(Conversation(step=Step.PASTE_KEY, workspace_id="ws"), SERVICE_KEY).conversation
+    restarted = step(live, ev.RestartAsked(), AUTO).conversation
+    assert restarted.step == Step.WELCOME and restarted.live_last_four == "CLhr" and not restarted.replacing
+    conv = restarted.with_(step=Step.PASTE_KEY)
+    done = _connect(conv, KEY)
+    assert renders(done)[0].notice_params == {"old_last_four": "CLhr"}
+
+
+def test_a_manually_connected_key_over_a_live_one_reminds_to_revoke_it() -> None:
+    live = _connect(Conversation(step=Step.PASTE_KEY, workspace_id="ws"), SERVICE_KEY).conversation
+    conv = step(live.with_(step=Step.PASTE_KEY), ev.KeyPasted(inspect_pasted_text(KEY)), MANUAL).conversation
+    conv = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.VALID)),
+                MANUAL).conversation
+    conv = conv.with_(step=Step.DT_PASTE_CONNECT)
+    done = press(conv, "done", MANUAL)
+    assert done.conversation.step == Step.CONNECTED and done.conversation.live_last_four == KEY[-4:]
+    assert renders(done)[0].notice_params == {"old_last_four": "CLhr"}
+
+
+def test_cancel_while_connected_keeps_the_connection_and_says_so() -> None:
+    live = _connect(Conversation(step=Step.PASTE_KEY, workspace_id="ws"), SERVICE_KEY).conversation
+    t = step(live.with_(step=Step.NAME_KEY, choices={"owner": "service"}), ev.CancelAsked(), AUTO)
+    assert fx.Forget() not in t.effects
+    assert fx.Reply("cancelled_still_connected", {"last_four": "CLhr"}) in t.effects
+    assert t.conversation.connected and t.conversation.choices == {} and t.conversation.step == Step.CONNECTED
+    ask = step(t.conversation, ev.DisconnectAsked(), AUTO)
+    assert ask.conversation.step == Step.CONFIRM_DISCONNECT
+
+
 def test_replace_without_a_connection_says_so() -> None:
     assert renders(step(Conversation(), ev.ReplaceAsked()))[0].notice == "nothing_to_replace"
 

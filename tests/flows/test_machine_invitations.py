@@ -109,8 +109,9 @@ def test_an_already_connected_workspace_is_announced_and_replace_is_offered() ->
     conv = result.conversation
     assert (conv.step, conv.connected, conv.key_last_four) == (Step.CONNECTED, True, "wxyz")
     assert notices(result) == ["invitation_already_connected"]
-    replacing = step(conv, ev.ReplaceAsked()).conversation
-    assert replacing.step == Step.PASTE_KEY and replacing.previous_last_four == "wxyz"
+    replacing = step(conv, ev.ReplaceAsked())
+    assert replacing.conversation.step == Step.PASTE_KEY and replacing.conversation.live_last_four == "wxyz"
+    assert replacing.effects[0] == fx.Render(fresh=True, notice="replace_intro", notice_params={"last_four": "wxyz"})
 
 
 def test_a_link_for_another_workspace_starts_a_fresh_guide() -> None:
