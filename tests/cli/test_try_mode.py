@@ -84,10 +84,15 @@ def test_a_refused_replacement_never_hides_the_live_key(tmp_path: Path) -> None:
     """Issue 11 item 1, as a newcomer walks it: the live key …CLhr is the one named throughout."""
     live, refused, new = DEMO_KEYS["service_account_valid"].key, DEMO_KEYS["invalid"].key, DEMO_KEYS["valid"].key
     out = _try(tmp_path, ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", live, "/replace", refused,
-                          "/replace", "/disconnect", "/replace", new])
+                          "/replace", "/disconnect", "/replace", new, "/cancel", "/disconnect"])
     after_refusal = out.split("doesn't recognise this key", 1)[1]
     assert "Let's replace key …CLhr" in after_refusal
     assert "(key …CLhr)" in after_refusal
     assert "Now revoke the old key …CLhr" in after_refusal
     for wrong in ("Let's replace key …lSGA", "(key …lSGA)", "old key …lSGA"):
         assert wrong not in out, wrong
+    # Item 6: /cancel while connected says the workspace stays connected, and /disconnect still works.
+    after_cancel = out.split("you> /cancel", 1)[1]
+    assert "stays connected to OpenAI with key …Fvyf" in after_cancel
+    assert "Disconnect OpenAI?" in after_cancel.split("you> /disconnect", 1)[1]
+    assert "Nothing is connected yet" not in after_cancel
