@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from flows.capabilities import DEFAULT_CAPABILITIES, parse_capabilities
 from flows.machine import Policy
 from flows.urls import button_url_problem
 from flows.view import ViewSettings
@@ -73,6 +74,10 @@ class Settings(BaseSettings):
 
     openai_api_base_url: str = "https://api.openai.com/v1"
     openai_required_models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["gpt-4o-mini"])
+    # What DoubleTick's agent calls on OpenAI (flows/capabilities.py): step 1.6 lists exactly the permissions
+    # these need and verification proves each one, e.g. "models.read,chat.completions,responses".
+    openai_required_capabilities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_CAPABILITIES))
     openai_billed_probe: bool = True
     openai_probe_model: str = "gpt-4o-mini"
     openai_timeout_s: float = 10.0
@@ -195,6 +200,17 @@ class Settings(BaseSettings):
         secret = self.self_serve_link_secret
         return secret.get_secret_value().encode("utf-8") if secret is not None else None
 
+
+    @field_validator("openai_required_capabilities", mode="before")
+    @classmethod
+    def _capabilities_split(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("openai_required_capabilities")
+    @classmethod
+    def _capabilities_known(cls, value: list[str]) -> list[str]:
+        return list(parse_capabilities(value))  # raises ValueError naming the unknown ones
+
     @field_validator("telegram_api_base_url", "openai_api_base_url", "doubletick_api_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -293,9 +309,9 @@ class Settings(BaseSettings):
                       hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
                       requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s)
 
-    def view_settings(self, probe_cost: str) -> ViewSettings:
-        return ViewSettings(operator=self.operator_name, probe_cost=probe_cost if self.openai_billed_probe
-                            else "no, with this setup I don't; OpenAI only lists your models.",
+    def view_settings(self) -> ViewSettings:
+        return ViewSettings(operator=self.operator_name, billed_probe=self.openai_billed_probe,
+                            capabilities=tuple(self.openai_required_capabilities),
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
                             requires_link=self.policy.requires_invitation,
                             support_url=self.support_url, support_contact=self.support_contact,

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from flows.capabilities import CAPABILITIES
 from flows.problems import PROBLEMS
 from flows.steps import SPECS, Step
 
@@ -69,6 +70,17 @@ class Content:
     def miniapp(self, name: str) -> str:
         """A text of the Mini App key page (plain text, not HTML)."""
         return str(self._section("miniapp")[name])
+
+    def permission(self, name: str) -> tuple[str, str]:
+        """An OpenAI key permission: (label, why DoubleTick needs it), both Telegram HTML."""
+        entry = self._section("permissions")[name]
+        return str(entry["label"]), str(entry["why"])
+
+    def permission_text(self, name: str) -> str:
+        return str(self._section("permission_texts")[name])
+
+    def probe_note(self, name: str) -> str:
+        return str(self._section("probe_notes")[name])
 
 
 @cache
@@ -147,6 +159,12 @@ def missing_content(content: Content) -> list[str]:
     need("steps.verifying.text_miniapp", lambda: content.step(Step.VERIFYING)["text_miniapp"])
     for name in MINIAPP_TEXTS:
         need(f"miniapp.{name}", content.miniapp, name)
+    for permission in dict.fromkeys(c.permission for c in CAPABILITIES.values()):
+        need(f"permissions.{permission}", content.permission, permission)
+    for name in ("line", "read_only_refused", "read_only_enough", "unknown_scope"):
+        need(f"permission_texts.{name}", content.permission_text, name)
+    for name in ("billed", "free"):
+        need(f"probe_notes.{name}", content.probe_note, name)
     for reason in ("too_old", "no_rights", "other"):
         need(f"deletion_reasons.{reason}", content.deletion_reason, reason)
     return missing

@@ -10,6 +10,7 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from flows.capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, permissions_for, permissions_of_scopes, scopes_for
 from flows.content import Content
 from flows.problems import PROBLEMS
 from flows.state import Conversation
@@ -46,7 +47,8 @@ class ViewSettings:
     """Deployment facts that appear in texts."""
 
     operator: str = "the DoubleTick support team"
-    probe_cost: str = "one request of a few tokens, costing a tiny fraction of a cent."
+    billed_probe: bool = True  # OPENAI_BILLED_PROBE: the paste step says what the check costs
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES  # OPENAI_REQUIRED_CAPABILITIES, for step 1.6
     hold_minutes: int = 15
     retention_days: int = 90
     support_url: str | None = None
@@ -110,7 +112,6 @@ def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
     workspace = conv.workspace_name or conv.workspace_id
     params = _escaped({
         "operator": settings.operator,
-        "probe_cost": settings.probe_cost,
         "hold_minutes": settings.hold_minutes,
         "retention_days": settings.retention_days,
         "support": settings.support_url or settings.support_contact,
@@ -123,12 +124,38 @@ def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
     return params
 
 
+def _permission_line(content: Content, permission: str) -> str:
+    label, why = content.permission(permission)
+    return content.permission_text("line").format_map(_Params({"label": label, "why": why}))
+
+
+def _permission_params(conv: Conversation, content: Content, settings: ViewSettings) -> dict[str, str]:
+    """Step 1.6 and the missing-permission answer list exactly what OPENAI_REQUIRED_CAPABILITIES needs.
+
+    The labels are trusted HTML from the content file; only OpenAI's scope names (``detail``) are escaped.
+    """
+    required = permissions_for(settings.capabilities)
+    writes = permissions_for(n for n in settings.capabilities if CAPABILITIES[n].writes)
+    read_only = (content.permission_text("read_only_refused").format_map(
+        _Params({"writes": " and ".join(content.permission(p)[0] for p in writes)})) if writes
+        else content.permission_text("read_only_enough"))
+    missing = permissions_of_scopes(conv.problem_detail) if conv.problem == "missing_scope" else ()
+    return {
+        "required_permissions": "\n".join(_permission_line(content, p) for p in required),
+        "required_scopes": ", ".join(f"<code>{html.escape(s)}</code>" for s in scopes_for(settings.capabilities)),
+        "read_only": read_only,
+        "missing_permissions": " and ".join(content.permission(p)[0] for p in missing)
+        or content.permission_text("unknown_scope"),
+        "probe_note": content.probe_note("billed" if settings.billed_probe else "free"),
+    }
+
+
 def render_step(conv: Conversation, content: Content, settings: ViewSettings, notice: str | None = None,
                 notice_params: Mapping[str, str] | None = None) -> View:
     """The guide message for the conversation's current step."""
     spec = SPECS[conv.step]
     texts = content.step(conv.step)
-    params = _params(conv, settings)
+    params = {**_params(conv, settings), **_permission_params(conv, content, settings)}
     if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
         if conv.problem == "deletion_failed":  # a reason code; say it in words
             params["detail"] = html.escape(content.deletion_reason(conv.problem_detail or "other"))

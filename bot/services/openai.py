@@ -13,6 +13,11 @@ The probes (section 2 of the reference), sent concurrently so verification costs
 
 1. ``GET /models``: authenticates the key (needs ``api.model.read`` on restricted keys). Free.
 2. ``GET /models/{id}`` per required model: 404/403 ``model_not_found`` means not available. Free.
+   (1 and 2 run when ``models.read`` is a required capability.)
+2b. One permission probe per other required capability (``OPENAI_REQUIRED_CAPABILITIES``, see
+   ``flows/capabilities.py``): a POST whose body OpenAI refuses in validation. 400 (415 for files) means
+   the key holds the permission, 401/403 "Missing scopes" means it does not: reported as
+   ``missing_scope`` naming it, whether or not the billed probe runs. Free: nothing is created or billed.
 3. Optionally, a billed ``POST /chat/completions`` with ``max_completion_tokens=1`` (``max_tokens`` is
    deprecated in the API reference and rejected by o-series models): the only request that surfaces
    ``insufficient_quota``, spend limits, ``billing_not_active`` and the ``model.request`` scope.
@@ -38,17 +43,18 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from flows.capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, PROBE_BODY, Capability, parse_capabilities
 from flows.outcomes import VerificationOutcome, VerificationResult
 from flows.secret import SecretKey
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "DEFAULT_PROBE_COST_TEXT",
     "OpenAIVerifier",
     "VerifierError",
     "VerifierResponseError",
@@ -61,14 +67,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_REQUIRED_MODELS: tuple[str, ...] = ("gpt-4o-mini",)
 
-# What the billed probe costs, for the bot to say before asking consent: ~9 prompt tokens + 1 output
-# token on gpt-4o-mini is about $0.000002 at list prices.
-DEFAULT_PROBE_COST_TEXT = (
-    "To check your credit, I send OpenAI one tiny test request (about 10 tokens). It costs a tiny "
-    "fraction of a cent and shows up in your OpenAI usage."
-)
+# The billed probe costs ~9 prompt tokens + 1 output token on gpt-4o-mini, about $0.000002 at list
+# prices; what the user is told about it lives in flows/content (probe_notes).
 
 Outcome = VerificationOutcome
+# A permission probe's body is refused in validation: 400 (415 for /v1/files, which wants multipart).
+PERMITTED_STATUSES = frozenset({400, 415, 422})
 
 
 class VerifierError(Exception):
@@ -292,6 +296,7 @@ class OpenAIVerifier:
         *,
         base_url: str = DEFAULT_BASE_URL,
         required_models: Sequence[str] | None = None,
+        required_capabilities: Sequence[str] | None = None,
         billed_probe: bool = True,
         probe_model: str | None = None,
         timeout: float = 10.0,
@@ -301,6 +306,8 @@ class OpenAIVerifier:
         self.required_models: tuple[str, ...] = (
             DEFAULT_REQUIRED_MODELS if required_models is None else tuple(required_models)
         )
+        self.required_capabilities: tuple[str, ...] = parse_capabilities(
+            DEFAULT_CAPABILITIES if required_capabilities is None else required_capabilities)
         self.billed_probe = billed_probe
         self.probe_model = probe_model or (self.required_models[0] if self.required_models else "gpt-4o-mini")
         self.timeout = timeout
@@ -320,8 +327,12 @@ class OpenAIVerifier:
 
     async def verify(self, key: SecretKey) -> VerificationResult:
         """Classify ``key``: VALID, or the first problem found (see the module docstring)."""
-        probes = [self._list_models(key)]
-        probes += [self._retrieve_model(key, model) for model in self.required_models]
+        probes = []
+        if "models.read" in self.required_capabilities:
+            probes.append(self._list_models(key))
+            probes += [self._retrieve_model(key, model) for model in self.required_models]
+        probes += [self._permission(key, CAPABILITIES[name]) for name in self.required_capabilities
+                   if CAPABILITIES[name].probe.invalid_body]
         if self.billed_probe:
             probes.append(self._billed_request(key))
         outcomes = await asyncio.gather(*probes, return_exceptions=True)
@@ -359,6 +370,20 @@ class OpenAIVerifier:
             raise self._unreadable(response)
         return response.headers.get("x-request-id")
 
+    async def _permission(self, key: SecretKey, capability: Capability) -> str | None:
+        """Prove one permission without side effects: OpenAI checks scopes before it validates the body."""
+        probe = capability.probe
+        try:
+            response = await self._send(probe.method, probe.path, key, json_body=dict(PROBE_BODY),
+                                        accept=PERMITTED_STATUSES)
+        except VerifierResponseError as refused:
+            result = refused.result
+            if result.outcome is Outcome.MISSING_SCOPE and not result.detail:  # name it even if OpenAI did not
+                result = replace(result, detail=", ".join(capability.scopes))
+                raise VerifierResponseError(result) from None
+            raise
+        return response.headers.get("x-request-id")
+
     async def _billed_request(self, key: SecretKey) -> str | None:
         body = {
             "model": self.probe_model,
@@ -379,6 +404,7 @@ class OpenAIVerifier:
         *,
         model: str | None = None,
         json_body: dict[str, Any] | None = None,
+        accept: frozenset[int] = frozenset(),
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key.reveal()}", "Accept": "application/json"}
         try:
@@ -395,7 +421,7 @@ class OpenAIVerifier:
         except httpx.TransportError as exc:
             detail = f"connection_error:{type(exc).__name__}"
             raise VerifierTransportError(VerificationResult(Outcome.INDETERMINATE, detail=detail)) from None
-        if not response.is_success:
+        if not response.is_success and response.status_code not in accept:
             raise VerifierResponseError(classify_error_response(response, key=key, model=model))
         return response
 

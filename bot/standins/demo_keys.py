@@ -77,6 +77,16 @@ DEMO_KEYS: dict[str, DemoKey] = {
         "missing_scope_request",
         "A restricted key without Model capabilities: Request (model.request).",
     ),
+    "read_only": DemoKey(
+        _project("DemoReadOnly"),
+        "read_only",
+        "A key with OpenAI's Read only permissions: it can list models but not send requests.",
+    ),
+    "missing_responses_scope": DemoKey(
+        _project("DemoNoResponsesScope"),
+        "missing_scope_responses",
+        "A restricted key without Responses: Write (refused if OPENAI_REQUIRED_CAPABILITIES has responses).",
+    ),
     "account_deactivated": DemoKey(
         _project("DemoDeactivated"),
         "account_deactivated",

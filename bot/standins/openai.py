@@ -65,8 +65,10 @@ class Behaviour(StrEnum):
 
     VALID = "valid"
     INVALID = "invalid"
-    MISSING_SCOPE_MODELS = "missing_scope_models"  # 403 on /models (no Models: Read)
-    MISSING_SCOPE_REQUEST = "missing_scope_request"  # 401 model.request on the billed call
+    MISSING_SCOPE_MODELS = "missing_scope_models"  # restricted: everything but Models: Read
+    MISSING_SCOPE_REQUEST = "missing_scope_request"  # restricted: everything but Model capabilities: Request
+    MISSING_SCOPE_RESPONSES = "missing_scope_responses"  # restricted: everything but Responses: Write
+    READ_ONLY = "read_only"  # OpenAI's "Read only" permission level: read scopes on every endpoint
     ACCOUNT_DEACTIVATED = "account_deactivated"
     NO_ORGANIZATION = "no_organization"
     INSUFFICIENT_QUOTA = "insufficient_quota"
@@ -94,6 +96,45 @@ def openai_echo(key: str) -> str:
     if len(key) <= 12:
         return key
     return key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
+# -- permissions --------------------------------------------------------------------------------------
+# OpenAI checks a key's permission per endpoint after authenticating it and before validating the body
+# (help.openai.com/en/articles/8867743 "Assign API Key Permissions": All / Restricted / Read Only;
+# trufflehog pkg/analyzer/analyzers/openai/scopes.go: a bogus body answers 400 with the permission, 401
+# without; shared/reference/openai-keys.md §3 row 7). Scope strings as OpenAI names them in "Missing
+# scopes: …": api.model.read (403 on /v1/models, trufflehog), model.request (401, community thread
+# 1374480), api.responses.read/write (401, threads 1143672 and 1371602: /v1/responses also needs
+# model.request), api.threads.read (401, thread 1378804); the other groups follow the same pattern.
+ALL_SCOPES = frozenset({
+    "api.model.read", "model.request", "api.responses.read", "api.responses.write", "api.assistants.read",
+    "api.assistants.write", "api.threads.read", "api.threads.write", "api.files.read", "api.files.write",
+    "api.vector_stores.read", "api.vector_stores.write", "api.fine_tuning.read", "api.fine_tuning.write",
+})
+READ_SCOPES = frozenset(s for s in ALL_SCOPES if s.endswith(".read"))
+BEHAVIOUR_SCOPES: dict[str, frozenset[str]] = {
+    "missing_scope_models": ALL_SCOPES - {"api.model.read"},
+    "missing_scope_request": ALL_SCOPES - {"model.request"},
+    "missing_scope_responses": ALL_SCOPES - {"api.responses.write"},
+    "read_only": READ_SCOPES,
+}
+_MODEL_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/moderations")
+_GROUPS = {"/v1/assistants": "assistants", "/v1/threads": "threads", "/v1/files": "files",
+           "/v1/vector_stores": "vector_stores", "/v1/fine_tuning": "fine_tuning"}
+
+
+def required_scopes(method: str, path: str) -> tuple[tuple[str, ...], int]:
+    """The scopes an endpoint needs and the status OpenAI uses when one is missing."""
+    if path == "/v1/models" or path.startswith("/v1/models/"):
+        return ("api.model.read",), 403
+    if path in _MODEL_ENDPOINTS:
+        return ("model.request",), 401
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        return (("api.responses.write", "model.request") if method == "POST" else ("api.responses.read",)), 401
+    for prefix, group in _GROUPS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return (f"api.{group}.{'read' if method == 'GET' else 'write'}",), 401
+    return (), 401
 
 
 def _sha256(text: str) -> str:
@@ -124,6 +165,7 @@ class OpenAIRequestRecord:
 class _Registration:
     behaviour: Behaviour
     rate_limited_left: int = 0
+    scopes: frozenset[str] | None = None  # a restricted key's permissions; None: "All"
 
 
 @dataclass
@@ -149,16 +191,25 @@ class FakeOpenAI:
         self._initial = (self.latency_ms, self.faults, self.seed)
 
     # -- registry -------------------------------------------------------------------------------
-    def register(self, key: str, behaviour: Behaviour | str, *, times: int = 1) -> str:
+    def register(self, key: str, behaviour: Behaviour | str, *, times: int = 1,
+                 scopes: frozenset[str] | None = None) -> str:
         """Answer ``key`` with ``behaviour``; ``times`` is how many 429s ``rate_limited`` gives first.
 
-        Returns the key's SHA-256, the handle the request log uses.
+        ``scopes`` makes it a Restricted key holding only those (the missing-scope and read-only
+        behaviours imply theirs). Returns the key's SHA-256, the handle the request log uses.
         """
-        registration = _Registration(Behaviour(behaviour), max(0, times))
+        behaviour = Behaviour(behaviour)
+        granted = scopes if scopes is not None else BEHAVIOUR_SCOPES.get(behaviour.value)
+        registration = _Registration(behaviour, max(0, times), granted)
         digest = _sha256(key)
         with self._lock:
             self._keys[digest] = registration
         return digest
+
+    def scopes_of(self, key: str) -> frozenset[str] | None:
+        with self._lock:
+            registration = self._keys.get(_sha256(key))
+            return registration.scopes if registration is not None else None
 
     def _take_behaviour(self, key: str) -> Behaviour | None:
         with self._lock:
@@ -261,16 +312,22 @@ def _invalid_key(key: str) -> JSONResponse:
     )
 
 
-def _missing_scope(status: int, scope: str) -> JSONResponse:
+def _missing_scope(status: int, scopes: tuple[str, ...]) -> JSONResponse:
     # row 7: 403 on /models (trufflehog analyzer), 401 for model.request (community thread 1374480);
-    # code null in both observed bodies, so clients must read the message.
+    # code null in both observed bodies, so clients must read the message. Several missing scopes are
+    # listed comma-separated ("Missing scopes: api.responses.read, api.responses.write", thread 1143672).
     return _error(
         status,
         "You have insufficient permissions for this operation. "
-        f"Missing scopes: {scope}. {MISSING_SCOPE_TAIL}",
+        f"Missing scopes: {', '.join(scopes)}. {MISSING_SCOPE_TAIL}",
         "invalid_request_error",
         None,
     )
+
+
+def _unknown_argument(name: str) -> JSONResponse:
+    # What OpenAI answers for an argument an endpoint does not take (a permission probe's body).
+    return _error(400, f"Unrecognized request argument supplied: {name}", "invalid_request_error", None)
 
 
 def _model_not_found(model: str) -> JSONResponse:
@@ -475,7 +532,7 @@ def create_openai_app(state: FakeOpenAI | None = None) -> OpenAIStandInApp:
         if behaviour is None or behaviour is Behaviour.INVALID:
             return _invalid_key(key)
         request.scope["standin.organization"] = fake.organization
-        return await _answer(request, fake, behaviour, body, faults)
+        return await _answer(request, fake, behaviour, body, faults, fake.scopes_of(key))
 
     async def register_key(request: Request) -> Response:
         data = await _json_object(request)
@@ -522,6 +579,8 @@ def create_openai_app(state: FakeOpenAI | None = None) -> OpenAIStandInApp:
             Route("/v1/models", api, methods=["GET"]),
             Route("/v1/models/{model:path}", api, methods=["GET"]),
             Route("/v1/chat/completions", api, methods=["POST"]),
+            *(Route(path, api, methods=["POST"]) for path in ENDPOINT_ARGUMENTS if path != "/v1/chat/completions"),
+            *(Route(path, api, methods=["GET"]) for path in _GROUPS),
         ]
     )
     return OpenAIStandInApp(_OpenAIHeaders(app), fake)
@@ -535,35 +594,95 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# Arguments each POST endpoint takes (API reference), and the ones it requires. Anything else is refused
+# with 400 before any work is done, which is what makes a permission probe free.
+ENDPOINT_ARGUMENTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "/v1/chat/completions": (frozenset({
+        "model", "messages", "max_completion_tokens", "max_tokens", "temperature", "top_p", "n", "stream",
+        "stream_options", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+        "top_logprobs", "user", "response_format", "seed", "tools", "tool_choice", "parallel_tool_calls",
+        "store", "metadata", "reasoning_effort", "service_tier", "modalities", "audio", "prediction",
+        "web_search_options", "prompt_cache_key", "safety_identifier", "verbosity"}), ("model", "messages")),
+    "/v1/embeddings": (frozenset({"model", "input", "dimensions", "encoding_format", "user"}), ("model", "input")),
+    "/v1/moderations": (frozenset({"model", "input"}), ("input",)),
+    "/v1/responses": (frozenset({
+        "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "stream", "store",
+        "metadata", "previous_response_id", "tools", "tool_choice", "parallel_tool_calls", "reasoning", "text",
+        "truncation", "user", "include", "background", "service_tier", "conversation", "prompt"}), ("model",)),
+    "/v1/assistants": (frozenset({"model", "name", "description", "instructions", "tools", "tool_resources",
+                                  "metadata", "temperature", "top_p", "response_format",
+                                  "reasoning_effort"}), ("model",)),
+    "/v1/threads": (frozenset({"messages", "tool_resources", "metadata"}), ()),
+    "/v1/vector_stores": (frozenset({"file_ids", "name", "expires_after", "chunking_strategy", "metadata"}), ()),
+    "/v1/files": (frozenset(), ()),  # multipart/form-data only
+}
+
+
+def _body_error(path: str, body: bytes, content_type: str) -> tuple[Response | None, dict[str, Any]]:
+    """Validate a POST body the way OpenAI does: JSON (multipart for files), known arguments, required ones."""
+    if path == "/v1/files" and not content_type.startswith("multipart/form-data"):
+        return _error(415, "Invalid Content-Type header (application/json), expected multipart/form-data. "
+                      "(HINT: If you're using curl, you can pass -F 'key=value')", "invalid_request_error",
+                      None), {}
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return _error(400, "We could not parse the JSON body of your request. (HINT: This likely means "
+                      "you aren't using your HTTP library correctly.)", "invalid_request_error", None), {}
+    known, required = ENDPOINT_ARGUMENTS.get(path, (frozenset(), ()))
+    for name in payload:
+        if name not in known:
+            return _unknown_argument(name), payload
+    for name in required:
+        if name not in payload:
+            if path == "/v1/chat/completions" and name == "model":
+                return _error(400, "you must provide a model parameter", "invalid_request_error", None), payload
+            return _error(400, f"Missing required parameter: '{name}'.", "invalid_request_error", None,
+                          param=name), payload
+    return None, payload
+
+
+def _created(path: str, payload: dict[str, Any]) -> JSONResponse:
+    """A minimal object for a valid request to an endpoint the verifier never calls for real."""
+    kind = {"/v1/embeddings": "list", "/v1/moderations": "moderation", "/v1/responses": "response",
+            "/v1/assistants": "assistant", "/v1/threads": "thread", "/v1/vector_stores": "vector_store"}[path]
+    return JSONResponse({"id": f"{kind}_{secrets.token_hex(12)}", "object": kind, "created_at": int(time.time()),
+                         "model": payload.get("model")})
+
+
 async def _answer(
     request: Request,
     fake: FakeOpenAI,
     behaviour: Behaviour,
     body: bytes,
     faults: FaultConfig,
+    scopes: frozenset[str] | None = None,
 ) -> Response:
-    """The answer for an authenticated key, by behaviour and endpoint."""
+    """The answer for an authenticated key, by behaviour and endpoint: account, permission, body, model."""
     path = request.url.path
     is_chat = path == "/v1/chat/completions"
     model = request.path_params.get("model")
-    if is_chat:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return _error(
-                400,
-                "We could not parse the JSON body of your request. (HINT: This likely means "
-                "you aren't using your HTTP library correctly.)",
-                "invalid_request_error",
-                None,
-            )
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if not isinstance(model, str) or not model:
-            return _error(400, "you must provide a model parameter", "invalid_request_error", None)
-
     if behaviour in _FIXED_ERRORS:
         status, message, type_, code = _FIXED_ERRORS[behaviour]
         return _error(status, message, type_, code)
+    needed, missing_status = required_scopes(request.method, path)
+    missing = tuple(scope for scope in needed if scopes is not None and scope not in scopes)
+    if missing:
+        return _missing_scope(missing_status, missing)
+    if request.method == "POST":
+        refused, payload = _body_error(path, body, request.headers.get("content-type", ""))
+        if refused is not None:
+            return refused
+        if not is_chat:
+            return _created(path, payload)
+        model = payload["model"]
+        if not isinstance(model, str) or not model:
+            return _error(400, "you must provide a model parameter", "invalid_request_error", None)
+    elif path in _GROUPS:
+        return JSONResponse({"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False})
+
     if behaviour is Behaviour.SERVER_ERROR:
         return _server_error(500)
     if behaviour is Behaviour.NON_JSON:
@@ -572,11 +691,6 @@ async def _answer(
         return _rate_limited(model or "gpt-4o-mini", fake.organization, faults.retry_after_s)
     if behaviour is Behaviour.TIMEOUT:
         await hang(request, faults.hang_s)
-    if behaviour is Behaviour.MISSING_SCOPE_MODELS and not is_chat:
-        return _missing_scope(403, "api.model.read")
-    if behaviour is Behaviour.MISSING_SCOPE_REQUEST and is_chat:
-        return _missing_scope(401, "model.request")
-
     visible = dict(fake.models)
     if behaviour is Behaviour.MODEL_NOT_AVAILABLE:
         if is_chat and model in fake.unavailable_models:  # row 8: the project's model allow-list

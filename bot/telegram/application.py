@@ -23,7 +23,7 @@ from bot.core.periodic import CallbackJob, PeriodicJob
 from bot.core.runtime import Runtime
 from bot.metrics import COUNT_GROUP, count_update, record_guard_verdict
 from bot.services.doubletick import DoubleTickConnector
-from bot.services.openai import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.services.openai import OpenAIVerifier
 from bot.telegram.handlers import BotHandlers
 from bot.telegram.messenger import Messenger
 from bot.telegram.ratelimit import ChatRateLimiter
@@ -130,6 +130,7 @@ def build_bot(settings: Settings) -> BotApp:
     processor.guard = guard
     verifier = OpenAIVerifier(base_url=settings.openai_api_base_url,
                               required_models=settings.openai_required_models,
+                              required_capabilities=settings.openai_required_capabilities,
                               billed_probe=settings.openai_billed_probe, probe_model=settings.openai_probe_model,
                               timeout=settings.openai_timeout_s)
     dt_key = settings.doubletick_api_key
@@ -148,7 +149,7 @@ def build_bot(settings: Settings) -> BotApp:
     locks = cross_process_locks(settings.database_url)
     runtime = Runtime(conversations=conversations, updates=ProcessedUpdateRepository(sessions),
                       audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
-                      view_settings=settings.view_settings(DEFAULT_PROBE_COST_TEXT), cross_locks=locks)
+                      view_settings=settings.view_settings(), cross_locks=locks)
     # The lease covers one attempt, which never outlives a pipeline: a row claimed by a process that was
     # killed is retried by another one after pipeline_timeout_s, not after a fixed two minutes.
     worker = OutboxWorker(repo=outbox_repo, conversations=conversations, keyring=keyring, runtime=runtime,

@@ -71,11 +71,11 @@ def test_typed_lines_apart_are_separate_messages() -> None:
     reader.close()
 
 
-def _try(tmp_path: Path, lines: list[str]) -> str:
+def _try(tmp_path: Path, lines: list[str], **env: str) -> str:
     script = tmp_path / "lines.txt"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "bot.cli.main", "try", "--script", str(script)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split("(bot log:", 1)[1]
 
@@ -96,3 +96,19 @@ def test_a_refused_replacement_never_hides_the_live_key(tmp_path: Path) -> None:
     assert "stays connected to OpenAI with key …Fvyf" in after_cancel
     assert "Disconnect OpenAI?" in after_cancel.split("you> /disconnect", 1)[1]
     assert "Nothing is connected yet" not in after_cancel
+
+
+def test_required_capabilities_are_listed_at_step_1_6_and_proven_without_the_billed_probe(tmp_path: Path) -> None:
+    """Issue 11 item 5: the setting drives step 1.6, and a key lacking a permission is never "done"."""
+    out = _try(tmp_path, ["1", "3", "1", "1", "2", "1", "2", "1", "1", "ws_demo",
+                          DEMO_KEYS["missing_request_scope"].key, DEMO_KEYS["missing_responses_scope"].key],
+               OPENAI_BILLED_PROBE="false", OPENAI_REQUIRED_CAPABILITIES="models.read,chat.completions,responses")
+    assert "Read only" in out and "Don't pick it" in out
+    restricted = out.split("Restricted: the permissions DoubleTick needs", 1)[1].split("you>", 1)[0]
+    for permission in ("Models (List models): Read", "Model capabilities: Request",
+                       "Model capabilities → Responses (/v1/responses): Write"):
+        assert permission in restricted, permission
+    assert "Assistants" not in restricted
+    assert "free requests only" in out
+    assert "You're done!" not in out
+    assert "Missing scopes: model.request" in out and "Missing scopes: api.responses.write" in out

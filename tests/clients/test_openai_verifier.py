@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.services.openai import DEFAULT_PROBE_COST_TEXT, OpenAIVerifier
+from bot.services.openai import OpenAIVerifier
 from bot.standins.demo_keys import DEMO_KEYS, register_demo_keys
 from bot.standins.openai import FakeOpenAI, create_openai_app, openai_echo
 from bot.standins.server import BackgroundServer, free_port
@@ -60,6 +60,8 @@ EXPECTED = {
     "service_account_valid": (Outcome.VALID, None, 200),
     "missing_scope": (Outcome.MISSING_SCOPE, "api.model.read", 403),
     "missing_request_scope": (Outcome.MISSING_SCOPE, "model.request", 401),
+    "read_only": (Outcome.MISSING_SCOPE, "model.request", 401),
+    "missing_responses_scope": (Outcome.VALID, None, 200),  # responses is not required by default
     "account_deactivated": (Outcome.ACCOUNT_DEACTIVATED, None, 401),
     "no_organization": (Outcome.NO_ORGANIZATION, None, 401),
     "no_credit": (Outcome.NO_CREDIT, "insufficient_quota", 429),
@@ -176,6 +178,7 @@ async def test_without_the_billed_probe_an_empty_account_looks_valid(fake: FakeO
     assert {(r.method, r.path) for r in fake.requests} == {
         ("GET", "/v1/models"),
         ("GET", "/v1/models/gpt-4o-mini"),
+        ("POST", "/v1/chat/completions"),  # the permission probe, refused in validation before billing
     }
 
 
@@ -193,8 +196,48 @@ async def test_the_stand_in_saw_hashes_not_keys(fake: FakeOpenAI, base_url: str)
     }
 
 
-def test_probe_cost_is_stated_honestly() -> None:
-    assert "token" in DEFAULT_PROBE_COST_TEXT and "cent" in DEFAULT_PROBE_COST_TEXT
+# -- permissions: OPENAI_REQUIRED_CAPABILITIES, proven per capability (issue 11 item 5) ----------------
+
+
+@pytest.mark.parametrize("billed", [True, False])
+@pytest.mark.parametrize("name, scope", [("missing_request_scope", "model.request"), ("read_only", "model.request"),
+                                         ("missing_scope", "api.model.read")])
+async def test_a_key_missing_a_required_permission_is_missing_scope_with_or_without_the_billed_probe(
+        base_url: str, billed: bool, name: str, scope: str) -> None:
+    async with verifier(base_url, billed_probe=billed) as v:
+        result = await v.verify(SecretKey(DEMO_KEYS[name].key))
+    assert (result.outcome, result.detail) == (Outcome.MISSING_SCOPE, scope)
+
+
+async def test_responses_is_proven_when_required_and_the_probe_creates_nothing(
+        fake: FakeOpenAI, base_url: str) -> None:
+    capabilities = ["models.read", "chat.completions", "responses"]
+    async with verifier(base_url, billed_probe=False, required_capabilities=capabilities) as v:
+        refused = await v.verify(SecretKey(DEMO_KEYS["missing_responses_scope"].key))
+        fine = await v.verify(SecretKey(DEMO_KEYS["valid"].key))
+    assert (refused.outcome, refused.detail) == (Outcome.MISSING_SCOPE, "api.responses.write")
+    assert fine.outcome is Outcome.VALID
+    paths = [(r.method, r.path) for r in fake.requests]
+    assert ("POST", "/v1/responses") in paths and ("POST", "/v1/chat/completions") in paths
+
+
+async def test_without_models_read_no_model_listing_is_needed(fake: FakeOpenAI, base_url: str) -> None:
+    key = DEMO_KEYS["missing_scope"].key  # a restricted key without Models: Read
+    async with verifier(base_url, billed_probe=False, required_capabilities=["chat.completions"]) as v:
+        result = await v.verify(SecretKey(key))
+    assert result.outcome is Outcome.VALID
+    assert {r.path for r in fake.requests} == {"/v1/chat/completions"}
+
+
+async def test_an_unknown_key_is_still_invalid_through_a_permission_probe(base_url: str) -> None:
+    async with verifier(base_url, required_capabilities=["responses"], billed_probe=False) as v:
+        result = await v.verify(SecretKey(UNKNOWN_KEY))
+    assert result.outcome is Outcome.INVALID
+
+
+def test_unknown_capabilities_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown capabilities chat"):
+        OpenAIVerifier(required_capabilities=["chat"])
 
 
 # -- MockTransport: request shape and bodies the stand-in does not produce ----------------------------
@@ -218,14 +261,17 @@ async def test_requests_carry_bearer_auth_only_and_a_one_token_probe() -> None:
     assert result.outcome is Outcome.VALID
     assert sorted(str(r.url) for r in seen) == [
         "https://api.openai.com/v1/chat/completions",
+        "https://api.openai.com/v1/chat/completions",
         "https://api.openai.com/v1/models",
         "https://api.openai.com/v1/models/gpt-4o-mini",
     ]
     for request in seen:
         assert request.headers["authorization"] == f"Bearer {KEY}"
         assert "openai-organization" not in request.headers and "openai-project" not in request.headers
-    probe = json.loads(next(r for r in seen if r.method == "POST").content)
+    posts = [json.loads(r.content) for r in seen if r.method == "POST"]
+    probe = next(p for p in posts if "model" in p)
     assert probe["max_completion_tokens"] == 1 and probe["model"] == "gpt-4o-mini"
+    assert {"doubletick_permission_probe": True} in posts  # the free permission probe: refused in validation
 
 
 def scope_message(scopes: str) -> str:

@@ -224,3 +224,47 @@ async def test_sandbox_config_validates_and_round_trips(base_url: str) -> None:
         current = (await client.get("/_sandbox/config")).json()
     assert ok.status_code == 200 and bad.status_code == 400 and unknown.status_code == 400
     assert current["latency_ms"] == 5 and current["faults"]["rate_limit"] == 0.25
+
+
+# -- per-endpoint permissions (help.openai.com/en/articles/8867743; trufflehog scopes.go) ---------------
+
+
+async def _call(base_url: str, key: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        return await client.request(method, path, headers={"Authorization": f"Bearer {key}"}, **kwargs)
+
+
+@pytest.mark.parametrize("demo, method, path, status, scopes", [
+    ("read_only", "GET", "/v1/models", 200, None),
+    ("read_only", "POST", "/v1/chat/completions", 401, "model.request"),
+    ("read_only", "POST", "/v1/responses", 401, "api.responses.write, model.request"),
+    ("missing_scope", "GET", "/v1/models/gpt-4o-mini", 403, "api.model.read"),
+    ("missing_scope", "POST", "/v1/embeddings", 400, None),
+    ("missing_request_scope", "POST", "/v1/embeddings", 401, "model.request"),
+    ("missing_responses_scope", "POST", "/v1/responses", 401, "api.responses.write"),
+    ("missing_responses_scope", "POST", "/v1/chat/completions", 400, None),
+    ("valid", "POST", "/v1/responses", 400, None),
+    ("valid", "POST", "/v1/assistants", 400, None),
+    ("valid", "POST", "/v1/files", 415, None),
+])
+async def test_each_endpoint_checks_its_permission_before_the_body(
+        base_url: str, demo: str, method: str, path: str, status: int, scopes: str | None) -> None:
+    probe = {"doubletick_permission_probe": True} if method == "POST" else None
+    answer = await _call(base_url, DEMO_KEYS[demo].key, method, path, json=probe)
+    assert answer.status_code == status, answer.text
+    message = answer.json().get("error", {}).get("message", "") if status != 200 else ""
+    if scopes:
+        assert message.startswith("You have insufficient permissions for this operation. "
+                                  f"Missing scopes: {scopes}.")
+    elif status == 400:
+        assert message == "Unrecognized request argument supplied: doubletick_permission_probe"
+
+
+async def test_the_sdk_raises_permission_denied_for_a_read_only_key(base_url: str) -> None:
+    client = openai.AsyncOpenAI(api_key=DEMO_KEYS["read_only"].key, base_url=base_url + "/v1", max_retries=0)
+    try:
+        await client.models.list()
+        with pytest.raises(openai.AuthenticationError, match=r"Missing scopes: model\.request"):
+            await chat(client)
+    finally:
+        await client.close()
