@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     operator_name: str = "the DoubleTick support team"
     support_url: str | None = "https://web.doubletick.io"
     support_contact: str = "DoubleTick support"
+    privacy_contact: str | None = None  # shown by /privacy for questions and deletion requests
+    openai_egress_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)  # for IP allowlists
     retention_days: int = 90
     key_submissions_per_user_per_hour: int = 5
     verifications_per_minute: int = 60
@@ -216,7 +218,7 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("agent_user_ids", "admin_user_ids", mode="before")
+    @field_validator("agent_user_ids", "admin_user_ids", "openai_egress_ips", mode="before")
     @classmethod
     def _user_ids(cls, value: object) -> object:
         return _split_list(value)
@@ -312,6 +314,7 @@ class Settings(BaseSettings):
     def view_settings(self) -> ViewSettings:
         return ViewSettings(operator=self.operator_name, billed_probe=self.openai_billed_probe,
                             capabilities=tuple(self.openai_required_capabilities),
+                            privacy_contact=self.privacy_contact, egress_ips=tuple(self.openai_egress_ips),
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
                             requires_link=self.policy.requires_invitation,
                             support_url=self.support_url, support_contact=self.support_contact,

@@ -79,6 +79,9 @@ class Content:
     def permission_text(self, name: str) -> str:
         return str(self._section("permission_texts")[name])
 
+    def allowlist(self, name: str) -> str:
+        return str(self._section("allowlist")[name])
+
     def probe_note(self, name: str) -> str:
         return str(self._section("probe_notes")[name])
 
@@ -97,7 +100,8 @@ def load_content(locale: str = DEFAULT_LOCALE) -> Content:
 
 REQUIRED_NOTICES = (
     "media_deleted",
-    "welcome_back", "restarted", "stale_button", "busy", "busy_deleted", "interrupted", "use_buttons",
+    "welcome_back", "restarted", "stale_button", "busy", "busy_deleted", "held_deleted", "held_released",
+    "interrupted", "use_buttons",
     "media_at_paste", "media_elsewhere", "forwarded_original", "workspace_invalid", "workspace_first",
     "verified_connect_yourself", "already_connected", "revoke_old_key", "replace_intro",
     "nothing_to_replace", "nothing_connected", "disconnect_failed", "key_warning",
@@ -163,6 +167,8 @@ def missing_content(content: Content) -> list[str]:
         need(f"permissions.{permission}", content.permission, permission)
     for name in ("line", "read_only_refused", "read_only_enough", "unknown_scope"):
         need(f"permission_texts.{name}", content.permission_text, name)
+    for name in ("known", "unknown"):
+        need(f"allowlist.{name}", content.allowlist, name)
     for name in ("billed", "free"):
         need(f"probe_notes.{name}", content.probe_note, name)
     for reason in ("too_old", "no_rights", "other"):

@@ -13,6 +13,7 @@ __all__ = [
     "Forget",
     "HoldKey",
     "RecordKey",
+    "ReleaseHeld",
     "Render",
     "Reply",
     "Verify",
@@ -76,6 +77,11 @@ class RecordKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseHeld:
+    """Shred the key held for a retry: the user stopped waiting (or connects it by hand)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """Delete the conversation's stored progress (/cancel)."""
 
@@ -86,4 +92,4 @@ class Audit:
     detail: Mapping[str, str] = field(default_factory=dict)
 
 
-Effect = Render | Reply | Verify | Connect | HoldKey | Disconnect | RecordKey | Forget | Audit
+Effect = Render | Reply | Verify | Connect | HoldKey | Disconnect | RecordKey | ReleaseHeld | Forget | Audit

@@ -49,6 +49,7 @@ class PastedKind(StrEnum):
     UNSCOPED = "unscoped"
     ADMIN = "admin"
     MASKED = "masked"
+    INCOMPLETE = "incomplete"
     ORGANIZATION_ID = "organization_id"
     PROJECT_ID = "project_id"
     OTHER_PROVIDER = "other_provider"
@@ -149,7 +150,7 @@ def inspect_pasted_text(text: str) -> PastedText:
         return PastedText(PastedKind.SEVERAL_KEYS, looks_secret=True)
     if keys:
         return _verdict(clean, next(iter(keys.values())))
-    for kind in (TokenKind.MASKED, TokenKind.ORGANIZATION_ID, TokenKind.PROJECT_ID):
+    for kind in (TokenKind.MASKED, TokenKind.INCOMPLETE, TokenKind.ORGANIZATION_ID, TokenKind.PROJECT_ID):
         found = next((t for t in tokens if t.kind is kind), None)
         if found is not None:
             return PastedText(PastedKind(kind.value), None, found.provider, looks_secret)

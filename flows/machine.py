@@ -206,6 +206,11 @@ def _on_button(conv: Conversation, step: str, action: str, policy: Policy, now: 
     if conv.step in (Step.VERIFYING, Step.CONNECTING):
         return _show(conv, fresh=False, notice="busy")
     spec = SPECS[conv.step]
+    if conv.step == Step.HELD and action in ("stop_retrying", "manual"):
+        target = Step.PASTE_KEY if action == "stop_retrying" else Step.DT_LOG_IN
+        left = _go(conv, target, now, notice="held_released" if action == "stop_retrying" else None)
+        return Transition(left.conversation, (fx.ReleaseHeld(), fx.Audit("held_released", {"then": action}),
+                                              *left.effects))
     if action == "back" and spec.back:
         return _go(conv, previous_step(conv, policy), now)
     if action == "stuck" and spec.stuck:
@@ -253,8 +258,10 @@ def _on_paste(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: floa
 def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now: float) -> Transition:
     pasted = event.pasted
     notice = "key_warning" if pasted.shape_warning else None
-    if conv.step in (Step.VERIFYING, Step.CONNECTING, Step.HELD):
+    if conv.step in (Step.VERIFYING, Step.CONNECTING):
         return _show(conv, notice="busy_deleted")
+    if conv.step == Step.HELD:  # the buttons under the step let the user stop waiting (issue 11 item 10)
+        return _show(conv, notice="held_deleted")
     if not pasted.should_verify or pasted.key is None:
         return _problem(conv, pasted.kind, now, pasted.provider, fresh=True)
     if event.retry_in_minutes is not None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flows.steps import OPENAI_BILLING_URL, OPENAI_KEYS_URL, Link, Step
+from flows.steps import (
+    OPENAI_ADMIN_KEYS_URL,
+    OPENAI_BILLING_URL,
+    OPENAI_HELP_URL,
+    OPENAI_KEYS_URL,
+    Link,
+    Step,
+)
 
 __all__ = ["PROBLEMS", "ProblemAction", "ProblemSpec"]
 
@@ -22,11 +29,13 @@ class ProblemAction:
 
 PASTE_AGAIN = ProblemAction("paste_again", Step.PASTE_KEY)
 NEW_KEY = ProblemAction("new_key", Step.CREATE_NEW_KEY)
-FIX_PERMISSIONS = ProblemAction("fix_permissions", Step.RESTRICTED_PERMISSIONS)
+FIX_PERMISSIONS = ProblemAction("fix_permissions", Step.EDIT_PERMISSIONS)
 MANUAL = ProblemAction("manual", Step.DT_LOG_IN)
 
 KEYS_PAGE = Link("open_keys_page", OPENAI_KEYS_URL)
 BILLING_PAGE = Link("open_billing", OPENAI_BILLING_URL)
+ADMIN_KEYS_PAGE = Link("open_admin_keys", OPENAI_ADMIN_KEYS_URL)
+OPENAI_HELP = Link("openai_help", OPENAI_HELP_URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +48,9 @@ class ProblemSpec:
 
 PROBLEMS: dict[str, ProblemSpec] = {
     # What was pasted (recognised offline, nothing sent to OpenAI)
-    "admin": ProblemSpec((NEW_KEY,), (KEYS_PAGE,), exposed=True),
+    "admin": ProblemSpec((NEW_KEY,), (ADMIN_KEYS_PAGE, KEYS_PAGE), exposed=True),
     "masked": ProblemSpec((NEW_KEY, PASTE_AGAIN), (KEYS_PAGE,)),
+    "incomplete": ProblemSpec((PASTE_AGAIN, NEW_KEY), (KEYS_PAGE,)),
     "organization_id": ProblemSpec((PASTE_AGAIN, NEW_KEY)),
     "project_id": ProblemSpec((PASTE_AGAIN, NEW_KEY)),
     "other_provider": ProblemSpec((PASTE_AGAIN, NEW_KEY), exposed=True),
@@ -52,7 +62,7 @@ PROBLEMS: dict[str, ProblemSpec] = {
     # What OpenAI answered
     "invalid": ProblemSpec((PASTE_AGAIN, NEW_KEY), (KEYS_PAGE,)),
     "missing_scope": ProblemSpec((FIX_PERMISSIONS, PASTE_AGAIN), (KEYS_PAGE,)),
-    "account_deactivated": ProblemSpec((PASTE_AGAIN,), support=True),
+    "account_deactivated": ProblemSpec((PASTE_AGAIN,), (OPENAI_HELP,)),
     "no_organization": ProblemSpec((NEW_KEY, PASTE_AGAIN)),
     "no_credit": ProblemSpec((PASTE_AGAIN,), (BILLING_PAGE,)),
     "billing_inactive": ProblemSpec((PASTE_AGAIN,), (BILLING_PAGE,)),

@@ -70,6 +70,7 @@ class TokenKind(StrEnum):
     TELEGRAM_BOT_TOKEN = "telegram_bot_token"
     SESSION_TOKEN = "session_token"
     MASKED = "masked"
+    INCOMPLETE = "incomplete"  # an ``sk-`` start too short to be a key, with no dots or stars: cut off
     ORGANIZATION_ID = "organization_id"
     PROJECT_ID = "project_id"
     RANDOM_TOKEN = "random_token"  # long and random-looking: might be a secret of an unknown kind
@@ -85,7 +86,8 @@ class TokenKind(StrEnum):
         return self.is_secret and self is not TokenKind.RANDOM_TOKEN
 
 
-_NOT_SECRET_KINDS = frozenset({TokenKind.MASKED, TokenKind.ORGANIZATION_ID, TokenKind.PROJECT_ID})
+_NOT_SECRET_KINDS = frozenset({TokenKind.MASKED, TokenKind.INCOMPLETE, TokenKind.ORGANIZATION_ID,
+                               TokenKind.PROJECT_ID})
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +307,8 @@ def _classify(text: str, start: int, end: int) -> TokenMatch | None:
     masked_here = _mask_adjacent(text, start, end)
     if token.startswith("sk-"):
         kind, provider, warning, too_short = _classify_sk(token)
+        if too_short and not masked_here:  # "sk-abc123": a fragment, not a masked form (issue 11 item 8)
+            return TokenMatch(start, end, TokenKind.INCOMPLETE, provider)
         if too_short or (masked_here and (warning is not None or kind not in _SHAPES)):
             return TokenMatch(start, end, TokenKind.MASKED, provider)
         return TokenMatch(start, end, kind, provider, warning)

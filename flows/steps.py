@@ -35,6 +35,7 @@ class Step(StrEnum):
     COPY_KEY = "copy_key"  # 1.7
     ENTER_WORKSPACE = "enter_workspace"  # open mode: the user names their DoubleTick workspace
     INVITATION_NEEDED = "invitation_needed"  # closed mode, no agent link opened: keys are not taken
+    EDIT_PERMISSIONS = "edit_permissions"  # "Fix the permissions": edit the existing key, then paste it again
     PASTE_KEY = "paste_key"
     VERIFYING = "verifying"
     CONNECTING = "connecting"
@@ -83,6 +84,9 @@ class StepSpec:
 OPENAI_KEYS_URL = "https://platform.openai.com/settings/organization/api-keys"
 OPENAI_LOGIN_URL = "https://platform.openai.com/login"
 OPENAI_BILLING_URL = "https://platform.openai.com/settings/organization/billing/overview"
+# Admin keys live on their own page (OpenAI admin-APIs guide: Organization settings → Admin keys).
+OPENAI_ADMIN_KEYS_URL = "https://platform.openai.com/settings/organization/admin-keys"
+OPENAI_HELP_URL = "https://help.openai.com"  # OpenAI's help center: the only help for deactivated accounts
 DOUBLETICK_WEB_URL = "https://web.doubletick.io"
 
 NEXT = Choice("next")
@@ -112,12 +116,16 @@ SPECS: dict[Step, StepSpec] = {
         ),
         StepSpec(Step.RESTRICTED_PERMISSIONS, "1.6"),
         StepSpec(Step.COPY_KEY, "1.7", choices=(Choice("copied"),)),
+        StepSpec(Step.EDIT_PERMISSIONS, "1.6", choices=(Choice("saved", goes_to=Step.PASTE_KEY),),
+                 links=(Link("open_keys_page", OPENAI_KEYS_URL),)),
         StepSpec(Step.ENTER_WORKSPACE, choices=(), expects_text=True),
         StepSpec(Step.INVITATION_NEEDED, choices=()),
         StepSpec(Step.PASTE_KEY, choices=(), expects_text=True),
         StepSpec(Step.VERIFYING, choices=(), back=False, stuck=False),
         StepSpec(Step.CONNECTING, choices=(), back=False, stuck=False),
-        StepSpec(Step.HELD, choices=(), back=False),
+        # A held key can be given up (the sealed copy is shredded) or connected by hand meanwhile.
+        StepSpec(Step.HELD, choices=(Choice("stop_retrying", goes_to=Step.PASTE_KEY),
+                                     Choice("manual", goes_to=Step.DT_LOG_IN)), back=False),
         StepSpec(Step.KEY_PROBLEM, choices=(), back=False),  # its buttons depend on the problem
         StepSpec(Step.DT_LOG_IN, "2.1", links=(Link("open_doubletick", DOUBLETICK_WEB_URL),)),
         StepSpec(Step.DT_INTEGRATIONS, "2.2"),

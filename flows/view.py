@@ -54,6 +54,8 @@ class ViewSettings:
     support_url: str | None = None
     support_contact: str = "DoubleTick support"
     requires_link: bool = False  # closed mode: keys only from chats bound by an agent's or the dashboard's link
+    privacy_contact: str | None = None  # PRIVACY_CONTACT: where questions and deletion requests go
+    egress_ips: tuple[str, ...] = ()  # OPENAI_EGRESS_IPS: what a customer's IP allowlist must admit
     extra: Mapping[str, str] = field(default_factory=dict)
     miniapp_url: str | None = None  # the key-entry Mini App (HTTPS); None: paste in chat only
 
@@ -115,6 +117,7 @@ def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
         "hold_minutes": settings.hold_minutes,
         "retention_days": settings.retention_days,
         "support": settings.support_url or settings.support_contact,
+        "privacy_contact": settings.privacy_contact or settings.support_contact,
         "last_four": conv.key_last_four or "????",
         "connected_last_four": conv.live_last_four or "????",
         "detail": shorten_third_party(conv.problem_detail or ""),
@@ -147,7 +150,19 @@ def _permission_params(conv: Conversation, content: Content, settings: ViewSetti
         "missing_permissions": " and ".join(content.permission(p)[0] for p in missing)
         or content.permission_text("unknown_scope"),
         "probe_note": content.probe_note("billed" if settings.billed_probe else "free"),
+        "allowlist_address": _allowlist_address(conv, content, settings),
     }
+
+
+def _allowlist_address(conv: Conversation, content: Content, settings: ViewSettings) -> str:
+    """The address to add to an OpenAI IP allowlist: the one OpenAI named, else the configured ones."""
+    addresses = (conv.problem_detail,) if conv.problem == "ip_not_allowed" and conv.problem_detail \
+        else settings.egress_ips
+    if addresses:
+        shown = ", ".join(f"<code>{html.escape(a)}</code>" for a in addresses)
+        return content.allowlist("known").format_map(_Params({"addresses": shown}))
+    support = html.escape(settings.support_url or settings.support_contact)
+    return content.allowlist("unknown").format_map(_Params({"support": support}))
 
 
 def render_step(conv: Conversation, content: Content, settings: ViewSettings, notice: str | None = None,

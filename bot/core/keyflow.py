@@ -54,6 +54,8 @@ class KeyHolder(Protocol):
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str,
                    key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None) -> None: ...
 
+    async def release(self, chat_id: int) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ForeignAction:
@@ -182,6 +184,11 @@ class KeyFlow:
                     if self.holder and conversation_id is not None:
                 await self.holder.hold(chat.chat_id, conversation_id, attempt, purpose, key, conv.workspace_id,
                                        retry_after_s=wait)
+
+    async def release(self, chat: ChatRef) -> None:
+        """Shred a held key the user gave up on (no key in hand needed)."""
+        if self.holder is not None:
+            await self.holder.release(chat.chat_id)
 
     @staticmethod
     def failure_event(effects: list[fx.Effect]) -> ev.Event | None:

@@ -79,6 +79,10 @@ class SealedOutbox:
                                        expires_at=now + self.policy.hold, created_at=now))
         log.info("key of chat %s held in the outbox for %s (purpose %s)", chat_id, self.policy.hold, purpose)
 
+    async def release(self, chat_id: int) -> int:
+        """The user gave up waiting: shred the chat's sealed keys now instead of at expiry."""
+        return await self.repo.delete_for_chat(chat_id)
+
 
 class OutboxWorker(PeriodicJob):
     """Retries held keys; exactly one worker (of any replica) handles a row at a time."""

@@ -278,6 +278,8 @@ class Runtime:
                 case fx.RecordKey() | fx.HoldKey():
                     if key is not None:
                         await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)
+                case fx.ReleaseHeld():
+                    await self.keyflow.release(chat)
                 case fx.Verify() | fx.Connect() | fx.Disconnect():
                     deferred.append(effect)
         for show in shows:

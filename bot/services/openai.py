@@ -153,6 +153,8 @@ _TYPE_OUTCOMES: dict[str, tuple[Outcome, str | None]] = {  # last resort: help 6
 _SCOPES_RE = re.compile(r"Missing scopes?:\s*(.+?)(?:\.(?:\s|$)|$)", re.IGNORECASE)
 _ECHO_RE = re.compile(r"Incorrect API key provided:\s*(.*?)\.?\s+You can find", re.IGNORECASE | re.DOTALL)
 _MODEL_RE = re.compile(r"model `([^`]+)`")
+# An IP allowlist refusal that names the refused address: the customer must add exactly that one.
+_IP_RE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b", re.IGNORECASE)
 _TRY_AGAIN_RE = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -280,6 +282,9 @@ def classify_error_response(
         detail = code if code in _NO_CREDIT_CODES or (code and code.endswith("_exceeded")) else detail
     elif outcome is Outcome.MODEL_NOT_AVAILABLE:
         detail = model or _model_in(message)
+    elif outcome is Outcome.IP_NOT_ALLOWED:
+        found = _IP_RE.search(message)
+        detail = found.group(0) if found else None
     elif outcome is Outcome.INDETERMINATE:
         detail = detail or code
     return result(outcome, detail)

@@ -112,3 +112,28 @@ def test_required_capabilities_are_listed_at_step_1_6_and_proven_without_the_bil
     assert "free requests only" in out
     assert "You're done!" not in out
     assert "Missing scopes: model.request" in out and "Missing scopes: api.responses.write" in out
+
+
+def test_wrong_pastes_failures_privacy_and_a_held_key_as_a_newcomer_meets_them(tmp_path: Path) -> None:
+    """Issue 11 items 8, 9 and 10, walked through try --script."""
+    admin = "sk-admin-" + "Ab3dEf5hIj7lMn9pQr1tUv2xYz4bCd6fGh8jKl0nAb3dEf5hIj7lMn9pQr" + "T3BlbkFJ" + \
+        "Uv2xYz4bCd6fGh8jKl0nAb3dEf5hIj7lMn9pQr1tUv2xYz4bCd6fGh8jKl"
+    out = _try(tmp_path, ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo", "sk-abc123", admin,
+                          "org-AbCdEfGhIjKlMnOpQrStUvWx", DEMO_KEYS["account_deactivated"].key,
+                          DEMO_KEYS["ip_not_allowed"].key, "/privacy", DEMO_KEYS["openai_down"].key,
+                          DEMO_KEYS["valid"].key, "1", DEMO_KEYS["valid"].key],
+               PRIVACY_CONTACT="privacy@example.com", OPENAI_EGRESS_IPS="203.0.113.7", OUTBOX_FIRST_RETRY_S="30")
+    incomplete = out.split("you> sk-abc123", 1)[1].split("you>", 1)[0]
+    assert "beginning of a key" in incomplete and "masked" not in incomplete
+    admin_answer = out.split(f"you> {admin}", 1)[1].split("you>", 1)[0]
+    assert "→ https://platform.openai.com/settings/organization/admin-keys" in admin_answer
+    assert "I deleted your message anyway" in out.split("you> org-", 1)[1].split("you>", 1)[0]
+    deactivated = out.split(f"you> {DEMO_KEYS['account_deactivated'].key}", 1)[1].split("you>", 1)[0]
+    assert "→ https://help.openai.com" in deactivated and "Contact DoubleTick support" not in deactivated
+    assert "The address to add: 203.0.113.7." in out
+    privacy = out.split("you> /privacy", 1)[1].split("you>", 1)[0]
+    assert "Questions or deletion requests: privacy@example.com" in privacy
+    held = out.split(f"you> {DEMO_KEYS['openai_down'].key}", 1)[1]
+    assert "Stop retrying" in held and "tap “Stop retrying” below" in held
+    assert "Stopped. I deleted the encrypted key" in held.split("you> 1", 1)[1]
+    assert "You're done!" in held.split("you> 1", 1)[1]

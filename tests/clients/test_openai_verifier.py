@@ -552,3 +552,13 @@ async def test_verbatim_echo_never_becomes_the_detail() -> None:
         result = await OpenAIVerifier(client=client, billed_probe=False).verify(SecretKey(short))
     assert result.outcome is Outcome.INVALID
     assert result.detail == SecretKey(short).masked and short not in repr(result)
+
+
+def test_an_ip_allowlist_refusal_that_names_the_address_passes_it_on() -> None:
+    from bot.services.openai import classify_error_response
+
+    body = err("Your IP 203.0.113.9 is not authorized to make this request.", "ip_not_authorized")
+    result = classify_error_response(httpx.Response(401, content=body))
+    assert (result.outcome, result.detail) == (Outcome.IP_NOT_ALLOWED, "203.0.113.9")
+    plain = classify_error_response(httpx.Response(401, content=err("Your IP is not authorized.", "ip_not_authorized")))
+    assert (plain.outcome, plain.detail) == (Outcome.IP_NOT_ALLOWED, None)

@@ -121,6 +121,8 @@ def _paste_of(kind: str) -> Paste:
         return Paste(kind, key, "That's an OpenAI admin key", (key,))
     if kind == "masked":
         return Paste(kind, "sk-proj-" + "*" * 40 + _chars(4), "looks like a masked key")
+    if kind == "incomplete":
+        return Paste(kind, "sk-" + _chars(6), "beginning of a key")
     if kind == "organization_id":
         return Paste(kind, "org-" + _chars(24), "That's your OpenAI organization ID")
     if kind == "project_id":
@@ -142,8 +144,8 @@ def _paste_of(kind: str) -> Paste:
     raise KeyError(kind)
 
 
-RECOGNITION = ("project", "service_account", "legacy_user", "unscoped", "admin", "masked", "organization_id",
-               "project_id", "other_provider", "telegram_bot_token", "session_token", "several_keys",
+RECOGNITION = ("project", "service_account", "legacy_user", "unscoped", "admin", "masked", "incomplete",
+               "organization_id", "project_id", "other_provider", "telegram_bot_token", "session_token", "several_keys",
                "not_a_key")
 
 

@@ -117,3 +117,59 @@ def test_the_paste_step_says_what_the_check_costs_once() -> None:
     assert billed.count("test request") == 1 and "fraction of a cent" in billed
     free = _plain(render_step(Conversation(step=Step.PASTE_KEY), content, ViewSettings(billed_probe=False)).text)
     assert "free requests only" in free and "cent" not in free
+
+
+# -- issue 11 items 8, 9, 11 ---------------------------------------------------------------------------------
+
+
+def _problem(name: str, detail: str | None = None, settings: ViewSettings | None = None):
+    conv = Conversation(step=Step.KEY_PROBLEM, problem=name, problem_detail=detail)
+    return render_step(conv, load_content(), settings or ViewSettings(support_url="https://example.com/help"))
+
+
+def test_the_admin_key_answer_opens_the_admin_keys_page() -> None:
+    urls = [b.url for b in _problem("admin").buttons if b.url]
+    assert urls[0] == "https://platform.openai.com/settings/organization/admin-keys"
+
+
+def test_a_deactivated_account_is_sent_to_openai_help_not_doubletick_support() -> None:
+    urls = [b.url for b in _problem("account_deactivated").buttons if b.url]
+    assert urls == ["https://help.openai.com"]
+
+
+@pytest.mark.parametrize("name", ["masked", "organization_id", "project_id", "incomplete"])
+def test_harmless_pastes_say_they_were_deleted(name: str) -> None:
+    assert "deleted" in _problem(name).text
+
+
+def test_an_incomplete_key_is_not_called_masked() -> None:
+    text = _plain(_problem("incomplete").text)
+    assert "masked" not in text and "dots or stars" not in text and "beginning of a key" in text
+
+
+def test_the_ip_allowlist_answer_gives_the_address_or_says_how_to_get_it() -> None:
+    named = _plain(_problem("ip_not_allowed", "203.0.113.9").text)
+    assert "The address to add: 203.0.113.9." in named
+    egress = ViewSettings(egress_ips=("198.51.100.1", "198.51.100.2"))
+    configured = _plain(_problem("ip_not_allowed", None, egress).text)
+    assert "The address to add: 198.51.100.1, 198.51.100.2." in configured
+    unknown = _plain(_problem("ip_not_allowed", None, ViewSettings(support_contact="@acme_help")).text)
+    assert "Ask @acme_help for the address" in unknown
+
+
+def test_privacy_names_the_privacy_contact_not_a_login_page() -> None:
+    text = render_reply("privacy", load_content(), ViewSettings(privacy_contact="privacy@example.com",
+                                                                support_url="https://web.doubletick.io"))
+    assert "Questions or deletion requests: privacy@example.com" in text and "web.doubletick.io" not in text
+    fallback = render_reply("privacy", load_content(), ViewSettings(support_url="https://web.doubletick.io"))
+    assert "web.doubletick.io" not in fallback
+
+
+def test_step_1_2_and_its_help_agree_where_the_button_is() -> None:
+    view = render_step(Conversation(step=Step.CREATE_NEW_KEY, help_shown=True), load_content(), ViewSettings())
+    assert "bottom" not in view.text and "top" in view.text
+
+
+def test_editing_the_permissions_lists_them_and_never_says_create() -> None:
+    text = _plain(render_step(Conversation(step=Step.EDIT_PERMISSIONS), load_content(), ViewSettings()).text)
+    assert "Model capabilities: Request" in text and "Save" in text and "Create secret key" not in text

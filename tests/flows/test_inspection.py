@@ -139,10 +139,15 @@ MASKED = [
     "Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com",
     "sk-or-v1" + "*" * 61 + "de5d",
     "sk-proj-AbCdEfGhIjKlMnOpQrStUv…wxyz",
-    "sk-proj-abcd",  # too short after the prefix
-    "sk-",
     "my key is sk-abc•••••••xyz9",
 ]
+
+
+@pytest.mark.parametrize("text", ["sk-abc123", "sk-proj-abcd", "sk-", "my key is sk-abc123 I think"])
+def test_a_key_cut_short_is_incomplete_not_masked(text: str) -> None:
+    """Issue 11 item 8: no dots or stars, so not "masked"; too short to be a key."""
+    result = inspect_pasted_text(text)
+    assert result.kind == PastedKind.INCOMPLETE and not result.should_verify and not result.looks_secret
 
 
 @pytest.mark.parametrize("text", MASKED, ids=lambda v: repr(v[:24]))
@@ -381,8 +386,8 @@ def test_result_never_prints_the_secret(name: str) -> None:
 # --- properties -------------------------------------------------------------------------------------
 
 KIND_NAMES = {
-    "project", "service_account", "legacy_user", "unscoped", "admin", "masked", "organization_id", "project_id",
-    "other_provider", "telegram_bot_token", "session_token", "several_keys", "not_a_key",
+    "project", "service_account", "legacy_user", "unscoped", "admin", "masked", "incomplete", "organization_id",
+    "project_id", "other_provider", "telegram_bot_token", "session_token", "several_keys", "not_a_key",
 }
 
 any_text = st.text(alphabet=st.characters(exclude_categories=()))
@@ -417,7 +422,7 @@ def test_fast_prefilter_literals_cover_every_prefix() -> None:
 @given(any_text)
 def test_never_raises_and_kind_is_one_of_thirteen(text: str) -> None:
     result = inspect_pasted_text(text)
-    assert result.kind in KIND_NAMES and len(PastedKind) == 13
+    assert result.kind in KIND_NAMES and len(PastedKind) == 14
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -457,3 +457,37 @@ def test_state_round_trips_through_its_record() -> None:
 
 def test_guide_order_covers_every_navigable_step() -> None:
     assert set(GUIDE_ORDER) <= set(SPECS)
+
+
+# -- issue 11 items 10 and 11 ------------------------------------------------------------------------------
+
+
+def _held() -> Conversation:
+    conv = verifying(HOLD, workspace_id="ws")
+    t = step(conv, ev.VerificationFinished(conv.attempt, VerificationResult(VerificationOutcome.INDETERMINATE)), HOLD)
+    assert t.conversation.step == Step.HELD
+    return t.conversation
+
+
+def test_a_paste_while_a_key_is_held_offers_a_way_out() -> None:
+    held = _held()
+    t = step(held, ev.KeyPasted(inspect_pasted_text(KEY)), HOLD)
+    assert t.conversation.step == Step.HELD and renders(t)[0].notice == "held_deleted"
+    assert [c.action for c in SPECS[Step.HELD].choices] == ["stop_retrying", "manual"]
+
+
+@pytest.mark.parametrize("action, target", [("stop_retrying", Step.PASTE_KEY), ("manual", Step.DT_LOG_IN)])
+def test_giving_up_on_a_held_key_shreds_it(action: str, target: Step) -> None:
+    t = press(_held(), action, HOLD)
+    assert t.conversation.step == target and fx.ReleaseHeld() in t.effects
+    late = step(t.conversation, ev.VerificationFinished(t.conversation.attempt,
+                                                        VerificationResult(VerificationOutcome.VALID)), HOLD)
+    assert late.conversation.step == target  # a retry that finished meanwhile changes nothing
+
+
+def test_fix_the_permissions_ends_on_editing_the_existing_key() -> None:
+    conv = Conversation(step=Step.KEY_PROBLEM, problem="missing_scope", problem_detail="model.request")
+    t = press(conv, "fix_permissions")
+    assert t.conversation.step == Step.EDIT_PERMISSIONS
+    assert press(t.conversation, "saved").conversation.step == Step.PASTE_KEY
+    assert press(t.conversation, "back").conversation.step == Step.PASTE_KEY
