@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     privacy_contact: str | None = None  # shown by /privacy for questions and deletion requests
     openai_egress_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)  # for IP allowlists
     retention_days: int = 90
+    # One gentle reminder for a customer who stopped mid-guide this many hours ago; 0 turns reminders off.
+    reminder_after_hours: float = 24.0
+    reminder_check_interval_s: float = 300.0
     key_submissions_per_user_per_hour: int = 5
     verifications_per_minute: int = 60
     log_level: str = "INFO"
@@ -267,7 +270,15 @@ class Settings(BaseSettings):
         """The Mini App's page, or None when PUBLIC_BASE_URL is unset."""
         return f"{self.public_base_url}/miniapp/key" if self.public_base_url else None
 
-    @field_validator("telegram_max_rate_per_s", "replicas", "telegram_delete_deadline_s")
+    @field_validator("reminder_after_hours")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be 0 (off) or more")
+        return value
+
+    @field_validator("telegram_max_rate_per_s", "replicas", "telegram_delete_deadline_s",
+                     "reminder_check_interval_s")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

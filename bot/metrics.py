@@ -38,6 +38,7 @@ __all__ = [
     "record_connection",
     "record_guard_verdict",
     "record_rate_limited",
+    "record_reminder",
     "record_step_entered",
     "record_verification",
     "record_webhook",
@@ -57,7 +58,9 @@ _METHOD = re.compile(r"^[A-Za-z]{1,64}$")
 UPDATES = Counter("onboarding_updates", "Telegram updates received (before dedupe), by type.", ["type"],
                   registry=REGISTRY)
 STEPS = Counter("onboarding_guide_step_entered", "Conversations entering a guide step (the funnel; "
-                "Back re-enters a step and counts again).", ["step"], registry=REGISTRY)
+                "Back re-enters a step and counts again; the pseudo-steps reminder_sent and "
+                "came_back_after_reminder count reminders and the customers who returned after one).", ["step"],
+                registry=REGISTRY)
 CONVERSATIONS = Gauge("onboarding_conversations", "Stored conversations by current step (from the "
                       "database at scrape time).", ["step"], registry=REGISTRY)
 VERIFICATIONS = Counter("onboarding_verifications", "OpenAI key verifications, by outcome.", ["outcome"],
@@ -93,6 +96,11 @@ async def count_update(update: object, context: Any) -> None:
 
 def record_step_entered(step: str) -> None:
     STEPS.labels(step).inc()
+
+
+def record_reminder(event: str) -> None:
+    """The funnel counts reminders sent and customers who came back after one (as pseudo-steps)."""
+    STEPS.labels("reminder_sent" if event == "sent" else "came_back_after_reminder").inc()
 
 
 def record_verification(outcome: str) -> None:

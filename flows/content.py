@@ -109,12 +109,13 @@ REQUIRED_NOTICES = (
     "invitation_accepted", "invitation_already_connected", "invitation_expired", "invitation_revoked",
     "invitation_used", "invitation_unknown",
 )
-REQUIRED_REPLIES = ("help", "privacy", "cancelled", "cancelled_still_connected", "disconnected", "group_redirect",
+REQUIRED_REPLIES = ("help", "privacy", "cancelled", "cancelled_still_connected", "reminder", "reminders_stopped",
+                    "disconnected", "group_redirect",
                     "group_deleted", "group_cannot_delete", "forwarded_original")
 MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "submit", "what_happens", "empty",
                  "checking", "done", "held", "problem", "expired", "not_at_paste_step", "rate_limited",
                  "unavailable", "network", "open_in_telegram")
-REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy")
+REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy", "stop_reminders")
 
 
 def missing_content(content: Content) -> list[str]:
@@ -149,7 +150,7 @@ def missing_content(content: Content) -> list[str]:
             need(f"buttons.{option.action}", content.button, option.action)
         for link in problem.links:
             need(f"links.{link.name}", content.link, link.name)
-    for action in ("back", "next", "stuck"):
+    for action in ("back", "next", "stuck", "continue", "stop_reminders"):
         need(f"buttons.{action}", content.button, action)
     need("links.support", content.link, "support")
     for name in REQUIRED_NOTICES:

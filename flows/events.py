@@ -28,6 +28,7 @@ __all__ = [
     "ReplaceAsked",
     "RestartAsked",
     "Started",
+    "StopRemindersAsked",
     "TextSent",
     "VerificationFinished",
     "WorkspaceChangedElsewhere",
@@ -69,6 +70,11 @@ class ReplaceAsked:
 @dataclass(frozen=True, slots=True)
 class DisconnectAsked:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopRemindersAsked:
+    """/stop_reminders, or the reminder's own button."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +175,7 @@ Event = (
     | PrivacyAsked
     | ReplaceAsked
     | DisconnectAsked
+    | StopRemindersAsked
     | ButtonPressed
     | KeyPasted
     | TextSent

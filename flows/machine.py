@@ -15,6 +15,7 @@ from flows import effects as fx
 from flows import events as ev
 from flows.outcomes import ConnectionOutcome, VerificationOutcome
 from flows.problems import PROBLEMS
+from flows.reminders import REMINDER_CALLBACK_STEP
 from flows.state import Conversation
 from flows.steps import GUIDE_ORDER, MANUAL_ORDER, PIPELINE_STEPS, SPECS, SkipContext, Step, is_skipped
 
@@ -90,8 +91,32 @@ def _problem(conv: Conversation, name: str, now: float, detail: str | None = Non
     return Transition(moved.conversation, (*extra, *moved.effects))
 
 
+# What the user does (as opposed to verdicts arriving): after a reminder, the first one means they came back.
+USER_EVENTS = (ev.Started, ev.RestartAsked, ev.CancelAsked, ev.HelpAsked, ev.PrivacyAsked, ev.ReplaceAsked,
+               ev.DisconnectAsked, ev.ButtonPressed, ev.KeyPasted, ev.TextSent, ev.MediaSent,
+               ev.InvitationRedeemed)
+
+
 def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> Transition:
     """Step the machine by one event. Unknown or ill-timed events never raise: they re-show the step."""
+    transition = _advance(conv, event, policy, now)
+    if not _came_back(conv, event):
+        return transition
+    after = transition.conversation
+    after = after.with_(came_back=True) if after.reminded else after
+    return Transition(after, (fx.Audit("came_back_after_reminder", {"step": conv.step.value}), *transition.effects))
+
+
+def _came_back(conv: Conversation, event: ev.Event) -> bool:
+    """The first thing the user does after the reminder (other than turning reminders off)."""
+    if not conv.reminded or conv.came_back or isinstance(event, ev.StopRemindersAsked):
+        return False
+    if isinstance(event, ev.ButtonPressed) and event.step == REMINDER_CALLBACK_STEP:
+        return event.action == "continue"
+    return isinstance(event, USER_EVENTS)
+
+
+def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> Transition:
     match event:
         case ev.Started():
             return _on_start(conv, policy, now)
@@ -110,6 +135,13 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
             if not conv.connected:
                 return _show(conv, notice="nothing_connected")
             return _go(conv, Step.CONFIRM_DISCONNECT, now, fresh=True, resume_step=conv.step)
+        case ev.StopRemindersAsked():
+            return Transition(conv.with_(reminders_off=True), (fx.Audit("reminders_stopped"),
+                                                               fx.Reply("reminders_stopped")))
+        case ev.ButtonPressed(step=step, action=action) if step == REMINDER_CALLBACK_STEP:
+            if action == "stop":
+                return _advance(conv, ev.StopRemindersAsked(), policy, now)
+            return _show(conv, notice="welcome_back")  # Continue: the guide where they left off, at the bottom
         case ev.ButtonPressed(step=step, action=action):
             return _on_button(conv, step, action, policy, now)
         case ev.KeyPasted() if _needs_invitation(conv, policy):
@@ -138,7 +170,8 @@ def advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) -> 
                                   ConnectionOutcome.NOT_CONFIGURED):
                 cleared = Conversation(workspace_id=conv.workspace_id, workspace_name=conv.workspace_name,
                                        bound_via=conv.bound_via, bound_at=conv.bound_at,
-                                       attempt=conv.attempt, step_entered_at=now)
+                                       attempt=conv.attempt, step_entered_at=now, reminded=conv.reminded,
+                                       came_back=conv.came_back, reminders_off=conv.reminders_off)
                 return Transition(cleared, (fx.Audit("disconnected"), fx.Reply("disconnected"),
                                             fx.Render(fresh=True)))
             back = conv.resume_step or Step.CONNECTED
@@ -165,7 +198,8 @@ def _keep_connection(conv: Conversation, now: float) -> Conversation:
                         bound_via=conv.bound_via, bound_at=conv.bound_at, connected=conv.connected,
                         key_last_four=conv.live_last_four,
                         key_family=conv.live_family, connected_last_four=conv.live_last_four,
-                        connected_family=conv.live_family, attempt=conv.attempt, step_entered_at=now)
+                        connected_family=conv.live_family, attempt=conv.attempt, step_entered_at=now,
+                        reminded=conv.reminded, came_back=conv.came_back, reminders_off=conv.reminders_off)
 
 
 def _on_cancel(conv: Conversation, now: float) -> Transition:

@@ -41,6 +41,9 @@ class Conversation:
     resume_step: Step | None = None  # where "keep it" returns to from the disconnect question
     step_entered_at: float = 0.0  # unix seconds
     key_via: str = "chat"  # where the key being checked came from: "chat" (a deleted message) or "miniapp"
+    reminded: bool = False  # the one "come back to the guide" reminder was sent for this conversation
+    came_back: bool = False  # ... and the user has done something since (the funnel counts it once)
+    reminders_off: bool = False  # /stop_reminders
 
     @property
     def live_last_four(self) -> str | None:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from flows.capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, permissions_for, permissions_of_scopes, scopes_for
 from flows.content import Content
 from flows.problems import PROBLEMS
+from flows.reminders import REMINDER_CALLBACK_STEP
 from flows.state import Conversation
 from flows.steps import SPECS, Step
 
 __all__ = ["Button", "View", "ViewSettings", "callback_data", "parse_callback_data", "render_problem",
-           "render_reply", "render_step"]
+           "render_reminder", "render_reply", "render_step"]
 
 CALLBACK_SEPARATOR = "|"
 MAX_CALLBACK_BYTES = 64  # Bot API limit for callback_data
@@ -226,6 +227,15 @@ def render_problem(name: str, content: Content, settings: ViewSettings, detail: 
     params = _params(Conversation(), settings)
     params["detail"] = html.escape(detail or "")
     return _fill(content.problem(name), params)
+
+
+def render_reminder(conv: Conversation, content: Content, settings: ViewSettings) -> View:
+    """The one short reminder: where the user stopped, Continue, and a way to turn reminders off."""
+    step = content.step(conv.step)["title"]
+    text = _fill(content.reply("reminder"), {**_params(conv, settings), "step": html.escape(step)})
+    rows = ((Button(content.button("continue"), callback=f"{REMINDER_CALLBACK_STEP}{CALLBACK_SEPARATOR}continue"),),
+            (Button(content.button("stop_reminders"), callback=f"{REMINDER_CALLBACK_STEP}{CALLBACK_SEPARATOR}stop"),))
+    return View(text, rows)
 
 
 def render_reply(name: str, content: Content, settings: ViewSettings,

@@ -30,6 +30,7 @@ __all__ = [
     "OutboxItem",
     "OutboxPurpose",
     "ProcessedUpdate",
+    "Reminder",
     "metadata",
 ]
 
@@ -214,3 +215,22 @@ class MiniAppInitData(SQLModel, table=True):
     digest: str = Field(max_length=64, primary_key=True)
     uses: int = Field(default=0)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class Reminder(SQLModel, table=True):
+    """The one reminder a conversation may get ("come back to the guide"), claimed before it is sent.
+
+    The unique ``conversation_id`` is the "at most once" across replicas: whichever replica inserts the
+    row sends the message. ``sent`` is False for a conversation that was due but not eligible (the user
+    turned reminders off, or finished): the row keeps it out of later scans. Rows go with their
+    conversation (/cancel, retention).
+    """
+
+    __tablename__ = "reminder"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", ondelete="CASCADE", unique=True, index=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    sent: bool = Field(default=True)
+    claimed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

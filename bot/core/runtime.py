@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from bot.core.chat_locks import ChatLocks
 from bot.core.keyflow import ForeignAction, KeyFlow
 from bot.core.ports import ChatPort, ChatRef, ChatUnreachable
-from bot.metrics import record_step_entered
+from bot.metrics import record_reminder, record_step_entered
 from flows import effects as fx
 from flows import events as ev
 from flows.content import load_content
@@ -275,6 +275,8 @@ class Runtime:
                     shows.append(effect)
                 case fx.Audit(kind=kind, detail=detail):
                     await self.audit.record(kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail)
+                    if kind == "came_back_after_reminder":
+                        record_reminder("came_back")
                 case fx.RecordKey() | fx.HoldKey():
                     if key is not None:
                         await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)

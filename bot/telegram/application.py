@@ -20,6 +20,7 @@ from bot.core.keyflow import KeyFlow
 from bot.core.maintenance import Maintenance
 from bot.core.outbox import OutboxWorker, RetryPolicy, SealedOutbox
 from bot.core.periodic import CallbackJob, PeriodicJob
+from bot.core.reminders import ReminderWatch
 from bot.core.runtime import Runtime
 from bot.metrics import COUNT_GROUP, count_update, record_guard_verdict
 from bot.services.doubletick import DoubleTickConnector
@@ -42,6 +43,7 @@ from storage.repositories import (
     KeyRecordRepository,
     OutboxRepository,
     ProcessedUpdateRepository,
+    ReminderRepository,
 )
 
 __all__ = ["ALLOWED_UPDATES", "BotApp", "build_bot"]
@@ -69,6 +71,7 @@ class BotApp:
     delete_bot: ExtBot[None] | None = None  # unthrottled: deleting a pasted key never queues
     recovery: PeriodicJob | None = None  # tells users whose key pipeline died with a process
     intake: Intake | None = None  # the Mini App's submissions share the chat's limits
+    reminders: PeriodicJob | None = None  # one gentle reminder for customers who stopped mid-guide
 
     def start_background(self) -> None:
         """Start the outbox worker (every replica runs one; rows are shared with SKIP LOCKED)."""
@@ -80,10 +83,12 @@ class BotApp:
             self.background.append(self.support.start())
         if self.recovery is not None:  # a pipeline killed with its process is reported, not left hanging
             self.background.append(asyncio.create_task(self.recovery.run(), name="interrupted-pipelines"))
+        if self.reminders is not None:
+            self.background.append(asyncio.create_task(self.reminders.run(), name="reminders"))
 
     async def close(self) -> None:
         """Graceful stop: no new retries, let running key pipelines finish, then close clients."""
-        for job in (self.worker, self.maintenance, self.support, self.recovery):
+        for job in (self.worker, self.maintenance, self.support, self.recovery, self.reminders):
             if job is not None:
                 job.stop()
         if self.background:
@@ -165,7 +170,11 @@ def build_bot(settings: Settings) -> BotApp:
                               audit=runtime.audit)
     recovery = CallbackJob("recovery of interrupted key pipelines", runtime.recovery_interval_s,
                            runtime.recover_interrupted)
+    reminders = ReminderWatch(ReminderRepository(sessions), messenger, runtime.view_settings,
+                              after=timedelta(hours=settings.reminder_after_hours),
+                              interval_s=settings.reminder_check_interval_s) if settings.reminder_after_hours else None
     bot_app = BotApp(application, runtime, settings, recovery=recovery, worker=worker, maintenance=maintenance,
+                     reminders=reminders,
                      closers=[verifier.aclose, connector.aclose, delete_bot.shutdown, locks.aclose,
                               engine.dispose],
                      engine=engine, delete_bot=delete_bot, intake=intake)

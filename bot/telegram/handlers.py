@@ -37,13 +37,14 @@ __all__ = ["BotHandlers"]
 log = logging.getLogger(__name__)
 
 COMMAND_EVENTS: dict[str, type[ev.RestartAsked | ev.CancelAsked | ev.HelpAsked | ev.PrivacyAsked
-                                | ev.ReplaceAsked | ev.DisconnectAsked]] = {
+                                | ev.ReplaceAsked | ev.DisconnectAsked | ev.StopRemindersAsked]] = {
     "restart": ev.RestartAsked,
     "cancel": ev.CancelAsked,
     "help": ev.HelpAsked,
     "privacy": ev.PrivacyAsked,
     "replace": ev.ReplaceAsked,
     "disconnect": ev.DisconnectAsked,
+    "stop_reminders": ev.StopRemindersAsked,
 }
 MEDIA = (filters.PHOTO | filters.Sticker.ALL | filters.Document.ALL | filters.VIDEO | filters.VOICE
          | filters.AUDIO | filters.ANIMATION | filters.VIDEO_NOTE | filters.CONTACT | filters.LOCATION

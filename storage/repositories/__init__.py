@@ -11,6 +11,7 @@ from storage.repositories.handoffs import HandoffRepository
 from storage.repositories.key_records import KeyRecordRepository
 from storage.repositories.miniapp import InitDataUseRepository
 from storage.repositories.outbox import OutboxRepository
+from storage.repositories.reminders import ReminderRepository
 from storage.repositories.updates import ProcessedUpdateRepository
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "KeyRecordRepository",
     "OutboxRepository",
     "ProcessedUpdateRepository",
+    "ReminderRepository",
 ]

@@ -491,3 +491,39 @@ def test_fix_the_permissions_ends_on_editing_the_existing_key() -> None:
     assert t.conversation.step == Step.EDIT_PERMISSIONS
     assert press(t.conversation, "saved").conversation.step == Step.PASTE_KEY
     assert press(t.conversation, "back").conversation.step == Step.PASTE_KEY
+
+
+# -- the one gentle reminder --------------------------------------------------------------------------------
+
+
+def test_reminder_due_only_mid_guide_before_a_key_and_once() -> None:
+    from flows.reminders import reminder_due
+
+    assert reminder_due(Conversation(step=Step.NAME_KEY))
+    assert reminder_due(Conversation(step=Step.DT_INTEGRATIONS))
+    for conv in (Conversation(), Conversation(step=Step.PASTE_KEY), Conversation(step=Step.HELD),
+                 Conversation(step=Step.KEY_PROBLEM), Conversation(step=Step.CONNECTED, connected=True),
+                 Conversation(step=Step.NAME_KEY, reminded=True), Conversation(step=Step.NAME_KEY, reminders_off=True),
+                 Conversation(step=Step.NAME_KEY, connected=True)):
+        assert not reminder_due(conv), conv.step
+
+
+def test_the_first_thing_done_after_a_reminder_counts_as_coming_back_once() -> None:
+    reminded = Conversation(step=Step.NAME_KEY, reminded=True)
+    cont = step(reminded, ev.ButtonPressed("reminder", "continue"))
+    assert fx.Audit("came_back_after_reminder", {"step": "name_key"}) in cont.effects
+    assert cont.conversation.came_back and renders(cont)[0].notice == "welcome_back"
+    again = press(cont.conversation, "next")
+    assert not any(isinstance(e, fx.Audit) and e.kind == "came_back_after_reminder" for e in again.effects)
+    typed = step(reminded, ev.TextSent("hello"))
+    assert typed.conversation.came_back
+
+
+def test_reminders_can_be_turned_off_by_command_or_button_and_stay_off_after_restart() -> None:
+    conv = Conversation(step=Step.NAME_KEY, reminded=True)
+    by_button = step(conv, ev.ButtonPressed("reminder", "stop"))
+    by_command = step(Conversation(step=Step.NAME_KEY), ev.StopRemindersAsked())
+    for t in (by_button, by_command):
+        assert t.conversation.reminders_off and fx.Reply("reminders_stopped") in t.effects
+    assert not by_button.conversation.came_back  # "no more reminders" is not coming back
+    assert step(by_command.conversation, ev.RestartAsked()).conversation.reminders_off
