@@ -135,9 +135,17 @@ DOCS: dict[str, SettingDoc] = {
     "openai_required_models": SettingDoc(
         "OpenAI", "Comma-separated models the DoubleTick integration needs; each must be visible to the key.",
         "gpt-4o-mini,gpt-4o"),
+    "openai_required_capabilities": SettingDoc(
+        "OpenAI", "Comma-separated OpenAI endpoints DoubleTick calls (models.read, chat.completions, embeddings, "
+        "moderations, responses, assistants, threads, files, vector_stores): step 1.6 lists exactly their "
+        "permissions, and each is proven by a free probe (a key lacking one is `missing_scope`).",
+        "models.read,chat.completions,responses"),
     "openai_billed_probe": SettingDoc(
         "OpenAI", "Send a 1-token completion (announced to the user) to detect missing credit; `false` only "
-        "lists models.", "false"),
+        "lists models and probes permissions (free).", "false"),
+    "openai_egress_ips": SettingDoc(
+        "OpenAI", "Public addresses the bot calls OpenAI from, comma-separated: told to customers whose "
+        "project has an IP allowlist (unset: they are told to ask support).", "203.0.113.7"),
     "openai_probe_model": SettingDoc("OpenAI", "Model used for the billed probe.", "gpt-4o-mini"),
     "openai_timeout_s": SettingDoc("OpenAI", "Timeout of one request to OpenAI, in seconds.", "5"),
     "doubletick_api_base_url": SettingDoc(
@@ -169,6 +177,14 @@ DOCS: dict[str, SettingDoc] = {
                               "https://example.com/support"),
     "support_contact": SettingDoc("Behaviour", "Name of the human support channel, as shown to users.",
                                   "@acme_support"),
+    "privacy_contact": SettingDoc(
+        "Behaviour", "Where /privacy sends questions and deletion requests (an e-mail address or @handle); "
+        "set it: unset falls back to SUPPORT_CONTACT.", "privacy@example.com"),
+    "reminder_after_hours": SettingDoc(
+        "Behaviour", "Send one reminder (Continue / No more reminders) to a customer idle this many hours "
+        "mid-guide, before pasting a key; 0 turns reminders off.", "48"),
+    "reminder_check_interval_s": SettingDoc(
+        "Behaviour", "How often the bot looks for customers due a reminder, in seconds.", "600"),
     "retention_days": SettingDoc("Behaviour", "Idle conversations are deleted after this many days.", "30"),
     "key_submissions_per_user_per_hour": SettingDoc(
         "Limits", "Key pastes a user may submit per hour (counted per process).", "3"),
