@@ -30,6 +30,7 @@ import pytest
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.doubletick import DEMO_OPERATOR_KEY
 from bot.standins.sandbox import Sandbox
+from flows.capabilities import CAPABILITIES
 from tests.e2e.harness import BotProcess, Stack, _command, sha256
 from tests.e2e.leaks import (
     CompanionWatcher,
@@ -67,6 +68,8 @@ FAILURES = {
     "model_not_available": "can't use the model",
     "region_blocked": "where our server is located",
     "ip_not_allowed": "IP allowlist",
+    "read_only": "model.request",  # through the free permission probes (OPENAI_REQUIRED_CAPABILITIES)
+    "missing_scope_responses": "api.responses.write",
 }
 # Secrets that are not OpenAI keys (and an admin key): recognised, deleted, never sent anywhere.
 OTHERS = {
@@ -135,7 +138,9 @@ def _start(workdir: Path) -> CanaryRun:
                                   key_submissions_per_user_per_hour=1000, verifications_per_minute=10_000,
                                   openai_timeout_s=1, outbox_first_retry_s=0.2, outbox_poll_s=0.1,
                                   public_base_url="https://miniapp.canary.test", webhook_listen="127.0.0.1",
-                                  webhook_port=free_port(), miniapp_submissions_per_user_per_hour=1000)
+                                  webhook_port=free_port(), miniapp_submissions_per_user_per_hour=1000,
+
+                                  openai_required_capabilities=",".join(CAPABILITIES))
     bot = BotProcess(env, workdir / "bot.log", cwd=workdir)
     bot.start()
     stack = Stack(sandbox, bot)
@@ -188,6 +193,10 @@ def _held_and_retried(run: CanaryRun) -> None:
         run.stack.sandbox.openai.register(key, "valid")
     for user, _ in held:
         wait_reply(user, "You're done", timeout=15)
+    given_up = run.at_paste_step()  # a held key the user stops waiting for is shredded at once
+    send_and_wait(given_up, run.canary("held:given up", "server_error"), "I'll retry for you")
+    given_up.press("Stop retrying")
+    given_up.wait_guide("Stopped. I deleted the encrypted key")
 
 
 def _doubletick_failures(run: CanaryRun) -> None:
