@@ -167,11 +167,13 @@ DEMO_ANSWERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "valid": ("You're done", ()),
     "invalid": ("doesn't recognise this key", ("Open the OpenAI API keys page", "Paste a key again",
                                                "Create a new key")),
-    "missing_scope": ("lacks a permission DoubleTick needs: api.model.read",
-                      ("Fix the permissions (step 1.6)", "Paste a key again")),
-    "missing_request_scope": ("lacks a permission DoubleTick needs: model.request",
-                              ("Fix the permissions (step 1.6)",)),
-    "account_deactivated": ("OpenAI account is deactivated", ("Contact DoubleTick support", "Paste a key again")),
+    "missing_scope": ("lacks a permission DoubleTick needs: Models (List models): Read (OpenAI says Missing "
+                      "scopes: api.model.read)", ("Fix the permissions (step 1.6)", "Paste a key again")),
+    "missing_request_scope": ("lacks a permission DoubleTick needs: Model capabilities: Request (OpenAI says "
+                              "Missing scopes: model.request)", ("Fix the permissions (step 1.6)",)),
+    "read_only": ("Missing scopes: model.request", ("Fix the permissions (step 1.6)",)),
+    "missing_responses_scope": ("You're done", ()),  # Responses is not required by default
+    "account_deactivated": ("OpenAI account is deactivated", ("Open the OpenAI help center", "Paste a key again")),
     "no_organization": ("no longer a member of an OpenAI organization", ("Create a new key", "Paste a key again")),
     "no_credit": ("no usable credit (insufficient_quota)", ("Open OpenAI billing", "Paste a key again")),
     "billing_inactive": ("billing is not active", ("Open OpenAI billing", "Paste a key again")),
