@@ -209,7 +209,8 @@ def _on_cancel(conv: Conversation, now: float) -> Transition:
         return Transition(Conversation(step_entered_at=now), (fx.Forget(), fx.Reply("cancelled")))
     kept = _keep_connection(conv, now).with_(step=Step.CONNECTED)
     params = {"last_four": conv.live_last_four or "????"}
-    return Transition(kept, (fx.Audit("cancelled_while_connected"),
+    shred: tuple[fx.Effect, ...] = (fx.ReleaseHeld(),) if conv.step == Step.HELD else ()
+    return Transition(kept, (*shred, fx.Audit("cancelled_while_connected"),
                              fx.Reply("cancelled_still_connected", params)))
 
 

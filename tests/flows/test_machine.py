@@ -527,3 +527,10 @@ def test_reminders_can_be_turned_off_by_command_or_button_and_stay_off_after_res
         assert t.conversation.reminders_off and fx.Reply("reminders_stopped") in t.effects
     assert not by_button.conversation.came_back  # "no more reminders" is not coming back
     assert step(by_command.conversation, ev.RestartAsked()).conversation.reminders_off
+
+
+def test_cancel_while_a_replacement_is_held_shreds_it_and_keeps_the_connection() -> None:
+    held = _held().with_(connected=True, connected_last_four="CLhr")
+    t = step(held, ev.CancelAsked(), HOLD)
+    assert fx.ReleaseHeld() in t.effects and t.conversation.step == Step.CONNECTED
+    assert t.conversation.live_last_four == "CLhr"
