@@ -224,9 +224,8 @@ def _keyboard(conv: Conversation, content: Content, settings: ViewSettings) -> t
 
 def render_problem(name: str, content: Content, settings: ViewSettings, detail: str | None = None) -> str:
     """The help text the guide shows for problem ``name`` (e.g. a wrong paste), as Telegram HTML."""
-    params = _params(Conversation(), settings)
-    params["detail"] = html.escape(detail or "")
-    return _fill(content.problem(name), params)
+    conv = Conversation(step=Step.KEY_PROBLEM, problem=name, problem_detail=detail)
+    return _fill(content.problem(name), {**_params(conv, settings), **_permission_params(conv, content, settings)})
 
 
 def render_reminder(conv: Conversation, content: Content, settings: ViewSettings) -> View:

@@ -139,7 +139,6 @@ def _start(workdir: Path) -> CanaryRun:
                                   openai_timeout_s=1, outbox_first_retry_s=0.2, outbox_poll_s=0.1,
                                   public_base_url="https://miniapp.canary.test", webhook_listen="127.0.0.1",
                                   webhook_port=free_port(), miniapp_submissions_per_user_per_hour=1000,
-
                                   openai_required_capabilities=",".join(CAPABILITIES))
     bot = BotProcess(env, workdir / "bot.log", cwd=workdir)
     bot.start()
