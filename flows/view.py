@@ -157,8 +157,9 @@ def _permission_params(conv: Conversation, content: Content, settings: ViewSetti
 
 def _allowlist_address(conv: Conversation, content: Content, settings: ViewSettings) -> str:
     """The address to add to an OpenAI IP allowlist: the one OpenAI named, else the configured ones."""
-    addresses = (conv.problem_detail,) if conv.problem == "ip_not_allowed" and conv.problem_detail \
-        else settings.egress_ips
+    named = conv.problem_detail if conv.problem == "ip_not_allowed" else None
+    is_address = bool(named) and len(named or "") <= 45 and all(c in "0123456789abcdefABCDEF.:" for c in named or "")
+    addresses = (named,) if named and is_address else settings.egress_ips
     if addresses:
         shown = ", ".join(f"<code>{html.escape(a)}</code>" for a in addresses)
         return content.allowlist("known").format_map(_Params({"addresses": shown}))

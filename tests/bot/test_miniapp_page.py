@@ -48,14 +48,14 @@ def _paste_view(settings: ViewSettings, step: Step = Step.PASTE_KEY) -> list[tup
 
 def test_the_paste_step_offers_the_mini_app_first_only_when_public_base_url_is_https(tmp_path: Path) -> None:
     https = sandbox_settings("http://127.0.0.1:9", tmp_path, public_base_url="https://bot.example.com")
-    buttons = _paste_view(https.view_settings("x"))
+    buttons = _paste_view(https.view_settings())
     assert buttons[0] == ("🔐 Enter the key securely", "https://bot.example.com/miniapp/key?lang=en")
     assert [label for label, url in buttons if url] == ["🔐 Enter the key securely"]
-    assert not [url for _, url in _paste_view(https.view_settings("x"), Step.WELCOME) if url]
+    assert not [url for _, url in _paste_view(https.view_settings(), Step.WELCOME) if url]
     loopback = sandbox_settings("http://127.0.0.1:9", tmp_path, public_base_url="http://127.0.0.1:8080")
-    assert not [url for _, url in _paste_view(loopback.view_settings("x")) if url]  # Telegram needs HTTPS
+    assert not [url for _, url in _paste_view(loopback.view_settings()) if url]  # Telegram needs HTTPS
     unset = sandbox_settings("http://127.0.0.1:9", tmp_path)
-    assert not [url for _, url in _paste_view(unset.view_settings("x")) if url]
+    assert not [url for _, url in _paste_view(unset.view_settings()) if url]
 
 
 class _Markup(HTMLParser):

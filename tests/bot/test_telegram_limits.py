@@ -22,6 +22,7 @@ from bot.telegram.application import check_button_urls
 from bot.telegram.fit import CAPTION_LIMIT, TEXT_LIMIT, fit_html, fit_request, telegram_length
 from bot.telegram.messenger import classify_delete_error
 from bot.telegram.ratelimit import ChatRateLimiter
+from flows.capabilities import CAPABILITIES
 from flows.content import load_content
 from flows.problems import PROBLEMS
 from flows.state import Conversation
@@ -67,7 +68,7 @@ def test_every_problem_fits_with_a_3800_character_message_from_doubletick(proble
     conv = Conversation(step=Step.KEY_PROBLEM, problem=problem, problem_detail="<&>" + "v" * 3800,
                         workspace_id="ws_" + "a" * 60, workspace_name="N" * 128, key_last_four="abcd",
                         help_shown=True)
-    settings = ViewSettings(operator="O" * 200, probe_cost="c" * 200, hold_minutes=15, retention_days=90,
+    settings = ViewSettings(operator="O" * 200, capabilities=tuple(CAPABILITIES), hold_minutes=15, retention_days=90,
                             support_url="https://example.com/" + "p" * 200, support_contact="S" * 200)
     view = render_step(conv, load_content("en"), settings, "stale_button")
     assert telegram_length(view.text, "HTML") <= TEXT_LIMIT
