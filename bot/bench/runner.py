@@ -205,7 +205,7 @@ class Bench:
     async def transport_run(self, transport: Transport) -> TransportRun:
         run = TransportRun(transport)
         options = self.options
-        self.standins.telegram.reset()  # a fresh world: the stand-in's scans do not grow with earlier phases
+        self.standins.fresh_telegram()
         database = await Database.create(self.workdir, options.postgres_url, label=f"bench_{transport}")
         bot: BotProcess | None = None
         try:
@@ -228,7 +228,7 @@ class Bench:
             bot.stop()
             run.bot_log_errors = _log_errors(bot.log_text())
             bot = None
-            self.standins.telegram.reset()
+            self.standins.fresh_telegram()
             echo = await self.start_echo(transport, f"echo-{transport}")
             try:
                 users, _ = self.walkers(options.saturated_users or 1, echo=True)
@@ -243,7 +243,7 @@ class Bench:
         return run
 
     async def memory(self) -> dict[str, Any]:
-        self.standins.telegram.reset()
+        self.standins.fresh_telegram()
         async def start(database: Database, label: str) -> BotProcess:
             return await self.start_ours(database, "polling", label)
 

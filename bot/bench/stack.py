@@ -70,6 +70,11 @@ class StandIns:
 
     def __init__(self, *, openai_latency_ms: float = 0.0, seed: int | None = None) -> None:
         self.telegram = TappedTelegram(tokens=[SANDBOX_BOT_TOKEN])
+        # Benchmarks and drills drive chats at machine speed (a guide walked in milliseconds, 500 pastes a
+        # second from one bot) to find the bot's own limits and faults; Telegram's flood control (30/s per
+        # bot, ~1/s per chat) would cap the bot and the echo baseline alike and turn every figure into
+        # Telegram's cap. The suite's other tests keep the stand-in's flood control on.
+        self.telegram.configure(flood_control=False)
         self.openai = FakeOpenAI(latency_ms=openai_latency_ms, seed=seed)
         register_demo_keys(self.openai)
         self.doubletick = FakeDoubleTick(seed=seed)
@@ -83,6 +88,11 @@ class StandIns:
     @property
     def telegram_url(self) -> str:
         return self._servers["telegram"].url
+
+    def fresh_telegram(self) -> None:
+        """A fresh Telegram world (the stand-in's scans do not grow with earlier phases), flood control off."""
+        self.telegram.reset()
+        self.telegram.configure(flood_control=False)
 
     def start(self) -> StandIns:
         """Start serving and attach a tap to the running event loop of the caller."""
