@@ -6,6 +6,7 @@ way, with the same SQLite pragmas and the same async drivers, whatever URL form 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/onboarding.db"
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
 _POSTGRES_DRIVERS = {
@@ -85,7 +87,15 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Apply the per-connection pragmas every SQLite connection needs."""
+    """Apply the per-connection pragmas every SQLite connection needs.
+
+    The driver's own transaction handling is switched off (``isolation_level = None``): it would BEGIN
+    a *deferred* transaction before the first INSERT/UPDATE/DELETE only, and a transaction that read
+    first and writes later cannot wait for the write lock (SQLite answers "database is locked" at once,
+    without the busy timeout, when its read snapshot is stale). :func:`_begin_immediate` starts every
+    transaction instead.
+    """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first, so switching to WAL waits for a concurrent opener instead of failing.
@@ -99,11 +109,63 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _begin_immediate(connection: Any) -> None:
+    """Start every SQLite transaction with ``BEGIN IMMEDIATE``: take the write lock first, waiting for it.
+
+    Why: with many simultaneous users, writers queue on the lock (``busy_timeout``) instead of failing
+    with "database is locked"; every transaction sees the newest data, so read-then-write steps (claims,
+    limit counts) are serialised. Transactions here are a few milliseconds and never span a network call
+    (see storage.repositories), so readers queueing behind the lock costs little; WAL keeps the writes
+    themselves cheap. Several processes on one SQLite file queue the same way (the lock is the file's).
+    """
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # asked for no transaction (PRAGMA wal_checkpoint, VACUUM)
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _WriterGate:
+    """One SQLite connection at a time per engine, first come first served (in-process serialisation).
+
+    Why: SQLite has one writer lock, and its busy handler is a sleep-and-retry loop, not a queue: with
+    dozens of simultaneous users on two busy cores a waiter can lose the race again and again until its
+    ``busy_timeout`` runs out ("database is locked"). A FIFO :class:`asyncio.Lock` held from connection
+    checkout to checkin (a session's transaction: NullPool hands each session its own connection and
+    takes it back at commit, rollback or close) queues them fairly instead, and costs nothing a single
+    writer lock does not cost already. Re-entrant per task, so a nested session waits on SQLite's lock
+    (busy_timeout) as before rather than on itself. Other processes on the same file (a CLI command
+    next to the bot) still queue on SQLite's own lock through ``BEGIN IMMEDIATE`` and ``busy_timeout``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    def checkout(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if not in_greenlet():
+            return  # a synchronous use of the engine (none in the bot): SQLite's own lock only
+        task = asyncio.current_task()
+        if task is None or self._owner is not task:
+            await_(self._lock.acquire())
+            self._owner = task
+        self._depth += 1
+        record.info["writer_gate"] = True
+
+    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        if not record.info.pop("writer_gate", False):
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
 def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) -> AsyncEngine:
     """Create an async engine for ``url`` (any form :func:`normalise_database_url` accepts).
 
     SQLite files get a ``NullPool``: each session opens its own connection, so concurrent sessions
-    really are concurrent and SQLite's own locking (WAL + busy_timeout) arbitrates writers. An
+    really are concurrent and SQLite's own locking (WAL + ``BEGIN IMMEDIATE`` + busy_timeout) queues
+    writers. An
     in-memory SQLite database only exists inside one connection, so it gets a ``StaticPool`` (one
     shared connection; fine for throwaway use, not for concurrent writers). PostgreSQL gets asyncpg
     with a small pre-pinged pool: this bot's load is a few queries per Telegram update.
@@ -119,6 +181,11 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
                 parsed, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        if path is not None:
+            gate = _WriterGate()
+            event.listen(engine.sync_engine.pool, "checkout", gate.checkout)
+            event.listen(engine.sync_engine.pool, "checkin", gate.checkin)
         return engine
     return create_async_engine(
         parsed,
