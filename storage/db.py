@@ -7,6 +7,7 @@ way, with the same SQLite pragmas and the same async drivers, whatever URL form 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
-from sqlalchemy.util.concurrency import await_, in_greenlet
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -87,15 +87,7 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Apply the per-connection pragmas every SQLite connection needs.
-
-    The driver's own transaction handling is switched off (``isolation_level = None``): it would BEGIN
-    a *deferred* transaction before the first INSERT/UPDATE/DELETE only, and a transaction that read
-    first and writes later cannot wait for the write lock (SQLite answers "database is locked" at once,
-    without the busy timeout, when its read snapshot is stale). :func:`_begin_immediate` starts every
-    transaction instead.
-    """
-    dbapi_connection.isolation_level = None
+    """Apply the per-connection pragmas every SQLite connection needs."""
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first, so switching to WAL waits for a concurrent opener instead of failing.
@@ -109,31 +101,17 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    """Start every SQLite transaction with ``BEGIN IMMEDIATE``: take the write lock first, waiting for it.
-
-    Why: with many simultaneous users, writers queue on the lock (``busy_timeout``) instead of failing
-    with "database is locked"; every transaction sees the newest data, so read-then-write steps (claims,
-    limit counts) are serialised. Transactions here are a few milliseconds and never span a network call
-    (see storage.repositories), so readers queueing behind the lock costs little; WAL keeps the writes
-    themselves cheap. Several processes on one SQLite file queue the same way (the lock is the file's).
-    """
-    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        return  # asked for no transaction (PRAGMA wal_checkpoint, VACUUM)
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+_FILE_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class _WriterGate:
-    """One SQLite connection at a time per engine, first come first served (in-process serialisation).
+    """One write transaction at a time per process, first come first served; re-entrant per task.
 
     Why: SQLite has one writer lock, and its busy handler is a sleep-and-retry loop, not a queue: with
     dozens of simultaneous users on two busy cores a waiter can lose the race again and again until its
-    ``busy_timeout`` runs out ("database is locked"). A FIFO :class:`asyncio.Lock` held from connection
-    checkout to checkin (a session's transaction: NullPool hands each session its own connection and
-    takes it back at commit, rollback or close) queues them fairly instead, and costs nothing a single
-    writer lock does not cost already. Re-entrant per task, so a nested session waits on SQLite's lock
-    (busy_timeout) as before rather than on itself. Other processes on the same file (a CLI command
-    next to the bot) still queue on SQLite's own lock through ``BEGIN IMMEDIATE`` and ``busy_timeout``.
+    ``busy_timeout`` runs out ("database is locked"). Waiting in a FIFO :class:`asyncio.Lock` first
+    queues them fairly and costs nothing the single writer lock does not cost already. Other processes
+    on the same file (a CLI command next to the bot) still queue on SQLite's lock (``busy_timeout``).
     """
 
     def __init__(self) -> None:
@@ -141,31 +119,79 @@ class _WriterGate:
         self._owner: asyncio.Task[Any] | None = None
         self._depth = 0
 
-    def checkout(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if not in_greenlet():
-            return  # a synchronous use of the engine (none in the bot): SQLite's own lock only
+    async def acquire(self) -> None:
         task = asyncio.current_task()
         if task is None or self._owner is not task:
-            await_(self._lock.acquire())
+            await self._lock.acquire()
             self._owner = task
         self._depth += 1
-        record.info["writer_gate"] = True
 
-    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
-        if not record.info.pop("writer_gate", False):
-            return
+    def release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
             self._owner = None
             self._lock.release()
 
 
+class _WriteTransaction:
+    """``async with sessions.begin() as session`` on SQLite: connect, the writer gate, the statements, commit."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], gate: _WriterGate) -> None:
+        self._maker = maker
+        self._gate = gate
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        # Connect first (a new connection and its pragmas, several round trips to the driver's thread),
+        # outside the gate: only the statements themselves are serialised, as SQLite serialises them.
+        self._session = self._maker()
+        try:
+            await self._session.connection()
+        except BaseException:
+            await self._session.close()
+            raise
+        await self._gate.acquire()
+        return self._session
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        assert self._session is not None
+        try:
+            try:
+                if exc_type is None:
+                    await self._session.commit()
+                else:
+                    await self._session.rollback()
+            finally:
+                self._gate.release()
+        finally:
+            await self._session.close()
+
+
+class SQLiteSessions(async_sessionmaker[AsyncSession]):
+    """The session maker for a SQLite file: ``begin()`` is a write transaction behind the writer gate.
+
+    Repositories read in ``async with sessions()`` and write in ``async with sessions.begin()``. In WAL
+    mode readers never wait and never make a writer wait; writers of this process wait here, in order,
+    so SQLite's lock is only ever contended by another process (a CLI command), which ``busy_timeout``
+    covers. The driver begins a transaction at the first INSERT/UPDATE/DELETE, never at a SELECT, so
+    a write block never holds a stale read snapshot it would have to upgrade ("database is locked" at
+    once, without waiting).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False, autoflush=False)
+        self._gate = _WriterGate()
+
+    def begin(self) -> Any:  # the base returns a private context-manager type
+        return _WriteTransaction(self, self._gate)
+
+
 def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) -> AsyncEngine:
     """Create an async engine for ``url`` (any form :func:`normalise_database_url` accepts).
 
     SQLite files get a ``NullPool``: each session opens its own connection, so concurrent sessions
-    really are concurrent and SQLite's own locking (WAL + ``BEGIN IMMEDIATE`` + busy_timeout) queues
-    writers. An
+    really are concurrent; writers queue in :class:`SQLiteSessions` (in order) and across processes on
+    SQLite's own lock (WAL + busy_timeout). An
     in-memory SQLite database only exists inside one connection, so it gets a ``StaticPool`` (one
     shared connection; fine for throwaway use, not for concurrent writers). PostgreSQL gets asyncpg
     with a small pre-pinged pool: this bot's load is a few queries per Telegram update.
@@ -181,11 +207,8 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
                 parsed, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
-        if path is not None:
-            gate = _WriterGate()
-            event.listen(engine.sync_engine.pool, "checkout", gate.checkout)
-            event.listen(engine.sync_engine.pool, "checkin", gate.checkin)
+        if path is not None:  # in-memory: one shared connection, throwaway use
+            _FILE_ENGINES.add(engine.sync_engine)
         return engine
     return create_async_engine(
         parsed,
@@ -203,6 +226,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     ``expire_on_commit=False`` because repositories hand rows back after their transaction has
     ended; expiring them would turn every attribute access into a lazy load on a closed session.
     """
+    if engine.sync_engine in _FILE_ENGINES:
+        return SQLiteSessions(engine)
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
