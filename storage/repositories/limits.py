@@ -8,8 +8,9 @@ never both take the last slot:
 * PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` makes sure each bucket row exists, then
   ``SELECT ... FOR UPDATE`` (buckets in name order, so two requests never deadlock) holds them until
   COMMIT; the count runs under that lock.
-* SQLite: the first statement is that INSERT, which takes the database's single write lock at once
-  (WAL: on the newest snapshot), so counting and adding are one serialised step as well.
+* SQLite: the whole step is one write transaction (behind the process's writer gate, see
+  :mod:`storage.db`) whose first statement is that INSERT, which takes the database's single write
+  lock, so counting and adding are one serialised step as well, across processes too.
 
 Hits older than the window are deleted in the same transaction, so the table stays small.
 """
