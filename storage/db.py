@@ -101,9 +101,6 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-_FILE_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
 class _WriterGate:
     """One write transaction at a time per process, first come first served; re-entrant per task.
 
@@ -131,6 +128,10 @@ class _WriterGate:
         if self._depth == 0:
             self._owner = None
             self._lock.release()
+
+
+# The writer gate of each file-backed engine: every session maker of one engine shares it.
+_GATES: weakref.WeakKeyDictionary[Any, _WriterGate] = weakref.WeakKeyDictionary()
 
 
 class _WriteTransaction:
@@ -180,7 +181,7 @@ class SQLiteSessions(async_sessionmaker[AsyncSession]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine, expire_on_commit=False, autoflush=False)
-        self._gate = _WriterGate()
+        self._gate = _GATES[engine.sync_engine]
 
     def begin(self) -> Any:  # the base returns a private context-manager type
         return _WriteTransaction(self, self._gate)
@@ -208,7 +209,7 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
             )
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
         if path is not None:  # in-memory: one shared connection, throwaway use
-            _FILE_ENGINES.add(engine.sync_engine)
+            _GATES[engine.sync_engine] = _WriterGate()
         return engine
     return create_async_engine(
         parsed,
@@ -226,7 +227,7 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     ``expire_on_commit=False`` because repositories hand rows back after their transaction has
     ended; expiring them would turn every attribute access into a lazy load on a closed session.
     """
-    if engine.sync_engine in _FILE_ENGINES:
+    if engine.sync_engine in _GATES:
         return SQLiteSessions(engine)
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
