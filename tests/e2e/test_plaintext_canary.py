@@ -328,12 +328,8 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
     run.stack.drivers[0].wait_for(lambda: len(run.stack.drivers[0].calls("getUpdates")) > calls_before, 60,
                                   "the restarted bot to poll")
     openai.register(held, "valid")
-    wait_reply(held_user, "You're done", timeout=20)
-    state = run.stack.sandbox.doubletick.workspace(own_workspace(held_user))
-
-
     _wait_for_the_outbox(run, held_user, "You're done")
-    state = run.stack.sandbox.doubletick.workspace("ws_demo")
+    state = run.stack.sandbox.doubletick.workspace(own_workspace(held_user))
     assert state is not None and state.key_sha256 == sha256(held)  # opened by the new process
 
 
