@@ -187,9 +187,11 @@ DOCS: dict[str, SettingDoc] = {
         "Behaviour", "How often the bot looks for customers due a reminder, in seconds.", "600"),
     "retention_days": SettingDoc("Behaviour", "Idle conversations are deleted after this many days.", "30"),
     "key_submissions_per_user_per_hour": SettingDoc(
-        "Limits", "Key pastes a user may submit per hour (counted per process).", "3"),
+        "Limits", "Key pastes a user may submit per hour (counted in the database: all replicas together).", "3"),
     "verifications_per_minute": SettingDoc(
-        "Limits", "Verifications sent to OpenAI per minute, whole bot (counted per process).", "120"),
+        "Limits",
+        "Verifications sent to OpenAI per minute, whole bot (counted in the database: all replicas together).",
+        "120"),
     "telegram_max_rate_per_s": SettingDoc(
         "Limits", "The bot's whole outbound Telegram Bot API budget, requests per second, shared by the replicas.",
         "25"),

@@ -6,6 +6,8 @@ way, with the same SQLite pragmas and the same async drivers, whatever URL form 
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/onboarding.db"
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
 _POSTGRES_DRIVERS = {
@@ -99,11 +101,98 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+class _WriterGate:
+    """One write transaction at a time per process, first come first served; re-entrant per task.
+
+    Why: SQLite has one writer lock, and its busy handler is a sleep-and-retry loop, not a queue: with
+    dozens of simultaneous users on two busy cores a waiter can lose the race again and again until its
+    ``busy_timeout`` runs out ("database is locked"). Waiting in a FIFO :class:`asyncio.Lock` first
+    queues them fairly and costs nothing the single writer lock does not cost already. Other processes
+    on the same file (a CLI command next to the bot) still queue on SQLite's lock (``busy_timeout``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def acquire(self) -> None:
+        task = asyncio.current_task()
+        if task is None or self._owner is not task:
+            await self._lock.acquire()
+            self._owner = task
+        self._depth += 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+# The writer gate of each file-backed engine: every session maker of one engine shares it.
+_GATES: weakref.WeakKeyDictionary[Any, _WriterGate] = weakref.WeakKeyDictionary()
+
+
+class _WriteTransaction:
+    """``async with sessions.begin() as session`` on SQLite: connect, the writer gate, the statements, commit."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], gate: _WriterGate) -> None:
+        self._maker = maker
+        self._gate = gate
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        # Connect first (a new connection and its pragmas, several round trips to the driver's thread),
+        # outside the gate: only the statements themselves are serialised, as SQLite serialises them.
+        self._session = self._maker()
+        try:
+            await self._session.connection()
+        except BaseException:
+            await self._session.close()
+            raise
+        await self._gate.acquire()
+        return self._session
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        assert self._session is not None
+        try:
+            try:
+                if exc_type is None:
+                    await self._session.commit()
+                else:
+                    await self._session.rollback()
+            finally:
+                self._gate.release()
+        finally:
+            await self._session.close()
+
+
+class SQLiteSessions(async_sessionmaker[AsyncSession]):
+    """The session maker for a SQLite file: ``begin()`` is a write transaction behind the writer gate.
+
+    Repositories read in ``async with sessions()`` and write in ``async with sessions.begin()``. In WAL
+    mode readers never wait and never make a writer wait; writers of this process wait here, in order,
+    so SQLite's lock is only ever contended by another process (a CLI command), which ``busy_timeout``
+    covers. The driver begins a transaction at the first INSERT/UPDATE/DELETE, never at a SELECT, so
+    a write block never holds a stale read snapshot it would have to upgrade ("database is locked" at
+    once, without waiting).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False, autoflush=False)
+        self._gate = _GATES[engine.sync_engine]
+
+    def begin(self) -> Any:  # the base returns a private context-manager type
+        return _WriteTransaction(self, self._gate)
+
+
 def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) -> AsyncEngine:
     """Create an async engine for ``url`` (any form :func:`normalise_database_url` accepts).
 
     SQLite files get a ``NullPool``: each session opens its own connection, so concurrent sessions
-    really are concurrent and SQLite's own locking (WAL + busy_timeout) arbitrates writers. An
+    really are concurrent; writers queue in :class:`SQLiteSessions` (in order) and across processes on
+    SQLite's own lock (WAL + busy_timeout). An
     in-memory SQLite database only exists inside one connection, so it gets a ``StaticPool`` (one
     shared connection; fine for throwaway use, not for concurrent writers). PostgreSQL gets asyncpg
     with a small pre-pinged pool: this bot's load is a few queries per Telegram update.
@@ -119,6 +208,8 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
                 parsed, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        if path is not None:  # in-memory: one shared connection, throwaway use
+            _GATES[engine.sync_engine] = _WriterGate()
         return engine
     return create_async_engine(
         parsed,
@@ -136,6 +227,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     ``expire_on_commit=False`` because repositories hand rows back after their transaction has
     ended; expiring them would turn every attribute access into a lazy load on a closed session.
     """
+    if engine.sync_engine in _GATES:
+        return SQLiteSessions(engine)
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 

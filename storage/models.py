@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.timestamps import UTCDateTime, utcnow
@@ -26,6 +26,8 @@ __all__ = [
     "Conversation",
     "HandoffLink",
     "KeyRecord",
+    "LimitBucket",
+    "LimitHit",
     "MiniAppInitData",
     "OutboxItem",
     "OutboxPurpose",
@@ -102,6 +104,33 @@ class KeyRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     connected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     disconnected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Random, set when the record is written as "connecting" before DoubleTick is called; the connect
+    # request's Idempotency-Key is derived from it (ids can be reused after a delete on SQLite, this never).
+    connect_request: str | None = Field(default=None, max_length=64)
+
+
+class LimitBucket(SQLModel, table=True):
+    """One abuse-limit counter (``keys:user:<id>``, ``keys:all``): its row is locked while a hit is counted.
+
+    Why a row: replicas share only the database, so "at most N" is decided in one transaction that holds
+    this row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's single writer lock) while it counts the
+    bucket's hits and adds one.
+    """
+
+    __tablename__ = "limit_bucket"
+
+    name: str = Field(primary_key=True, max_length=96)
+
+
+class LimitHit(SQLModel, table=True):
+    """One counted use of a bucket, for a moving window; rows older than the window are deleted."""
+
+    __tablename__ = "limit_hit"
+    __table_args__ = (Index("ix_limit_hit_bucket_at", "bucket", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bucket: str = Field(max_length=96)
+    at: datetime = Field(sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -242,6 +242,7 @@ class Drill:
             "details": {
                 "lost": lost[:20], "unreported": unreported[:20], "connected_but_not_told": untold[:20],
                 "duplicate_connections": [d for d in duplicates if d][:20],
+                "connect_replays": checks.connect_replays(self.standins),
                 "repeated_messages": repeated, "done_shown_twice": done_twice,
                 "plaintext": checks.summarise(findings),
                 "users": len(users), "users_finished": finished,

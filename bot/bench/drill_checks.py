@@ -30,8 +30,8 @@ from bot.bench.stack import Database, StandIns
 from flows.secret import mask_key
 from flows.steps import Step
 
-__all__ = ["Finding", "count_duplicates", "duplicate_connections", "key_outcomes", "lost_conversations", "needles",
-           "plaintext_findings", "scanner_works", "stored_steps", "summarise"]
+__all__ = ["Finding", "connect_replays", "count_duplicates", "duplicate_connections", "key_outcomes",
+           "lost_conversations", "needles", "plaintext_findings", "scanner_works", "stored_steps", "summarise"]
 
 WINDOW = 24  # a piece of a key this long never appears legitimately (masks show 8 + 4 at most)
 VERDICT_STEPS = frozenset({Step.CONNECTED, Step.KEY_PROBLEM, Step.DT_LOG_IN})
@@ -188,6 +188,22 @@ def duplicate_connections(standins: StandIns, users: Sequence[DrillUser]) -> lis
                 f"requests (idempotency key:status) {', '.join(acted)}; user did {' / '.join(user.log)}"]
         out += [""] * (workspace.connect_count - 2)  # one entry per extra connection
     return out
+
+
+def connect_replays(standins: StandIns) -> int:
+    """Connect requests DoubleTick answered by replaying an earlier 2xx for the same Idempotency-Key.
+
+    Each is a retry (client timeout, outbox, or a re-paste after a SIGKILL) that would have connected the
+    key a second time had the bot not sent the same key; the count shows the exactness path was exercised.
+    """
+    succeeded: set[str] = set()
+    replays = 0
+    for r in standins.doubletick.requests:
+        if r.method != "POST" or not r.idempotency_key or r.status is None or not 200 <= r.status < 300:
+            continue
+        replays += r.idempotency_key in succeeded
+        succeeded.add(r.idempotency_key)
+    return replays
 
 
 def summarise(findings: Sequence[Finding]) -> list[str]:

@@ -8,11 +8,8 @@ be deleted becomes ``DeletionFailed``: the key is exposed and must not be used.
 from __future__ import annotations
 
 import math
-import time
-
-from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from bot.core.ports import ChatPort, DeleteOutcome, GuardVerdict
 from flows import events as ev
@@ -20,6 +17,8 @@ from flows.inspection import inspect_pasted_text
 from flows.machine import Policy, paste_is_checked
 from flows.state import Conversation
 from flows.steps import PIPELINE_STEPS, Step
+from storage.repositories import LimitRepository
+from storage.repositories.limits import Window
 
 __all__ = ["PASTE_STEPS", "Intake", "SubmissionLimits"]
 
@@ -30,23 +29,22 @@ REASONS = {DeleteOutcome.NO_RIGHTS: "no_rights", DeleteOutcome.TOO_OLD: "too_old
 class SubmissionLimits:
     """At most N key submissions per user per hour and M verifications per minute for the whole bot.
 
-    Per process (memory storage); with several replicas each enforces its own share.
+    Counted in the database (:class:`~storage.repositories.limits.LimitRepository`), so replicas
+    together allow exactly N and M, not N and M each; consumed before any request leaves for OpenAI.
     """
 
-    def __init__(self, per_user_per_hour: int, global_per_minute: int) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_user: RateLimitItem = parse(f"{per_user_per_hour}/hour")
-        self._global: RateLimitItem = parse(f"{global_per_minute}/minute")
+    def __init__(self, repo: LimitRepository, per_user_per_hour: int, global_per_minute: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._repo = repo
+        self._per_user = per_user_per_hour
+        self._global = Window("keys:all", global_per_minute, timedelta(minutes=1))
+        self._clock = clock
 
     async def retry_in_minutes(self, user_id: int) -> int | None:
         """Consume one submission; None if allowed, else minutes until the user may try again."""
-        for item, ident in ((self._per_user, str(user_id)), (self._global, "all")):
-            if not await self._limiter.test(item, "keys", ident):
-                stats = await self._limiter.get_window_stats(item, "keys", ident)
-                return max(1, math.ceil((stats.reset_time - time.time()) / 60))
-        await self._limiter.hit(self._per_user, "keys", str(user_id))
-        await self._limiter.hit(self._global, "keys", "all")
-        return None
+        mine = Window(f"keys:user:{user_id}", self._per_user, timedelta(hours=1))
+        wait = await self._repo.consume((mine, self._global), self._clock())
+        return None if wait is None else max(1, math.ceil(wait.total_seconds() / 60))
 
 
 class Intake:

@@ -29,10 +29,27 @@ from storage.fingerprint import fingerprint
 from storage.models import KeyRecord
 from storage.repositories import KeyRecordRepository
 
-__all__ = ["Connector", "ForeignAction", "KeyFlow", "KeyHolder", "Verifier", "is_fresh_binding"]
+__all__ = ["Connector", "ForeignAction", "KeyFlow", "KeyHolder", "Verifier", "connect_idempotency_key",
+           "is_fresh_binding"]
 
 log = logging.getLogger(__name__)
+# Answers after which DoubleTick certainly did not connect: the connecting record is settled with them.
+# TRANSIENT is not here: a timeout may hide a connection, so the record (and its Idempotency-Key) stays.
+SETTLED_REFUSALS = (ConnectionOutcome.VALIDATION_ERROR, ConnectionOutcome.CREDENTIAL_REJECTED)
 DISCONNECTED = (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED, ConnectionOutcome.NOT_CONFIGURED)
+
+
+def connect_idempotency_key(connect_request: str | None, workspace_id: str, fingerprint: str) -> str:
+    """The Idempotency-Key of a connect request: one per ``connecting`` key record, never reused.
+
+    From the record's random ``connect_request`` (one per connection intent: a disconnect deletes the
+    records, so connecting the same key again later is a new request; record ids are not used because
+    SQLite may hand a deleted id out again) plus what the request is about, hashed to 40 hex chars.
+    """
+    if not connect_request:
+        raise ValueError("the connecting record must be stored before its request is named")
+    material = f"connect:{connect_request}:{workspace_id}:{fingerprint}"
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
 class Verifier(Protocol):
@@ -133,7 +150,7 @@ class KeyFlow:
                     record_connection(ConnectionOutcome.FOREIGN_WORKSPACE.value)
                     await self._tell(owner, workspace_id, "replace", refused=True)
                     return ev.ConnectionFinished(attempt, ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
-                idempotency = self._idempotency_key(chat.chat_id, attempt, workspace_id, key)
+                idempotency = await self._begin_connecting(chat, workspace_id, key)
                 connected = await self.connector.connect(workspace_id, key, idempotency)
                 record_connection(connected.outcome.value)
                 if owner is not None and connected.outcome == ConnectionOutcome.CONNECTED:
@@ -142,6 +159,11 @@ class KeyFlow:
                 if connected.outcome == ConnectionOutcome.CREDENTIAL_REJECTED:  # users are told support knows
                     log.error("DoubleTick rejected our credential (DOUBLETICK_API_KEY, HTTP %s): no key can be "
                               "connected until an operator fixes it", connected.http_status)
+                if connected.outcome in SETTLED_REFUSALS:
+                    # DoubleTick did not act: a later paste of this key is a new request with a new key.
+                    await self.keys.settle_connecting(chat_id=chat.chat_id, fingerprint=self.fingerprint(key),
+                                                      workspace_id=workspace_id,
+                                                      outcome=f"connect_{connected.outcome.value}")
                 return ev.ConnectionFinished(attempt, connected)
             case fx.Disconnect(workspace_id=workspace_id, bound_at=bound_at):
                 owner = await self._foreign_connection(chat, workspace_id)
@@ -161,23 +183,39 @@ class KeyFlow:
                 return ev.DisconnectFinished(removal)
         return None
 
-    def _idempotency_key(self, chat_id: int, attempt: int, workspace_id: str, key: SecretKey) -> str:
-        """Stable for one paste, so a redelivered update or a retry never connects twice."""
-        material = f"{chat_id}:{attempt}:{workspace_id}:{self.fingerprint(key)}"
-        return hashlib.sha256(material.encode()).hexdigest()[:40]
+    async def _begin_connecting(self, chat: ChatRef, workspace_id: str, key: SecretKey) -> str:
+        """Write (or find) the ``connecting`` record, then name the request after it.
+
+        The record is committed before DoubleTick hears of the key, so whatever happens next (a timeout
+        after DoubleTick acted, a SIGKILL between its 2xx and our record) the next attempt with the same
+        key for the same workspace in this chat, a re-paste or the outbox, finds it and sends the same
+        Idempotency-Key: DoubleTick replays its first answer instead of connecting a second time.
+        """
+        if not self.connector.configured:
+            return ""  # nothing will be sent (the connector answers NOT_CONFIGURED), so nothing to record
+        fingerprint = self.fingerprint(key)
+        record = await self.keys.begin_connecting(chat_id=chat.chat_id, user_id=chat.user_id,
+                                                  fingerprint=fingerprint, last_four=key.last_four,
+                                                  workspace_id=workspace_id, family="unknown")
+        return connect_idempotency_key(record.connect_request, workspace_id, fingerprint)
 
     async def keep(self, chat: ChatRef, conv: Conversation, effect: fx.Effect, key: SecretKey,
                    conversation_id: int | None = None) -> None:
         """Record non-secret metadata, or seal the key into the retry outbox."""
         match effect:
             case fx.RecordKey(outcome=outcome, connected=connected):
+                family = conv.key_family or "unknown"
+                if connected and conv.workspace_id:  # (a "connecting" record is not connected: untouched)
+                    await self.keys.mark_workspace_disconnected(conv.workspace_id)
+                if await self.keys.settle_connecting(chat_id=chat.chat_id, fingerprint=self.fingerprint(key),
+                                                     workspace_id=conv.workspace_id, outcome=outcome,
+                                                     family=family, connected=connected):
+                    return
                 if connected:  # after a replacement only the new key counts as connected
                     await self.keys.mark_disconnected(chat.chat_id)
-                    if conv.workspace_id:
-                        await self.keys.mark_workspace_disconnected(conv.workspace_id)
                 await self.keys.add(chat_id=chat.chat_id, user_id=chat.user_id,
                                     fingerprint=self.fingerprint(key), last_four=key.last_four,
-                                    family=conv.key_family or "unknown", outcome=outcome,
+                                    family=family, outcome=outcome,
                                     workspace_id=conv.workspace_id,
                                     connected_at=self.clock() if connected else None)
             case fx.HoldKey(attempt=attempt, purpose=purpose, retry_after_s=wait) \

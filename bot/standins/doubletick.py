@@ -391,6 +391,15 @@ async def _handle(
         return nest_error(400, problems)
     assert idempotency_key is not None
 
+    # Idempotency, as a real API does it (IETF draft-ietf-httpapi-idempotency-key-header; Stripe's
+    # "Idempotent requests"): the same key with the same request replays the first answer and acts no
+    # second time; the same key with a different request is refused (409; Stripe answers 400
+    # idempotency_error, the draft 422); keys are scoped to the credential. Assumptions the bot relies
+    # on (see its "connecting" key record): DoubleTick keeps a key at least as long as a user takes to
+    # paste again (Stripe: 24 h; here: the stand-in's lifetime); an answer is stored only once the
+    # request was acted on, so a 5xx/429 injected *before* acting (and validation failures) may be
+    # retried under the same key, while a hang (``Fault.TIMEOUT`` above) acts *after* the client gave up: the
+    # lost 2xx that a retry under the same key must not turn into a second connection.
     fingerprint = _sha256(f"{method} {path} ") + _sha256(raw.decode(errors="replace"))
     scope = (_sha256(request.headers["authorization"]), idempotency_key)  # per credential, like Stripe
     with fake._lock:

@@ -41,6 +41,7 @@ from storage.repositories import (
     AuditLog,
     ConversationRepository,
     KeyRecordRepository,
+    LimitRepository,
     OutboxRepository,
     ProcessedUpdateRepository,
     ReminderRepository,
@@ -160,7 +161,8 @@ def build_bot(settings: Settings) -> BotApp:
     worker = OutboxWorker(repo=outbox_repo, conversations=conversations, keyring=keyring, runtime=runtime,
                           keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s,
                           lease_s=settings.pipeline_timeout_s)
-    limits = SubmissionLimits(settings.key_submissions_per_user_per_hour, settings.verifications_per_minute)
+    limits = SubmissionLimits(LimitRepository(sessions), settings.key_submissions_per_user_per_hour,
+                              settings.verifications_per_minute)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)

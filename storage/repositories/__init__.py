@@ -9,6 +9,7 @@ from storage.repositories.audit import AuditLog
 from storage.repositories.conversations import ConversationRepository
 from storage.repositories.handoffs import HandoffRepository
 from storage.repositories.key_records import KeyRecordRepository
+from storage.repositories.limits import LimitRepository
 from storage.repositories.miniapp import InitDataUseRepository
 from storage.repositories.outbox import OutboxRepository
 from storage.repositories.reminders import ReminderRepository
@@ -21,6 +22,7 @@ __all__ = [
     "HandoffRepository",
     "InitDataUseRepository",
     "KeyRecordRepository",
+    "LimitRepository",
     "OutboxRepository",
     "ProcessedUpdateRepository",
     "ReminderRepository",

@@ -8,6 +8,7 @@ let a person recognise the key on OpenAI's dashboard.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,7 +20,10 @@ from storage.models import KeyRecord
 from storage.repositories._sql import rowcount
 from storage.timestamps import utcnow
 
-__all__ = ["KeyRecordRepository"]
+__all__ = ["CONNECTING", "KeyRecordRepository"]
+
+# The outcome of a record written before DoubleTick is asked to connect its key (see ``begin_connecting``).
+CONNECTING = "connecting"
 
 _HEX_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
@@ -50,6 +54,7 @@ class KeyRecordRepository:
         outcome: str,
         workspace_id: str | None = None,
         connected_at: datetime | None = None,
+        connect_request: str | None = None,
     ) -> KeyRecord:
         """Store one key's record; ``fingerprint`` comes from :func:`storage.fingerprint.fingerprint`."""
         _check_fingerprint(fingerprint)
@@ -65,6 +70,7 @@ class KeyRecordRepository:
             outcome=outcome,
             created_at=self._clock(),
             connected_at=connected_at,
+            connect_request=connect_request,
         )
         async with self._sessions.begin() as session:
             session.add(record)
@@ -80,6 +86,89 @@ class KeyRecordRepository:
                 .execution_options(synchronize_session=False)
             )
             return rowcount(result) == 1
+
+    async def begin_connecting(
+        self, *, chat_id: int, user_id: int, fingerprint: str, last_four: str, workspace_id: str, family: str
+    ) -> KeyRecord:
+        """The chat's ``connecting`` record for this key and workspace, written now if there is none.
+
+        Why: the record is written (committed) *before* DoubleTick is called and the Idempotency-Key is
+        derived from its id, so a process killed between DoubleTick's 2xx and our "connected" record leaves
+        this row behind (with its random ``connect_request``); the next attempt with the same key (a
+        re-paste, the outbox) finds it and sends
+        the same Idempotency-Key, and DoubleTick replays its answer instead of connecting again.
+        """
+        _check_fingerprint(fingerprint)
+        found = await self._connecting(chat_id, fingerprint, workspace_id)
+        if found is not None:
+            return found
+        return await self.add(chat_id=chat_id, user_id=user_id, fingerprint=fingerprint, last_four=last_four,
+                              family=family, outcome=CONNECTING, workspace_id=workspace_id,
+                              connect_request=secrets.token_hex(20))
+
+    async def _connecting(self, chat_id: int, fingerprint: str, workspace_id: str) -> KeyRecord | None:
+        stmt = (
+            select(KeyRecord)
+            .where(
+                col(KeyRecord.chat_id) == chat_id,
+                col(KeyRecord.fingerprint) == fingerprint,
+                col(KeyRecord.workspace_id) == workspace_id,
+                col(KeyRecord.outcome) == CONNECTING,
+            )
+            .order_by(col(KeyRecord.id))
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            return (await session.scalars(stmt)).first()
+
+    async def settle_connecting(
+        self, *, chat_id: int, fingerprint: str, workspace_id: str | None, outcome: str, family: str | None = None,
+        connected: bool = False,
+    ) -> bool:
+        """Turn the ``connecting`` record of this key into its final outcome; False if there was none.
+
+        ``connected``: the chat's other connected keys are marked disconnected in the same transaction
+        (after a replacement only the new key counts as connected).
+        """
+        _check_fingerprint(fingerprint)
+        if workspace_id is None:
+            return False
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            mine = (
+                await session.scalars(
+                    select(col(KeyRecord.id)).where(
+                        col(KeyRecord.chat_id) == chat_id,
+                        col(KeyRecord.fingerprint) == fingerprint,
+                        col(KeyRecord.workspace_id) == workspace_id,
+                        col(KeyRecord.outcome) == CONNECTING,
+                    )
+                )
+            ).all()
+            if not mine:
+                return False
+            if connected:
+                await session.execute(
+                    update(KeyRecord)
+                    .where(
+                        col(KeyRecord.chat_id) == chat_id,
+                        col(KeyRecord.id).not_in(mine),
+                        col(KeyRecord.connected_at).is_not(None),
+                        col(KeyRecord.disconnected_at).is_(None),
+                    )
+                    .values(disconnected_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            values: dict[str, object] = {"outcome": outcome, "connected_at": now if connected else None}
+            if family:
+                values["family"] = family
+            await session.execute(
+                update(KeyRecord)
+                .where(col(KeyRecord.id).in_(mine))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return True
 
     async def find_connected_by_fingerprint(
         self, fingerprint: str, workspace_id: str | None = None

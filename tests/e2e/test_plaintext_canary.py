@@ -16,11 +16,14 @@ found it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +266,45 @@ def _commands_carrying_keys(run: CanaryRun) -> None:
                       what=f"the refusal of {command}")
 
 
+# One retry from the outbox, once due: claim, OpenAI, DoubleTick, the "You're done" message, on a busy machine.
+ONE_ATTEMPT_S = 20.0
+
+
+def _outbox_due(database: Path) -> datetime | None:
+    """When the bot will next try its held key: the row's next attempt, or later if a lease holds it.
+
+    A row leased by a process that was then SIGKILLed stays leased until ``locked_until`` (the pipeline
+    timeout); one whose attempts failed waits ``next_attempt_at`` (exponential backoff). None: no row.
+    """
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+        row = db.execute("SELECT next_attempt_at, locked_until FROM outbox_item ORDER BY id LIMIT 1").fetchone()
+    if row is None:
+        return None
+    times = [datetime.fromisoformat(value).replace(tzinfo=UTC) for value in row if value]
+    return max(times)
+
+
+def _wait_for_the_outbox(run: CanaryRun, user: ChatDriver, contains: str) -> str:
+    """Wait for a verdict the outbox will deliver, as long as the bot's own schedule says, not a guess.
+
+    Why: the held key's retries back off exponentially (0.2 s, 0.4 s, ... 25.6 s) while the run goes on,
+    and a SIGKILL during an attempt leaves the row leased for the pipeline timeout; a fixed 20 s wait
+    lost that race once. The schedule is re-read while waiting: an attempt that was already under way
+    when OpenAI recovered may still fail and reschedule the row.
+    """
+    wanted = contains.lower()
+    for _ in range(5):  # each round: the row was rescheduled by an attempt that started before the recovery
+        due = _outbox_due(run.database)
+        limit = (due - datetime.now(UTC)).total_seconds() if due else 0.0
+        try:
+            return str(user.wait_for(lambda: next((t for t in bot_texts(user) if wanted in t.lower()), None),
+                                     max(0.0, limit) + ONE_ATTEMPT_S, f"a bot message with {contains!r}"))
+        except TimeoutError:
+            if _outbox_due(run.database) in (None, due):
+                raise  # the schedule did not move and the attempt it promised did not come: a real failure
+    raise AssertionError("the outbox kept rescheduling a key OpenAI accepts")
+
+
 def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
     """SIGKILL while one key waits sealed in the outbox and another is with OpenAI; the sealed one survives."""
     openai = run.stack.sandbox.openai
@@ -286,7 +328,7 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
     run.stack.drivers[0].wait_for(lambda: len(run.stack.drivers[0].calls("getUpdates")) > calls_before, 60,
                                   "the restarted bot to poll")
     openai.register(held, "valid")
-    wait_reply(held_user, "You're done", timeout=20)
+    _wait_for_the_outbox(run, held_user, "You're done")
     state = run.stack.sandbox.doubletick.workspace(own_workspace(held_user))
     assert state is not None and state.key_sha256 == sha256(held)  # opened by the new process
 

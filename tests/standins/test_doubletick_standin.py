@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -90,6 +91,27 @@ def test_replay_is_marked_and_does_not_act_twice(client: httpx.Client) -> None:
         "key_last_four": KEY[-4:],
         "connect_count": 1,
     }
+
+
+def test_a_reused_key_with_another_body_is_refused_and_acts_not(client: httpx.Client) -> None:
+    assert connect(client).status_code == 201
+    other = connect(client, workspaceId="ws_acme")
+    assert other.status_code == 409 and "different request" in other.json()["message"]
+    assert client.get("/_sandbox/workspaces").json()["ws_acme"]["connect_count"] == 0
+
+
+def test_a_timed_out_request_acts_and_its_retry_replays(client: httpx.Client) -> None:
+    """The lost 2xx: the stand-in connects after the client gave up; the retry (same key) must not act again."""
+    client.post("/_sandbox/config", json={"faults": {"timeout": 1.0, "hang_s": 2.0}})
+    with pytest.raises(httpx.TimeoutException):
+        client.post(DEFAULT_CONNECT_PATH, headers=AUTH, json={"workspaceId": "ws_demo", "apiKey": KEY}, timeout=0.3)
+    client.post("/_sandbox/config", json={"faults": {"timeout": 0.0}})
+    deadline = time.monotonic() + 5
+    while client.get("/_sandbox/workspaces").json()["ws_demo"]["connect_count"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the hang ends when the stand-in sees the client gone
+    retried = connect(client)
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
+    assert client.get("/_sandbox/workspaces").json()["ws_demo"]["connect_count"] == 1
 
 
 def test_fail_next_and_throttling_carry_retry_after(client: httpx.Client) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -575,8 +575,9 @@ class TestOutbox:
         item = await outbox.put(_outbox_item(conv_id, 500, sealed=marker))
         assert item.id is not None
         assert await outbox.delete(item.id)
-        async with sessions() as session:
-            await session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        async with sessions.kw["bind"].connect() as connection:  # a checkpoint runs outside any transaction
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         path = Path(make_url(database_url).database or "")
         for file in path.parent.glob(path.name + "*"):
             assert marker not in file.read_bytes(), file.name
