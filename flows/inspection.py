@@ -14,20 +14,21 @@ Two steps remain: zero-width characters are removed, and a key wrapped onto seve
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
 from flows.secret import SecretKey
 from flows.secret_shapes import (
+    MIN_KEY_BODY,
     SECRET_PREFIXES,
     TokenKind,
     TokenMatch,
     find_tokens,
     is_complete_openai_key,
     might_be_key_file,
-    might_carry_secret,
-    strip_invisible,
 )
+from flows.secret_shapes import might_carry_secret as shapes_might_carry_secret
 
 __all__ = [
     "VERIFIABLE_KINDS",
@@ -76,57 +77,213 @@ class PastedText:
     shape_warning: str | None = None  # e.g. "this key is shorter than usual, so it may be cut off"
 
 
-_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
+# --- one normaliser: what recognition, the guard and log redaction all read -----------------------------
+
+# Unicode format characters (category Cf: zero-width space/joiners, U+2063 invisible separator, bidi
+# embeddings and isolates U+202A-202E/U+2066-2069, word joiner, BOM, soft hyphen, tags) plus other
+# characters that render as nothing (combining grapheme joiner, variation selectors, Hangul fillers).
+# A test checks that every Cf code point of this Python's Unicode database is in the class.
+_FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_INVISIBLE = _FORMAT_CHARS + "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_INVISIBLE_CHAR_RE = re.compile(f"[{_INVISIBLE}]")
+_BLANK_RE = re.compile("[\u2800\u3000\u00a0\u1680\u2000-\u200a\u202f\u205f]")  # NFKC leaves U+2800 alone
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
+# a run that starts like an sk- key, with lookalike dashes in it: those become "-" (keys hold only "-")
+_SK_RUN_WITH_DASHES_RE = re.compile(f"(?<![A-Za-z0-9])sk[{_DASHES}][A-Za-z0-9_{_DASHES}-]*|"
+                                    f"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]*[{_DASHES}][A-Za-z0-9_{_DASHES}-]*")
+_DASH_TABLE = str.maketrans(dict.fromkeys(_DASHES, "-"))
+# escapes of invisible and blank characters in logged reprs and JSON (``'sk-ab\\u2063cd'``)
+_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2})|([nrt]))")
+_ESCAPED_BREAKS = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape_invisible(match: re.Match[str]) -> str:
+    if match.group(4):
+        return _ESCAPED_BREAKS[match.group(4)]
+    char = chr(int(match.group(1) or match.group(2) or match.group(3), 16))
+    if _INVISIBLE_CHAR_RE.match(char):
+        return ""
+    return " " if char.isspace() or _BLANK_RE.match(char) else match.group()
+
+
+def _visible_ascii_forms(text: str) -> str:
+    """Invisible characters dropped, compatibility forms folded (NFKC: fullwidth ``ｓｋ－``, NBSP, math
+    letters), blanks made spaces and lookalike dashes inside ``sk-`` runs made ``-``."""
+    text = _INVISIBLE_CHAR_RE.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE_CHAR_RE.sub("", _BLANK_RE.sub(" ", text))
+    if any(dash in text for dash in _DASHES):
+        text = _SK_RUN_WITH_DASHES_RE.sub(lambda m: m.group().translate(_DASH_TABLE), text)
+    return text
+
+
+# --- rejoining a key split by spaces or line breaks ------------------------------------------------------
+
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _LEADING_RUN_RE = re.compile(r"[A-Za-z0-9_-]+")
+_WORDS_RE = re.compile(r"(\S+)(\s*)")
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_WRAPPED_KEY = 400  # longer than any key: stop joining (and keep hostile input linear)
-_NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a line starting so is a new token, not a tail
+_NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a piece starting so is a new token, not a tail
 _WORD_RE = re.compile(r"[A-Za-z][a-z]{0,14}")  # "thanks", "Ok": a word typed after the key, not its tail
+_SPLIT_PREFIX_MIN = 3 + MIN_KEY_BODY  # a prefix itself spaced out ("s k - p r o j"): only as long as a key
+_PROPER_PREFIXES = sorted({p[:n] for p in SECRET_PREFIXES for n in range(1, len(p))}, key=len, reverse=True)
+# where a split key could start: a secret prefix (or the start of one) right before a space or break
+_SPLIT_ANCHOR_RE = re.compile(
+    "(?<![A-Za-z0-9])(?:(?:" + "|".join(map(re.escape, SECRET_PREFIXES)) + ")[A-Za-z0-9_-]*|(?:"
+    + "|".join(map(re.escape, _PROPER_PREFIXES)) + r"))\s"
+)
 
 
-def _trailing_run(line: str) -> str | None:
-    """The key characters ending ``line``; None when there are more than any key has."""
-    start = len(line)
-    while start > 0 and line[start - 1] in _KEY_CHARS:
+def _trailing_run(word: str) -> str | None:
+    """The key characters ending ``word``; None when there are more than any key has."""
+    start = len(word)
+    while start > 0 and word[start - 1] in _KEY_CHARS:
         start -= 1
-        if len(line) - start > _MAX_WRAPPED_KEY:
+        if len(word) - start > _MAX_WRAPPED_KEY:
             return None
-    return line[start:]
+    return word[start:]
 
 
-def _continues_key(line: str, following: str) -> bool:
-    """Whether ``following`` is the wrapped-over rest of an ``sk-`` key ending ``line``."""
-    tail = _trailing_run(line)
-    head = _LEADING_RUN_RE.match(following)
-    if not tail or head is None or head.end() > _MAX_WRAPPED_KEY:
-        return False
-    piece, rest = tail.lstrip("-_"), head.group()
-    if not piece.startswith("sk-") or len(piece) < 4 or rest.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
-        return False
-    if is_complete_openai_key(piece):
-        return False
-    return is_complete_openai_key(piece + rest) or not _WORD_RE.fullmatch(rest)
+def _breaks_paragraph(separator: str) -> bool:
+    """A blank line between two pieces: a new paragraph, never the inside of a key."""
+    return sum(char in _LINE_BREAKS for char in separator.replace("\r\n", "\n")) > 1
 
 
-def _rejoin_wrapped_keys(text: str) -> str:
-    """Undo line breaks inside a key (mobile clients and PDFs wrap long keys); other breaks stay."""
-    lines = _LINE_BREAK_RE.split(text)
-    if len(lines) == 1:
+def _looks_random(run: str) -> bool:
+    """A piece a key could be cut into (digits, inner capitals, longer than a word), not a typed word."""
+    return any(c.isdigit() for c in run) or any(c.isupper() for c in run[1:]) or len(run) > 15
+
+
+def _following_runs(words: list[tuple[str, str]], i: int, anchor_length: int) -> list[tuple[str, bool, str]]:
+    """(run, whole word, separator before it) for the words after ``i`` that could continue a key."""
+    runs: list[tuple[str, bool, str]] = []
+    total = anchor_length
+    for j in range(i + 1, len(words)):
+        separator = words[j - 1][1]
+        head = _LEADING_RUN_RE.match(words[j][0])
+        if head is None or _breaks_paragraph(separator) or total > _MAX_WRAPPED_KEY:
+            break
+        run = head.group()
+        if run.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
+            break
+        runs.append((run, run == words[j][0], separator))
+        total += len(run)
+        if run != words[j][0]:  # trailing punctuation (a quote, a dot) ends the key
+            break
+    return runs
+
+
+def _complete_count(piece: str, runs: list[tuple[str, bool, str]]) -> int:
+    """How many pieces make a documented OpenAI key shape (the most that do), or 0."""
+    best, joined = 0, piece
+    for n, (run, _, _) in enumerate(runs, 1):
+        joined += run
+        if len(joined) >= 51 and is_complete_openai_key(joined):
+            best = n
+    return best
+
+
+def _uniform_count(anchor: str, runs: list[tuple[str, bool, str]]) -> int:
+    """Pieces of one size (a space or break every N characters), the last one shorter or equal."""
+    if not runs or len(anchor) > (size := len(runs[0][0])):
+        return 0
+    n = 0
+    for run, whole, _ in runs:
+        if len(run) == size:
+            n += 1
+            if whole:
+                continue
+        elif not _WORD_RE.fullmatch(run):
+            n += 1
+        break
+    return n
+
+
+def _heuristic_count(runs: list[tuple[str, bool, str]]) -> int:
+    """Pieces that are not typed words: after a line break any non-word, after a space a random piece."""
+    n = 0
+    for run, whole, separator in runs:
+        wrapped = any(char in _LINE_BREAKS for char in separator)
+        if _WORD_RE.fullmatch(run) or not (wrapped or _looks_random(run)):
+            break
+        n += 1
+        if not whole:
+            break
+    return n
+
+
+def _glue_count(words: list[tuple[str, str]], i: int) -> int:
+    """How many of the following words are the rest of a key that starts at the end of word ``i``."""
+    word = words[i][0]
+    tail = _trailing_run(word)
+    if not tail:
+        return 0
+    piece = tail.lstrip("-_")
+    spaced_prefix = not piece.startswith(SECRET_PREFIXES)
+    if spaced_prefix and not (piece and tail == word and any(p.startswith(piece) for p in SECRET_PREFIXES)):
+        return 0
+    if not spaced_prefix and is_complete_openai_key(piece):
+        return 0
+    runs = _following_runs(words, i, len(tail))
+    if not runs:
+        return 0
+    if complete := _complete_count(piece, runs):
+        return complete
+    n = max(_uniform_count(tail, runs), 0 if spaced_prefix else _heuristic_count(runs))
+    if spaced_prefix:
+        joined = piece + "".join(run for run, _, _ in runs[:n])
+        if n < 2 or len(joined) < _SPLIT_PREFIX_MIN or not joined.startswith(SECRET_PREFIXES):
+            return 0
+    return n
+
+
+def _rejoin_split_keys(text: str) -> str:
+    """Undo spaces and line breaks inside a key (mobile clients and PDFs wrap long keys, some people space
+    them out every few characters); every other separator stays."""
+    lead = len(text) - len(text.lstrip())
+    words = [(m.group(1), m.group(2)) for m in _WORDS_RE.finditer(text, lead)]
+    if len(words) < 2:
         return text
-    out = [lines[0]]
-    for line in lines[1:]:
-        previous = out[-1].rstrip(" \t")
-        following = line.lstrip(" \t")
-        if _continues_key(previous, following):
-            out[-1] = previous + following
-        else:
-            out.append(line)
-    return "\n".join(out)
+    out = [text[:lead]]
+    i = 0
+    while i < len(words):
+        glued = _glue_count(words, i)
+        out.extend(word for word, _ in words[i : i + glued + 1])
+        out.append(words[i + glued][1])
+        i += glued + 1
+    return "".join(out)
 
 
-def normalise_pasted_text(text: str) -> str:
-    """Zero-width characters removed and wrapped keys rejoined: the text the tokens are read from."""
-    return _rejoin_wrapped_keys(strip_invisible(text))
+def normalise_pasted_text(text: str, *, escaped: bool = False) -> str:
+    """The text secrets are recognised in, for the paste step, the guard and log redaction alike.
+
+    Invisible and format characters (category Cf) are removed, compatibility forms folded (NFKC), and a
+    key split by spaces or line breaks is rejoined. ``escaped``: the text is a log line, so ``\\u2063``,
+    ``\\xa0`` and ``\\n`` escapes (reprs, JSON) count as the characters they stand for.
+    """
+    if escaped and "\\" in text:
+        text = _ESCAPE_RE.sub(_unescape_invisible, text)
+    if not text.isascii():
+        text = _visible_ascii_forms(text)
+    if _SPLIT_ANCHOR_RE.search(text) is None:  # most text: no key could start before a space
+        return text
+    return _rejoin_split_keys(text)
+
+
+def might_carry_secret(text: str) -> bool:
+    """The guard's check: True if ``text`` may hold a secret, as is or once normalised.
+
+    Over-approximates :func:`inspect_pasted_text` (which reads the normalised text) and log redaction.
+    """
+    if shapes_might_carry_secret(text):
+        return True
+    clean = normalise_pasted_text(text)
+    return clean != text and shapes_might_carry_secret(clean)
 
 
 def _verdict(text: str, token: TokenMatch) -> PastedText:
