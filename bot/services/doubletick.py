@@ -44,7 +44,6 @@ import email.utils
 import hashlib
 import json
 import logging
-import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -54,8 +53,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from bot.services.upstream_text import safe_message
 from flows.outcomes import ConnectionOutcome, ConnectionResult
-from flows.secret import SecretKey, mask_key
+from flows.secret import SecretKey
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -69,8 +69,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://public.doubletick.io"
 _RETRYABLE_STATUSES = frozenset({408, 429})
-# Anything key-shaped in a message DoubleTick sends back is masked before it reaches a result.
-_KEYISH_RE = re.compile(r"\b(?:sk-[A-Za-z0-9_*-]{6,}|key_[A-Za-z0-9]{6,})")
 
 
 class ConnectorError(Exception):
@@ -92,12 +90,9 @@ class ConnectorResponseError(ConnectorError):
     """DoubleTick answered with an error status."""
 
 
-def _redact(text: str) -> str:
-    return _KEYISH_RE.sub(lambda m: mask_key(m.group(0)), text)
-
-
-def _message(response: httpx.Response) -> str | None:
-    """DoubleTick's ``message`` (a string or a list of validation messages), redacted."""
+def _message(response: httpx.Response, key: SecretKey | None) -> str | None:
+    """DoubleTick's ``message`` (a string or a list of validation messages) when it is a plain sentence
+    with no key text in it (see :mod:`bot.services.upstream_text`); None otherwise."""
     try:
         data: Any = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
@@ -105,7 +100,7 @@ def _message(response: httpx.Response) -> str | None:
     message = data.get("message") if isinstance(data, dict) else None
     if isinstance(message, list):
         message = "; ".join(str(item) for item in message)
-    return _redact(message) if isinstance(message, str) and message else None
+    return safe_message(message, key) if isinstance(message, str) and message else None
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -205,7 +200,7 @@ class DoubleTickConnector:
         ).encode()
         del plaintext
         return await self._call(
-            "POST", str(self.connect_path), idempotency_key, body, success=ConnectionOutcome.CONNECTED
+            "POST", str(self.connect_path), idempotency_key, body, success=ConnectionOutcome.CONNECTED, key=key
         )
 
     async def disconnect(self, workspace_id: str, idempotency_key: str) -> ConnectionResult:
@@ -223,6 +218,7 @@ class DoubleTickConnector:
         body: bytes | None,
         *,
         success: ConnectionOutcome,
+        key: SecretKey | None = None,
     ) -> ConnectionResult:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts) | _StopIfRetryAfterTooLong(self.max_retry_after_s),
@@ -232,7 +228,7 @@ class DoubleTickConnector:
         )
         result: ConnectionResult
         try:
-            result = await retrying(self._attempt, method, path, idempotency_key, body, success)
+            result = await retrying(self._attempt, method, path, idempotency_key, body, success, key)
         except ConnectorError as exc:
             result = exc.result
         logger.info(
@@ -251,6 +247,7 @@ class DoubleTickConnector:
         idempotency_key: str,
         body: bytes | None,
         success: ConnectionOutcome,
+        key: SecretKey | None = None,
     ) -> ConnectionResult:
         assert self._api_key is not None
         headers = {
@@ -282,7 +279,7 @@ class DoubleTickConnector:
         status = response.status_code
         if response.is_success:
             return ConnectionResult(success, http_status=status)
-        message = _message(response)
+        message = _message(response, key)
         if status in _RETRYABLE_STATUSES or status >= 500:
             result = ConnectionResult(
                 ConnectionOutcome.TRANSIENT,
@@ -295,4 +292,5 @@ class DoubleTickConnector:
             outcome = ConnectionOutcome.CREDENTIAL_REJECTED
         else:  # 400/422 validation; 404/409 and other 4xx are also a request DoubleTick will not take
             outcome = ConnectionOutcome.VALIDATION_ERROR
-        raise ConnectorResponseError(ConnectionResult(outcome, detail=message, http_status=status))
+        detail = message or f"error {status}"  # a message we cannot vouch for becomes a generic detail
+        raise ConnectorResponseError(ConnectionResult(outcome, detail=detail, http_status=status))

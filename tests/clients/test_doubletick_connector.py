@@ -301,9 +301,13 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
             400,
             {"message": [f"apiKey {KEY} is not allowed"], "statusCode": 400},
             Outcome.VALIDATION_ERROR,
-            "apiKey sk-proj-…abcd is not allowed",
+            "error 400",  # issue 10: a message that held key text becomes a generic detail
         ),
-        (400, "<html>bad</html>", Outcome.VALIDATION_ERROR, None),
+        (400, {"message": f"bad key {KEY[8:30]}", "statusCode": 400}, Outcome.VALIDATION_ERROR, "error 400"),
+        (400, {"message": "bad key " + "\u2063".join(KEY), "statusCode": 400}, Outcome.VALIDATION_ERROR,
+         "error 400"),
+        (400, {"message": "bad key <b>x</b>", "statusCode": 400}, Outcome.VALIDATION_ERROR, "error 400"),
+        (400, "<html>bad</html>", Outcome.VALIDATION_ERROR, "error 400"),
     ],
 )
 async def test_error_bodies(status: int, body: object, outcome: Outcome, detail: str | None) -> None:

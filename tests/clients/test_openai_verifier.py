@@ -488,7 +488,7 @@ ODD_ANSWERS: dict[str, tuple[int, bytes, dict[str, str], Outcome, str | None, fl
         "server_is_overloaded",
         3.0,
     ),
-    "unknown 4xx": (418, err("I'm a teapot", "teapot"), {}, Outcome.INDETERMINATE, "teapot", None),
+    "unknown 4xx": (418, err("I'm a teapot", "teapot"), {}, Outcome.INDETERMINATE, "http_418", None),  # unknown code: generic (issue 10)
 }
 
 
