@@ -41,7 +41,8 @@ KNOWN_OPENAI_CODES = frozenset({
     "unsupported_country_region_territory", "ip_not_authorized", "rate_limit_exceeded", "slow_down",
     "model_not_found", "mismatched_organization", "insufficient_quota", "credit_balance_exhausted",
     "organization_spend_limit_exceeded", "project_spend_limit_exceeded", "organization_usage_limit_exceeded",
-    "billing_hard_limit_reached", "server_error", "internal_error", "service_unavailable", "engine_overloaded", "server_is_overloaded",
+    "billing_hard_limit_reached", "server_error", "internal_error", "service_unavailable", "engine_overloaded",
+    "server_is_overloaded",
     "invalid_request_error", "unexpected_response", "timeout", "context_length_exceeded",
 })
 _EXCEEDED_CODE_RE = re.compile(r"[a-z]+(?:_[a-z]+){0,5}_(?:exceeded|reached)")
