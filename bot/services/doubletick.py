@@ -19,11 +19,14 @@ Chosen for the integration endpoint (``connect_path``, e.g. ``/v1/integrations/o
     POST   {connect_path}                 connect
            Authorization: <operator key>
            Idempotency-Key: <caller's key, the same on every retry>
-           {"workspaceId": "...", "apiKey": "sk-...", "keyFingerprint": "sha256:<hex of apiKey>"}
+           {"workspaceId": "...", "apiKey": "sk-...", "keyFingerprint": "hmac-sha256:<hex>"}
     DELETE {connect_path}/{workspaceId}   disconnect (same two headers, no body)
 
-``keyFingerprint`` lets the receiver check that the key arrived intact and de-duplicate without
-comparing plaintexts; ``Idempotency-Key`` (the IETF httpapi draft, as Stripe uses it) makes a
+``keyFingerprint`` is HMAC-SHA256 of the key under ``FINGERPRINT_SECRET`` (the keyed fingerprint the bot
+stores, so support can match DoubleTick's record to the bot's without either side holding the key), or
+absent without that secret. Never an unkeyed SHA-256: keys have a known shape, and a plain hash of one is
+a cheap oracle for anyone who sees the request or DoubleTick's logs (issue 10).
+``Idempotency-Key`` (the IETF httpapi draft, as Stripe uses it) makes a
 redelivered Telegram update or a retry after a timeout connect once, not twice.
 
 Outcomes: 2xx → CONNECTED / DISCONNECTED; 401/403 → CREDENTIAL_REJECTED (our credential: an operator
@@ -41,7 +44,6 @@ Exceptions (raised between attempts, returned as results; never carry key materi
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import logging
 import time
@@ -56,6 +58,7 @@ from tenacity.wait import wait_base, wait_exponential_jitter
 from bot.services.upstream_text import safe_message
 from flows.outcomes import ConnectionOutcome, ConnectionResult
 from flows.secret import SecretKey
+from storage.fingerprint import fingerprint
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -155,6 +158,7 @@ class DoubleTickConnector:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 8.0,
         max_retry_after_s: float = 30.0,
+        fingerprint_secret: bytes | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if max_attempts < 1:
@@ -167,6 +171,7 @@ class DoubleTickConnector:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
+        self._fingerprint_secret = fingerprint_secret or None
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(follow_redirects=False)
 
@@ -190,15 +195,11 @@ class DoubleTickConnector:
         """Store ``key`` for ``workspace_id``; repeating ``idempotency_key`` never connects twice."""
         if not self.configured:
             return ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
-        plaintext = key.reveal()  # the request body to DoubleTick is the one place the key must go
-        body = json.dumps(
-            {
-                "workspaceId": workspace_id,
-                "apiKey": plaintext,
-                "keyFingerprint": "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest(),
-            }
-        ).encode()
-        del plaintext
+        payload = {"workspaceId": workspace_id, "apiKey": key.reveal()}  # the one place the key must go
+        if self._fingerprint_secret is not None:
+            payload["keyFingerprint"] = "hmac-sha256:" + fingerprint(key, self._fingerprint_secret)
+        body = json.dumps(payload).encode()
+        del payload
         return await self._call(
             "POST", str(self.connect_path), idempotency_key, body, success=ConnectionOutcome.CONNECTED, key=key
         )

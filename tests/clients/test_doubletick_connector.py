@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Iterator
@@ -259,7 +260,8 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         dt = DoubleTickConnector(
-            api_key=SecretKey("key_operator123"), connect_path="v1/integrations/openai/", client=client
+            api_key=SecretKey("key_operator123"), connect_path="v1/integrations/openai/", client=client,
+            fingerprint_secret=b"fingerprint-secret-for-this-test",
         )
         await dt.connect("ws/1", SecretKey(KEY), "idem-u")
         await dt.disconnect("ws/1", "idem-v")
@@ -270,8 +272,11 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
     assert json.loads(post.content) == {
         "workspaceId": "ws/1",
         "apiKey": KEY,
-        "keyFingerprint": "sha256:" + hashlib.sha256(KEY.encode()).hexdigest(),
+        # issue 10: keyed (HMAC under FINGERPRINT_SECRET), never an unkeyed SHA-256 of the key
+        "keyFingerprint": "hmac-sha256:" + hmac.new(b"fingerprint-secret-for-this-test", KEY.encode(),
+                                                    hashlib.sha256).hexdigest(),
     }
+    assert hashlib.sha256(KEY.encode()).hexdigest() not in post.content.decode()
     assert (delete.method, delete.url.raw_path) == ("DELETE", b"/v1/integrations/openai/ws%2F1")
     assert delete.headers["idempotency-key"] == "idem-v" and not delete.content
 
@@ -321,3 +326,16 @@ async def test_error_bodies(status: int, body: object, outcome: Outcome, detail:
         result = await dt.connect(WS, SecretKey(KEY), "idem-w")
     assert (result.outcome, result.detail, result.http_status) == (outcome, detail, status)
     assert KEY not in repr(result)
+
+
+async def test_without_a_fingerprint_secret_no_fingerprint_is_sent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        dt = DoubleTickConnector(api_key=SecretKey("key_operator123"), connect_path="/x", client=client)
+        await dt.connect("ws_1", SecretKey(KEY), "idem-f")
+    assert json.loads(seen[0].content) == {"workspaceId": "ws_1", "apiKey": KEY}
