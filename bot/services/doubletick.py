@@ -55,6 +55,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from bot.services.bounded import UnreadableResponse, send_bounded
 from bot.services.upstream_text import safe_message
 from flows.outcomes import ConnectionOutcome, ConnectionResult
 from flows.secret import SecretKey
@@ -259,13 +260,21 @@ class DoubleTickConnector:
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = await self._client.request(
+            response = await send_bounded(
+                self._client,
                 method,
                 self.base_url + path,
                 headers=headers,
                 content=body,
                 timeout=self.timeout,
             )
+        except UnreadableResponse as exc:
+            # over 1 MiB or a broken gzip body: whether DoubleTick acted is unknown, so a retry under the
+            # same Idempotency-Key (safe: it connects once) and, if that persists, TRANSIENT
+            raise ConnectorTransportError(
+                ConnectionResult(ConnectionOutcome.TRANSIENT, detail=exc.detail, http_status=exc.status),
+                retryable=True,
+            ) from None
         except httpx.TimeoutException:
             raise ConnectorTransportError(
                 ConnectionResult(ConnectionOutcome.TRANSIENT, detail="timeout"),

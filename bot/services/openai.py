@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.services.bounded import UnreadableResponse, send_bounded
 from bot.services.upstream_text import (
     safe_code,
     safe_echo,
@@ -420,13 +421,17 @@ class OpenAIVerifier:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key.reveal()}", "Accept": "application/json"}
         try:
-            response = await self._client.request(
+            response = await send_bounded(
+                self._client,
                 method,
                 self.base_url + path,
                 headers=headers,
                 json=json_body,
                 timeout=self.timeout,
             )
+        except UnreadableResponse as exc:  # over 1 MiB, or a broken gzip body: never a verdict on the key
+            unreadable = VerificationResult(Outcome.INDETERMINATE, detail=exc.detail, http_status=exc.status)
+            raise VerifierResponseError(unreadable) from None
         except httpx.TimeoutException:
             timed_out = VerificationResult(Outcome.INDETERMINATE, detail="timeout")
             raise VerifierTransportError(timed_out) from None

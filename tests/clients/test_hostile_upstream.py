@@ -97,3 +97,79 @@ async def test_honest_details_survive() -> None:
         result = await OpenAIVerifier(client=client, billed_probe=False).verify(SecretKey(KEY))
     assert (result.outcome, result.detail) == (Outcome.MODEL_NOT_AVAILABLE, "gpt-4o-mini")
     assert result.request_id == "req_" + "0123456789abcdef" * 2
+
+
+# --- answers too large or undecodable (issue 10 item 6) ----------------------------------------------------
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """A body of ``total`` bytes handed out in 64 KiB chunks, counting how many the client pulled."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while self.pulled < self.total:
+            self.pulled += 65536
+            yield b"x" * 65536
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_openai_answer_is_cut_at_one_mib_and_indeterminate(declared: bool) -> None:
+    stream = EndlessBody(200 * 2**20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-length": str(stream.total)} if declared else {}
+        return httpx.Response(200, headers=headers, stream=stream)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        result = await OpenAIVerifier(client=client, required_models=(), billed_probe=False).verify(SecretKey(KEY))
+    assert (result.outcome, result.detail) == (Outcome.INDETERMINATE, "response_too_large")
+    assert stream.pulled <= 2**20 + 65536  # read no further than the cap
+
+
+async def test_a_broken_gzip_answer_is_indeterminate_not_a_crash() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        # a stream, not content=: httpx decodes content= at once, a network body only when it is read
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip"))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        result = await OpenAIVerifier(client=client, required_models=(), billed_probe=False).verify(SecretKey(KEY))
+    assert (result.outcome, result.detail) == (Outcome.INDETERMINATE, "undecodable_response")
+
+
+async def test_a_gzip_bomb_counts_at_its_inflated_size() -> None:
+    import gzip
+
+    bomb = gzip.compress(b"0" * (8 * 2**20))  # 8 MiB inflated, a few KB on the wire
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(bomb))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        result = await OpenAIVerifier(client=client, required_models=(), billed_probe=False).verify(SecretKey(KEY))
+    assert (result.outcome, result.detail) == (Outcome.INDETERMINATE, "response_too_large")
+
+
+@pytest.mark.parametrize(("headers", "content", "detail"), [
+    ({}, b"x" * (2 * 2**20), "response_too_large"),
+    ({"content-encoding": "gzip"}, b"broken", "undecodable_response"),
+])
+async def test_doubletick_answers_too_large_or_broken_are_transient(headers: dict[str, str], content: bytes,
+                                                                   detail: str) -> None:
+    from bot.services.doubletick import DoubleTickConnector
+    from flows.outcomes import ConnectionOutcome
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers["idempotency-key"])
+        return httpx.Response(201, headers=headers, stream=httpx.ByteStream(content))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        dt = DoubleTickConnector(api_key=SecretKey("key_operator123"), connect_path="/x", client=client,
+                                 backoff_base_s=0.001, backoff_max_s=0.01)
+        result = await dt.connect("ws_1", SecretKey(KEY), "idem-1")
+    assert (result.outcome, result.detail) == (ConnectionOutcome.TRANSIENT, detail)
+    assert calls == ["idem-1"] * 3  # retried under the same Idempotency-Key
