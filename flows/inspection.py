@@ -101,6 +101,27 @@ _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]
 _ESCAPED_BREAKS = {"n": "\n", "r": "\r", "t": "\t"}
 
 
+# Cyrillic and Greek letters that look like Latin ones. Folded only inside a run that mixes them with
+# ASCII key characters ("ѕk-proj-Аb1…"): a word wholly in Cyrillic or Greek is left alone.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j",
+    "ԁ": "d", "һ": "h", "ӏ": "l", "к": "k", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H",
+    "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ү": "Y",
+    "ο": "o", "ν": "v", "ρ": "p", "υ": "u", "ι": "i", "κ": "k", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z",
+    "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y",
+})
+_CONFUSABLE_CHARS = "".join(chr(c) for c in _CONFUSABLES)
+_MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}-]+")
+_ASCII_KEY_CHAR_RE = re.compile("[A-Za-z0-9]")
+
+
+def _fold_lookalikes(run: re.Match[str]) -> str:
+    text = run.group()
+    if text.isascii() or _ASCII_KEY_CHAR_RE.search(text) is None:
+        return text
+    return text.translate(_CONFUSABLES)
+
+
 def _unescape_invisible(match: re.Match[str]) -> str:
     if match.group(4):
         return _ESCAPED_BREAKS[match.group(4)]
@@ -112,10 +133,13 @@ def _unescape_invisible(match: re.Match[str]) -> str:
 
 def _visible_ascii_forms(text: str) -> str:
     """Invisible characters dropped, compatibility forms folded (NFKC: fullwidth ``ｓｋ－``, NBSP, math
-    letters), blanks made spaces and lookalike dashes inside ``sk-`` runs made ``-``."""
+    letters), blanks made spaces, Cyrillic/Greek lookalikes inside Latin runs made Latin, and lookalike
+    dashes inside ``sk-`` runs made ``-``."""
     text = _INVISIBLE_CHAR_RE.sub("", text)
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE_CHAR_RE.sub("", _BLANK_RE.sub(" ", text))
+    if not text.isascii():
+        text = _MIXED_RUN_RE.sub(_fold_lookalikes, text)
     if any(dash in text for dash in _DASHES):
         text = _SK_RUN_WITH_DASHES_RE.sub(lambda m: m.group().translate(_DASH_TABLE), text)
     return text
@@ -130,8 +154,11 @@ _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_WRAPPED_KEY = 400  # longer than any key: stop joining (and keep hostile input linear)
 _NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a piece starting so is a new token, not a tail
 _WORD_RE = re.compile(r"[A-Za-z][a-z]{0,14}")  # "thanks", "Ok": a word typed after the key, not its tail
+_MARKER = "T3Blbk" + "FJ"  # base64("OpenAI"), in every OpenAI key; split so scanners leave this file alone
+_HALVES = frozenset({20, 58, 74})
 _SPLIT_PREFIX_MIN = 3 + MIN_KEY_BODY  # a prefix itself spaced out ("s k - p r o j"): only as long as a key
 _PROPER_PREFIXES = sorted({p[:n] for p in SECRET_PREFIXES for n in range(1, len(p))}, key=len, reverse=True)
+_PROPER_PREFIX_SET = frozenset(_PROPER_PREFIXES)
 # where a split key could start: a secret prefix (or the start of one) right before a space or break
 _SPLIT_ANCHOR_RE = re.compile(
     "(?<![A-Za-z0-9])(?:(?:" + "|".join(map(re.escape, SECRET_PREFIXES)) + ")[A-Za-z0-9_-]*|(?:"
@@ -159,21 +186,41 @@ def _looks_random(run: str) -> bool:
     return any(c.isdigit() for c in run) or any(c.isupper() for c in run[1:]) or len(run) > 15
 
 
-def _following_runs(words: list[tuple[str, str]], i: int, anchor_length: int) -> list[tuple[str, bool, str]]:
+class _Words:
+    """The words (and the whitespace after each) of a text from an offset on, split only as far as read:
+    an anchor looks at a few words after it, never at the whole text."""
+
+    def __init__(self, text: str, start: int) -> None:
+        self._found = _WORDS_RE.finditer(text, start)
+        self._words: list[tuple[str, str, int]] = []
+
+    def get(self, index: int) -> tuple[str, str, int] | None:
+        """(word, whitespace after it, end offset of the word), or None past the last word."""
+        while len(self._words) <= index:
+            match = next(self._found, None)
+            if match is None:
+                return None
+            self._words.append((match.group(1), match.group(2), match.end(1)))
+        return self._words[index]
+
+
+def _following_runs(words: _Words, i: int, anchor_length: int) -> list[tuple[str, bool, str]]:
     """(run, whole word, separator before it) for the words after ``i`` that could continue a key."""
     runs: list[tuple[str, bool, str]] = []
     total = anchor_length
-    for j in range(i + 1, len(words)):
-        separator = words[j - 1][1]
-        head = _LEADING_RUN_RE.match(words[j][0])
+    j = i
+    while (current := words.get(j + 1)) is not None:
+        j += 1
+        separator = words.get(j - 1)[1]  # type: ignore[index]  # read already
+        head = _LEADING_RUN_RE.match(current[0])
         if head is None or _breaks_paragraph(separator) or total > _MAX_WRAPPED_KEY:
             break
         run = head.group()
         if run.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
             break
-        runs.append((run, run == words[j][0], separator))
+        runs.append((run, run == current[0], separator))
         total += len(run)
-        if run != words[j][0]:  # trailing punctuation (a quote, a dot) ends the key
+        if run != current[0]:  # trailing punctuation (a quote, a dot) ends the key
             break
     return runs
 
@@ -183,7 +230,9 @@ def _complete_count(piece: str, runs: list[tuple[str, bool, str]]) -> int:
     best, joined = 0, piece
     for n, (run, _, _) in enumerate(runs, 1):
         joined += run
-        if len(joined) >= 51 and is_complete_openai_key(joined):
+        # every documented shape is half + marker + half with half 20, 58 or 74: test only those ends
+        at = joined.find(_MARKER)
+        if at >= 0 and len(joined) - at - len(_MARKER) in _HALVES and is_complete_openai_key(joined):
             best = n
     return best
 
@@ -217,17 +266,40 @@ def _heuristic_count(runs: list[tuple[str, bool, str]]) -> int:
     return n
 
 
-def _glue_count(words: list[tuple[str, str]], i: int) -> int:
+def _spells_a_prefix(piece: str, words: _Words, i: int) -> bool:
+    """Whether ``piece`` and the next few words spell out a secret prefix ("s k - p r o j")."""
+    joined = piece
+    for j in range(i + 1, i + 12):
+        if (entry := words.get(j)) is None:
+            break
+        head = _LEADING_RUN_RE.match(entry[0])
+        if head is None:
+            break
+        joined += head.group()
+        if len(joined) >= 12:
+            break
+    return joined.startswith(SECRET_PREFIXES)
+
+
+def _glue_count(words: _Words, i: int) -> int:
     """How many of the following words are the rest of a key that starts at the end of word ``i``."""
-    word = words[i][0]
+    current, after = words.get(i), words.get(i + 1)
+    if current is None or after is None:
+        return 0
+    word, following = current[0], after[0]
+    if word[-1] not in _KEY_CHARS or following[0] not in _KEY_CHARS \
+            or following.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
+        return 0  # cheap checks first: most words end a sentence or start a new token
     tail = _trailing_run(word)
     if not tail:
         return 0
     piece = tail.lstrip("-_")
     spaced_prefix = not piece.startswith(SECRET_PREFIXES)
-    if spaced_prefix and not (piece and tail == word and any(p.startswith(piece) for p in SECRET_PREFIXES)):
+    if spaced_prefix and not (tail == word and piece in _PROPER_PREFIX_SET):
         return 0
-    if not spaced_prefix and is_complete_openai_key(piece):
+    if not spaced_prefix and len(piece) >= 51 and is_complete_openai_key(piece):
+        return 0
+    if spaced_prefix and not _spells_a_prefix(piece, words, i):
         return 0
     runs = _following_runs(words, i, len(tail))
     if not runs:
@@ -244,18 +316,31 @@ def _glue_count(words: list[tuple[str, str]], i: int) -> int:
 
 def _rejoin_split_keys(text: str) -> str:
     """Undo spaces and line breaks inside a key (mobile clients and PDFs wrap long keys, some people space
-    them out every few characters); every other separator stays."""
-    lead = len(text) - len(text.lstrip())
-    words = [(m.group(1), m.group(2)) for m in _WORDS_RE.finditer(text, lead)]
-    if len(words) < 2:
+    them out every few characters); every other separator stays.
+
+    Only words the anchor pattern finds (a secret prefix, or the start of one, before a space) are looked
+    at, with the words in a bounded window after them: linear in the text, whatever it holds.
+    """
+    out: list[str] = []
+    done = 0  # text before this offset is already in ``out``
+    for anchor in _SPLIT_ANCHOR_RE.finditer(text):
+        if anchor.start() < done:
+            continue  # inside a key already rejoined
+        space = anchor.end() - 1
+        word_start = anchor.start()
+        while word_start > done and not text[word_start - 1].isspace():  # the whole word the key ends
+            word_start -= 1
+        words = _Words(text, word_start)
+        glued = _glue_count(words, 0)
+        if glued == 0:
+            continue
+        pieces = [words.get(n) for n in range(glued + 1)]
+        out.append(text[done:word_start])
+        out.extend(piece[0] for piece in pieces if piece is not None)
+        done = pieces[-1][2]  # type: ignore[index]  # read already
+    if not out:
         return text
-    out = [text[:lead]]
-    i = 0
-    while i < len(words):
-        glued = _glue_count(words, i)
-        out.extend(word for word, _ in words[i : i + glued + 1])
-        out.append(words[i + glued][1])
-        i += glued + 1
+    out.append(text[done:])
     return "".join(out)
 
 

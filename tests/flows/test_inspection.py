@@ -548,6 +548,9 @@ OBFUSCATIONS: dict[str, Callable[[str], str]] = {
     "backticks, spaced": lambda k: f"`{_every(k, 20, ' ')}` thanks",
     "code fence, wrapped": lambda k: f"```\n{_every(k, 40, chr(10))}\n```",
     "export, NBSP": lambda k: f"export OPENAI_API_KEY='{_every(k, 16, chr(0xA0))}'",
+    "Cyrillic lookalikes": lambda k: k.translate(str.maketrans("aoepcsAOEPC", "аоерсѕАОЕРС")),
+    "Greek lookalikes": lambda k: k.translate(str.maketrans("oAEKT", "οΑΕΚΤ")),
+    "lookalikes, spaced": lambda k: _every(k.translate(str.maketrans("ao", "ао")), 30, " "),
 }
 
 
@@ -568,6 +571,7 @@ ORDINARY_UNICODE = [
     "日本語のテキスト\u3000です", "ｈｅｌｌｏ\u3000ｗｏｒｌｄ", "\ufeffHi there", "Let‘s meet at 10:30\u2028tomorrow",
     "a b c d e f g h i j k l m n o p q r s t u v w x y z", "I use s k learn", "my desk - project alpha beta",
     "A A A A A A A A A A A A A A A A A A A A A A A A", "ask -proj", "👨\u200d👩\u200d👧 family", "مرحبا\u200f بالعالم",
+    "Это iPhone-овский ключ", "Рассылка по WhatsApp через API стоит 10 рублей", "Ελληνικά κείμενο ΑΒΓ",
 ]
 
 
