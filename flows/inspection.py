@@ -326,7 +326,6 @@ def _rejoin_split_keys(text: str) -> str:
     for anchor in _SPLIT_ANCHOR_RE.finditer(text):
         if anchor.start() < done:
             continue  # inside a key already rejoined
-        space = anchor.end() - 1
         word_start = anchor.start()
         while word_start > done and not text[word_start - 1].isspace():  # the whole word the key ends
             word_start -= 1
