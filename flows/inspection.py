@@ -111,7 +111,9 @@ _CONFUSABLES = str.maketrans({
     "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y",
 })
 _CONFUSABLE_CHARS = "".join(chr(c) for c in _CONFUSABLES)
-_MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}-]+")
+_MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}{_INVISIBLE}-]+")
+SOFT_SEPARATOR = "\x1f"  # where invisible characters stood between key characters (whitespace to re)
+_SOFT_SEPARATOR_RE = re.compile(f"(?<=[A-Za-z0-9_-])[{_INVISIBLE}]+(?=[A-Za-z0-9_-])")
 _ASCII_KEY_CHAR_RE = re.compile("[A-Za-z0-9]")
 
 
@@ -127,19 +129,24 @@ def _unescape_invisible(match: re.Match[str]) -> str:
         return _ESCAPED_BREAKS[match.group(4)]
     char = chr(int(match.group(1) or match.group(2) or match.group(3), 16))
     if _INVISIBLE_CHAR_RE.match(char):
-        return ""
+        return char  # read as the character itself: a soft separator (see _visible_ascii_forms)
     return " " if char.isspace() or _BLANK_RE.match(char) else match.group()
 
 
 def _visible_ascii_forms(text: str) -> str:
-    """Invisible characters dropped, compatibility forms folded (NFKC: fullwidth ``ｓｋ－``, NBSP, math
-    letters), blanks made spaces, Cyrillic/Greek lookalikes inside Latin runs made Latin, and lookalike
-    dashes inside ``sk-`` runs made ``-``."""
-    text = _INVISIBLE_CHAR_RE.sub("", text)
+    """Compatibility forms folded (NFKC: fullwidth ``ｓｋ－``, NBSP, math letters), blanks made spaces,
+    Cyrillic/Greek lookalikes inside Latin runs made Latin, lookalike dashes inside ``sk-`` runs made ``-``,
+    and invisible characters made a *soft separator* between key characters (dropped elsewhere).
+
+    Why a separator and not nothing: U+2063 inside a key must go, but "mykey\u200bsk-proj-…" or
+    "…key\u2063thanks" must not glue a word to the key. The rejoining step decides, as for spaces.
+    """
     text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE_CHAR_RE.sub("", _BLANK_RE.sub(" ", text))
+    text = _BLANK_RE.sub(" ", text)
     if not text.isascii():
         text = _MIXED_RUN_RE.sub(_fold_lookalikes, text)
+    text = _SOFT_SEPARATOR_RE.sub(SOFT_SEPARATOR, text)
+    text = _INVISIBLE_CHAR_RE.sub("", text)
     if any(dash in text for dash in _DASHES):
         text = _SK_RUN_WITH_DASHES_RE.sub(lambda m: m.group().translate(_DASH_TABLE), text)
     return text
@@ -257,8 +264,10 @@ def _heuristic_count(runs: list[tuple[str, bool, str]]) -> int:
     """Pieces that are not typed words: after a line break any non-word, after a space a random piece."""
     n = 0
     for run, whole, separator in runs:
-        wrapped = any(char in _LINE_BREAKS for char in separator)
-        if _WORD_RE.fullmatch(run) or not (wrapped or _looks_random(run)):
+        if separator == SOFT_SEPARATOR:  # an invisible character: inside a key unless a word follows
+            if _WORD_RE.fullmatch(run) and len(run) >= 4:
+                break
+        elif _WORD_RE.fullmatch(run) or not (any(c in _LINE_BREAKS for c in separator) or _looks_random(run)):
             break
         n += 1
         if not whole:
@@ -295,7 +304,7 @@ def _glue_count(words: _Words, i: int) -> int:
         return 0
     piece = tail.lstrip("-_")
     spaced_prefix = not piece.startswith(SECRET_PREFIXES)
-    if spaced_prefix and not (tail == word and piece in _PROPER_PREFIX_SET):
+    if spaced_prefix and piece not in _PROPER_PREFIX_SET:
         return 0
     if not spaced_prefix and len(piece) >= 51 and is_complete_openai_key(piece):
         return 0
@@ -354,9 +363,9 @@ def normalise_pasted_text(text: str, *, escaped: bool = False) -> str:
         text = _ESCAPE_RE.sub(_unescape_invisible, text)
     if not text.isascii():
         text = _visible_ascii_forms(text)
-    if _SPLIT_ANCHOR_RE.search(text) is None:  # most text: no key could start before a space
-        return text
-    return _rejoin_split_keys(text)
+    if _SPLIT_ANCHOR_RE.search(text) is not None:  # most text: no key could start before a space
+        text = _rejoin_split_keys(text)
+    return text.replace(SOFT_SEPARATOR, " ") if SOFT_SEPARATOR in text else text
 
 
 def might_carry_secret(text: str) -> bool:

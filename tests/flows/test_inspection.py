@@ -513,10 +513,26 @@ def test_fast_guard_over_approximates_on_any_text(text: str) -> None:
 # --- issue 10: obfuscated keys, as users and attackers send them ------------------------------------
 
 
+EVERY_CF = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+
+
 def test_every_format_character_is_removed() -> None:
-    """Category Cf (U+2063 invisible separator, U+2066 isolates, U+202E override ...) all go, like U+200B."""
-    every_cf = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
-    assert normalise_pasted_text("a" + "".join(every_cf) + "b") == "ab"
+    """Category Cf (U+2063 invisible separator, U+2066 isolates, U+202E override ...) all go, like U+200B;
+    between two words they leave a space (recognition text only), so no word is glued to a key."""
+    assert normalise_pasted_text("a" + "".join(EVERY_CF) + "b") == "a b"
+    assert normalise_pasted_text("a:" + "".join(EVERY_CF) + "b") == "a:b"
+    key = project_key()
+    for char in EVERY_CF:
+        assert inspect_pasted_text(char.join(key)).key.reveal() == key  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("before", "after"), [("mykey", ""), ("Here", "thanks"), ("", "thanks"), ("key:", "")])
+@pytest.mark.parametrize("char", ["\u200b", "\u2063", "\u2066", "\ufeff"])
+def test_an_invisible_character_next_to_a_key_does_not_glue_a_word_to_it(before: str, after: str,
+                                                                       char: str) -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{before}{char}{key}{char if after else ''}{after}")
+    assert result.key is not None and result.key.reveal() == key
 
 
 def _every(text: str, n: int, sep: str) -> str:
