@@ -285,9 +285,11 @@ def _spells_a_prefix(piece: str, words: _Words, i: int) -> bool:
         if head is None:
             break
         joined += head.group()
-        if len(joined) >= 12:
-            break
-    return joined.startswith(SECRET_PREFIXES)
+        if joined.startswith(SECRET_PREFIXES):
+            return True
+        if joined not in _PROPER_PREFIX_SET:
+            return False  # no prefix starts so: stop reading at once
+    return False
 
 
 def _glue_count(words: _Words, i: int) -> int:
