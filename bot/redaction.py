@@ -25,9 +25,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flows.inspection import might_carry_secret, normalise_pasted_text
+from flows.inspection import normalise_pasted_text
 from flows.secret import mask_key
-from flows.secret_shapes import TokenKind, find_tokens
+from flows.secret_shapes import TokenKind, find_tokens, might_carry_secret
 
 __all__ = [
     "BOT_TOKEN_MASK",
@@ -60,7 +60,7 @@ def redact(text: str) -> str:
     pattern = _extra_re
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    clean = normalise_pasted_text(text, escaped=True)
+    clean = normalise_pasted_text(text, escaped=True)  # normalised once: the checks below read both forms
     if clean != text and might_carry_secret(clean) and _has_secret(clean):
         text = _mask_tokens(clean)  # read before the raw pass: masking a piece would hide the whole
     return _mask_tokens(text) if might_carry_secret(text) else text

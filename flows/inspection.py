@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,7 +98,10 @@ _SK_RUN_WITH_DASHES_RE = re.compile(f"(?<![A-Za-z0-9])sk[{_DASHES}][A-Za-z0-9_{_
                                     f"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]*[{_DASHES}][A-Za-z0-9_{_DASHES}-]*")
 _DASH_TABLE = str.maketrans(dict.fromkeys(_DASHES, "-"))
 # escapes of invisible and blank characters in logged reprs and JSON (``'sk-ab\\u2063cd'``)
-_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2})|([nrt]))")
+_ESCAPE_RE = re.compile(  # only escapes of invisible and blank characters (and breaks): the rest stay
+    r"\\(?:u(00a0|00ad|034f|061c|115f|1160|17b4|17b5|180e|200[0-9a-fA-F]|202[89a-fA-F]|205f|206[0-9a-fA-F]|2800"
+    r"|3000|3164|fe0[0-9a-fA-F]|feff|ffa0|fff[9ab])|U(000e0[01][0-9a-fA-F]{2})|x(a0|ad)|([nrt]))"
+)
 _ESCAPED_BREAKS = {"n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -111,6 +115,7 @@ _CONFUSABLES = str.maketrans({
     "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y",
 })
 _CONFUSABLE_CHARS = "".join(chr(c) for c in _CONFUSABLES)
+_CONFUSABLE_CHAR_RE = re.compile(f"[{_CONFUSABLE_CHARS}]")
 _MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}{_INVISIBLE}-]+")
 SOFT_SEPARATOR = "\x1f"  # where invisible characters stood between key characters (whitespace to re)
 _SOFT_SEPARATOR_RE = re.compile(f"(?<=[A-Za-z0-9_-])[{_INVISIBLE}]+(?=[A-Za-z0-9_-])")
@@ -143,10 +148,10 @@ def _visible_ascii_forms(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text)
     text = _BLANK_RE.sub(" ", text)
-    if not text.isascii():
+    if _CONFUSABLE_CHAR_RE.search(text) is not None:  # most text has none: skip the per-run pass
         text = _MIXED_RUN_RE.sub(_fold_lookalikes, text)
-    text = _SOFT_SEPARATOR_RE.sub(SOFT_SEPARATOR, text)
-    text = _INVISIBLE_CHAR_RE.sub("", text)
+    if _INVISIBLE_CHAR_RE.search(text) is not None:
+        text = _INVISIBLE_CHAR_RE.sub("", _SOFT_SEPARATOR_RE.sub(SOFT_SEPARATOR, text))
     if any(dash in text for dash in _DASHES):
         text = _SK_RUN_WITH_DASHES_RE.sub(lambda m: m.group().translate(_DASH_TABLE), text)
     return text
@@ -167,10 +172,19 @@ _SPLIT_PREFIX_MIN = 3 + MIN_KEY_BODY  # a prefix itself spaced out ("s k - p r o
 _PROPER_PREFIXES = sorted({p[:n] for p in SECRET_PREFIXES for n in range(1, len(p))}, key=len, reverse=True)
 _PROPER_PREFIX_SET = frozenset(_PROPER_PREFIXES)
 # where a split key could start: a secret prefix (or the start of one) right before a space or break
-_SPLIT_ANCHOR_RE = re.compile(
-    "(?<![A-Za-z0-9])(?:(?:" + "|".join(map(re.escape, SECRET_PREFIXES)) + ")[A-Za-z0-9_-]*|(?:"
-    + "|".join(map(re.escape, _PROPER_PREFIXES)) + r"))\s"
-)
+# A word that could start a split key: its run starts with a prefix's first letter and ends at a space;
+# the regex only finds candidates (a character class is fast to scan for), _anchors keeps the real ones.
+_PREFIX_INITIALS = "".join(sorted({p[0] for p in SECRET_PREFIXES}))
+# starts only where a run of key characters starts, possessive: linear on any text ("xsk-" * 12500)
+_ANCHOR_CANDIDATE_RE = re.compile(f"(?<![A-Za-z0-9_-])[-_]*+[{_PREFIX_INITIALS}][A-Za-z0-9_-]*+(?=\\s)")
+
+
+def _anchors(text: str) -> Iterator[re.Match[str]]:
+    """Where a split key could start: a secret prefix, or the start of one, right before a space."""
+    for candidate in _ANCHOR_CANDIDATE_RE.finditer(text):
+        run = candidate.group().lstrip("-_")
+        if run.startswith(SECRET_PREFIXES) or run in _PROPER_PREFIX_SET:
+            yield candidate
 
 
 def _trailing_run(word: str) -> str | None:
@@ -334,7 +348,7 @@ def _rejoin_split_keys(text: str) -> str:
     """
     out: list[str] = []
     done = 0  # text before this offset is already in ``out``
-    for anchor in _SPLIT_ANCHOR_RE.finditer(text):
+    for anchor in _anchors(text):
         if anchor.start() < done:
             continue  # inside a key already rejoined
         word_start = anchor.start()
@@ -365,7 +379,7 @@ def normalise_pasted_text(text: str, *, escaped: bool = False) -> str:
         text = _ESCAPE_RE.sub(_unescape_invisible, text)
     if not text.isascii():
         text = _visible_ascii_forms(text)
-    if _SPLIT_ANCHOR_RE.search(text) is not None:  # most text: no key could start before a space
+    if next(_anchors(text), None) is not None:  # most text: no key could start before a space
         text = _rejoin_split_keys(text)
     return text.replace(SOFT_SEPARATOR, " ") if SOFT_SEPARATOR in text else text
 

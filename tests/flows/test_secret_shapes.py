@@ -76,6 +76,10 @@ ADVERSARIAL = {
     "endless wrap": "sk-a" + "\nb1" * 16_000,
     "many wrapped keys": ("sk-proj-" + "a1" * 30 + "\n" + "b2" * 30 + "\n") * 400,
     "digits then colon": "1" * 49_999 + ":",
+    # issue 10: the rejoining of split keys looks at words after an anchor
+    "spaced lookalike prefixes": "xsk- " * 10_000,
+    "a key start then letters": "sk-a" + " b" * 25_000,
+    "spelled prefixes": "s k " * 12_500,
 }
 
 
