@@ -106,7 +106,8 @@ async def test_the_webhook_server_serves_the_mini_app_beside_telegrams_endpoint(
     finally:
         for close in created.closers:
             await close()
-    unset = build_bot(sandbox_settings(telegram[1], tmp_path / "unset", webhook_secret_token="in_process_secret_token_0123456789"))
+    unset = build_bot(sandbox_settings(telegram[1], tmp_path / "unset",
+                                       webhook_secret_token="in_process_secret_token_0123456789"))
     try:
         assert not [r for r in mounted_routes(unset) if getattr(r, "path", "").startswith("/miniapp")]
     finally:
