@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 REMOVED = "<removed>"
-_PIECE = 8  # a piece of the pasted key this long is the key's, not a coincidence
+_PIECE = 12  # a piece of the pasted key this long is the key's, not a coincidence (the leak scanner's size)
 _RUN_RE = re.compile(f"[A-Za-z0-9_-]{{{_PIECE},}}")
 _FAMILY_PREFIX_RE = re.compile(r"sk-(?:proj-|svcacct-|service-|admin-|None-)?")
 
