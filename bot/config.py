@@ -248,8 +248,10 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret_token")
     @classmethod
     def _secret_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
-            raise ValueError("WEBHOOK_SECRET_TOKEN must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        # Telegram allows 1-256 characters; fewer than 32 can be guessed (issue 10: one character passed)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{32,256}", value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET_TOKEN must be 32-256 characters of A-Z, a-z, 0-9, _ and - "
+                             "(make one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\")")
         return value
 
     @field_validator("public_base_url")

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from flows.inspection import normalise_pasted_text
 from flows.secret import mask_key
 from flows.secret_shapes import TokenKind, find_tokens, might_carry_secret
 
@@ -49,12 +50,27 @@ _extra_re: re.Pattern[str] | None = None
 
 
 def redact(text: str) -> str:
-    """``text`` with configured secrets, bot tokens and key-shaped tokens masked. Idempotent."""
+    """``text`` with configured secrets, bot tokens and key-shaped tokens masked. Idempotent.
+
+    The text is read as is and, through the paste step's normaliser, as recognition reads it: a key split
+    by format characters (U+2063, U+2066 ...), by spaces every few characters or by line breaks, written
+    raw or as ``\\u2063``/``\\n`` escapes in a repr (PTB's DEBUG ``getUpdates`` lines), is masked as a whole.
+    When the normalised form holds a secret the raw form hid, the normalised form is what gets logged.
+    """
     pattern = _extra_re
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    if not might_carry_secret(text):
-        return text
+    clean = normalise_pasted_text(text, escaped=True)  # normalised once: the checks below read both forms
+    if clean != text and might_carry_secret(clean) and _has_secret(clean):
+        text = _mask_tokens(clean)  # read before the raw pass: masking a piece would hide the whole
+    return _mask_tokens(text) if might_carry_secret(text) else text
+
+
+def _has_secret(text: str) -> bool:
+    return any(token.kind.is_secret for token in find_tokens(text))
+
+
+def _mask_tokens(text: str) -> str:
     parts: list[str] = []
     last = 0
     for token in find_tokens(text):

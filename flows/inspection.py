@@ -14,20 +14,22 @@ Two steps remain: zero-width characters are removed, and a key wrapped onto seve
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
 from flows.secret import SecretKey
 from flows.secret_shapes import (
+    MIN_KEY_BODY,
     SECRET_PREFIXES,
     TokenKind,
     TokenMatch,
     find_tokens,
     is_complete_openai_key,
     might_be_key_file,
-    might_carry_secret,
-    strip_invisible,
 )
+from flows.secret_shapes import might_carry_secret as shapes_might_carry_secret
 
 __all__ = [
     "VERIFIABLE_KINDS",
@@ -76,57 +78,321 @@ class PastedText:
     shape_warning: str | None = None  # e.g. "this key is shorter than usual, so it may be cut off"
 
 
-_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
+# --- one normaliser: what recognition, the guard and log redaction all read -----------------------------
+
+# Unicode format characters (category Cf: zero-width space/joiners, U+2063 invisible separator, bidi
+# embeddings and isolates U+202A-202E/U+2066-2069, word joiner, BOM, soft hyphen, tags) plus other
+# characters that render as nothing (combining grapheme joiner, variation selectors, Hangul fillers).
+# A test checks that every Cf code point of this Python's Unicode database is in the class.
+_FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_INVISIBLE = _FORMAT_CHARS + "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_INVISIBLE_CHAR_RE = re.compile(f"[{_INVISIBLE}]")
+_BLANK_RE = re.compile("[\u2800\u3000\u00a0\u1680\u2000-\u200a\u202f\u205f]")  # NFKC leaves U+2800 alone
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
+# a run that starts like an sk- key, with lookalike dashes in it: those become "-" (keys hold only "-")
+_SK_RUN_WITH_DASHES_RE = re.compile(f"(?<![A-Za-z0-9])sk[{_DASHES}][A-Za-z0-9_{_DASHES}-]*|"
+                                    f"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]*[{_DASHES}][A-Za-z0-9_{_DASHES}-]*")
+_DASH_TABLE = str.maketrans(dict.fromkeys(_DASHES, "-"))
+# escapes of invisible and blank characters in logged reprs and JSON (``'sk-ab\\u2063cd'``)
+_ESCAPE_RE = re.compile(  # only escapes of invisible and blank characters (and breaks): the rest stay
+    r"\\(?:u(00a0|00ad|034f|061c|115f|1160|17b4|17b5|180e|200[0-9a-fA-F]|202[89a-fA-F]|205f|206[0-9a-fA-F]|2800"
+    r"|3000|3164|fe0[0-9a-fA-F]|feff|ffa0|fff[9ab])|U(000e0[01][0-9a-fA-F]{2})|x(a0|ad)|([nrt]))"
+)
+_ESCAPED_BREAKS = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+# Cyrillic and Greek letters that look like Latin ones. Folded only inside a run that mixes them with
+# ASCII key characters ("ѕk-proj-Аb1…"): a word wholly in Cyrillic or Greek is left alone.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j",
+    "ԁ": "d", "һ": "h", "ӏ": "l", "к": "k", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H",
+    "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ү": "Y",
+    "ο": "o", "ν": "v", "ρ": "p", "υ": "u", "ι": "i", "κ": "k", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z",
+    "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y",
+})
+_CONFUSABLE_CHARS = "".join(chr(c) for c in _CONFUSABLES)
+_CONFUSABLE_CHAR_RE = re.compile(f"[{_CONFUSABLE_CHARS}]")
+_MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}{_INVISIBLE}-]+")
+SOFT_SEPARATOR = "\x1f"  # where invisible characters stood between key characters (whitespace to re)
+_SOFT_SEPARATOR_RE = re.compile(f"(?<=[A-Za-z0-9_-])[{_INVISIBLE}]+(?=[A-Za-z0-9_-])")
+_ASCII_KEY_CHAR_RE = re.compile("[A-Za-z0-9]")
+
+
+def _fold_lookalikes(run: re.Match[str]) -> str:
+    text = run.group()
+    if text.isascii() or _ASCII_KEY_CHAR_RE.search(text) is None:
+        return text
+    return text.translate(_CONFUSABLES)
+
+
+def _unescape_invisible(match: re.Match[str]) -> str:
+    if match.group(4):
+        return _ESCAPED_BREAKS[match.group(4)]
+    char = chr(int(match.group(1) or match.group(2) or match.group(3), 16))
+    if _INVISIBLE_CHAR_RE.match(char):
+        return char  # read as the character itself: a soft separator (see _visible_ascii_forms)
+    return " " if char.isspace() or _BLANK_RE.match(char) else match.group()
+
+
+def _visible_ascii_forms(text: str) -> str:
+    """Compatibility forms folded (NFKC: fullwidth ``ｓｋ－``, NBSP, math letters), blanks made spaces,
+    Cyrillic/Greek lookalikes inside Latin runs made Latin, lookalike dashes inside ``sk-`` runs made ``-``,
+    and invisible characters made a *soft separator* between key characters (dropped elsewhere).
+
+    Why a separator and not nothing: U+2063 inside a key must go, but "mykey\u200bsk-proj-…" or
+    "…key\u2063thanks" must not glue a word to the key. The rejoining step decides, as for spaces.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = _BLANK_RE.sub(" ", text)
+    if _CONFUSABLE_CHAR_RE.search(text) is not None:  # most text has none: skip the per-run pass
+        text = _MIXED_RUN_RE.sub(_fold_lookalikes, text)
+    if _INVISIBLE_CHAR_RE.search(text) is not None:
+        text = _INVISIBLE_CHAR_RE.sub("", _SOFT_SEPARATOR_RE.sub(SOFT_SEPARATOR, text))
+    if any(dash in text for dash in _DASHES):
+        text = _SK_RUN_WITH_DASHES_RE.sub(lambda m: m.group().translate(_DASH_TABLE), text)
+    return text
+
+
+# --- rejoining a key split by spaces or line breaks ------------------------------------------------------
+
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _LEADING_RUN_RE = re.compile(r"[A-Za-z0-9_-]+")
+_WORDS_RE = re.compile(r"(\S+)(\s*)")
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_WRAPPED_KEY = 400  # longer than any key: stop joining (and keep hostile input linear)
-_NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a line starting so is a new token, not a tail
+_NEW_TOKEN_PREFIXES = (*SECRET_PREFIXES, "org-", "proj_")  # a piece starting so is a new token, not a tail
 _WORD_RE = re.compile(r"[A-Za-z][a-z]{0,14}")  # "thanks", "Ok": a word typed after the key, not its tail
+_MARKER = "T3Blbk" + "FJ"  # base64("OpenAI"), in every OpenAI key; split so scanners leave this file alone
+_HALVES = frozenset({20, 58, 74})
+_SPLIT_PREFIX_MIN = 3 + MIN_KEY_BODY  # a prefix itself spaced out ("s k - p r o j"): only as long as a key
+_PROPER_PREFIXES = sorted({p[:n] for p in SECRET_PREFIXES for n in range(1, len(p))}, key=len, reverse=True)
+_PROPER_PREFIX_SET = frozenset(_PROPER_PREFIXES)
+# where a split key could start: a secret prefix (or the start of one) right before a space or break
+# A word that could start a split key: its run starts with a prefix's first letter and ends at a space;
+# the regex only finds candidates (a character class is fast to scan for), _anchors keeps the real ones.
+_PREFIX_INITIALS = "".join(sorted({p[0] for p in SECRET_PREFIXES}))
+# starts only where a run of key characters starts, possessive: linear on any text ("xsk-" * 12500)
+_ANCHOR_CANDIDATE_RE = re.compile(f"(?<![A-Za-z0-9_-])[-_]*+[{_PREFIX_INITIALS}][A-Za-z0-9_-]*+(?=\\s)")
 
 
-def _trailing_run(line: str) -> str | None:
-    """The key characters ending ``line``; None when there are more than any key has."""
-    start = len(line)
-    while start > 0 and line[start - 1] in _KEY_CHARS:
+def _anchors(text: str) -> Iterator[re.Match[str]]:
+    """Where a split key could start: a secret prefix, or the start of one, right before a space."""
+    for candidate in _ANCHOR_CANDIDATE_RE.finditer(text):
+        run = candidate.group().lstrip("-_")
+        if run.startswith(SECRET_PREFIXES) or run in _PROPER_PREFIX_SET:
+            yield candidate
+
+
+def _trailing_run(word: str) -> str | None:
+    """The key characters ending ``word``; None when there are more than any key has."""
+    start = len(word)
+    while start > 0 and word[start - 1] in _KEY_CHARS:
         start -= 1
-        if len(line) - start > _MAX_WRAPPED_KEY:
+        if len(word) - start > _MAX_WRAPPED_KEY:
             return None
-    return line[start:]
+    return word[start:]
 
 
-def _continues_key(line: str, following: str) -> bool:
-    """Whether ``following`` is the wrapped-over rest of an ``sk-`` key ending ``line``."""
-    tail = _trailing_run(line)
-    head = _LEADING_RUN_RE.match(following)
-    if not tail or head is None or head.end() > _MAX_WRAPPED_KEY:
-        return False
-    piece, rest = tail.lstrip("-_"), head.group()
-    if not piece.startswith("sk-") or len(piece) < 4 or rest.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
-        return False
-    if is_complete_openai_key(piece):
-        return False
-    return is_complete_openai_key(piece + rest) or not _WORD_RE.fullmatch(rest)
+def _breaks_paragraph(separator: str) -> bool:
+    """A blank line between two pieces: a new paragraph, never the inside of a key."""
+    return sum(char in _LINE_BREAKS for char in separator.replace("\r\n", "\n")) > 1
 
 
-def _rejoin_wrapped_keys(text: str) -> str:
-    """Undo line breaks inside a key (mobile clients and PDFs wrap long keys); other breaks stay."""
-    lines = _LINE_BREAK_RE.split(text)
-    if len(lines) == 1:
+def _looks_random(run: str) -> bool:
+    """A piece a key could be cut into (digits, inner capitals, longer than a word), not a typed word."""
+    return any(c.isdigit() for c in run) or any(c.isupper() for c in run[1:]) or len(run) > 15
+
+
+class _Words:
+    """The words (and the whitespace after each) of a text from an offset on, split only as far as read:
+    an anchor looks at a few words after it, never at the whole text."""
+
+    def __init__(self, text: str, start: int) -> None:
+        self._found = _WORDS_RE.finditer(text, start)
+        self._words: list[tuple[str, str, int]] = []
+
+    def get(self, index: int) -> tuple[str, str, int] | None:
+        """(word, whitespace after it, end offset of the word), or None past the last word."""
+        while len(self._words) <= index:
+            match = next(self._found, None)
+            if match is None:
+                return None
+            self._words.append((match.group(1), match.group(2), match.end(1)))
+        return self._words[index]
+
+
+def _following_runs(words: _Words, i: int, anchor_length: int) -> list[tuple[str, bool, str]]:
+    """(run, whole word, separator before it) for the words after ``i`` that could continue a key."""
+    runs: list[tuple[str, bool, str]] = []
+    total = anchor_length
+    j = i
+    while (current := words.get(j + 1)) is not None:
+        j += 1
+        separator = words.get(j - 1)[1]  # type: ignore[index]  # read already
+        head = _LEADING_RUN_RE.match(current[0])
+        if head is None or _breaks_paragraph(separator) or total > _MAX_WRAPPED_KEY:
+            break
+        run = head.group()
+        if run.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
+            break
+        runs.append((run, run == current[0], separator))
+        total += len(run)
+        if run != current[0]:  # trailing punctuation (a quote, a dot) ends the key
+            break
+    return runs
+
+
+def _complete_count(piece: str, runs: list[tuple[str, bool, str]]) -> int:
+    """How many pieces make a documented OpenAI key shape (the most that do), or 0."""
+    best, joined = 0, piece
+    for n, (run, _, _) in enumerate(runs, 1):
+        joined += run
+        # every documented shape is half + marker + half with half 20, 58 or 74: test only those ends
+        at = joined.find(_MARKER)
+        if at >= 0 and len(joined) - at - len(_MARKER) in _HALVES and is_complete_openai_key(joined):
+            best = n
+    return best
+
+
+def _uniform_count(anchor: str, runs: list[tuple[str, bool, str]]) -> int:
+    """Pieces of one size (a space or break every N characters), the last one shorter or equal."""
+    if not runs or len(anchor) > (size := len(runs[0][0])):
+        return 0
+    n = 0
+    for run, whole, _ in runs:
+        if len(run) == size:
+            n += 1
+            if whole:
+                continue
+        elif not _WORD_RE.fullmatch(run):
+            n += 1
+        break
+    return n
+
+
+def _heuristic_count(runs: list[tuple[str, bool, str]]) -> int:
+    """Pieces that are not typed words: after a line break any non-word, after a space a random piece."""
+    n = 0
+    for run, whole, separator in runs:
+        if separator == SOFT_SEPARATOR:  # an invisible character: inside a key unless a word follows
+            if _WORD_RE.fullmatch(run) and len(run) >= 4:
+                break
+        elif _WORD_RE.fullmatch(run) or not (any(c in _LINE_BREAKS for c in separator) or _looks_random(run)):
+            break
+        n += 1
+        if not whole:
+            break
+    return n
+
+
+def _spells_a_prefix(piece: str, words: _Words, i: int) -> bool:
+    """Whether ``piece`` and the next few words spell out a secret prefix ("s k - p r o j")."""
+    joined = piece
+    for j in range(i + 1, i + 12):
+        if (entry := words.get(j)) is None:
+            break
+        head = _LEADING_RUN_RE.match(entry[0])
+        if head is None:
+            break
+        joined += head.group()
+        if joined.startswith(SECRET_PREFIXES):
+            return True
+        if joined not in _PROPER_PREFIX_SET:
+            return False  # no prefix starts so: stop reading at once
+    return False
+
+
+def _glue_count(words: _Words, i: int) -> int:
+    """How many of the following words are the rest of a key that starts at the end of word ``i``."""
+    current, after = words.get(i), words.get(i + 1)
+    if current is None or after is None:
+        return 0
+    word, following = current[0], after[0]
+    if word[-1] not in _KEY_CHARS or following[0] not in _KEY_CHARS \
+            or following.lstrip("-_").startswith(_NEW_TOKEN_PREFIXES):
+        return 0  # cheap checks first: most words end a sentence or start a new token
+    tail = _trailing_run(word)
+    if not tail:
+        return 0
+    piece = tail.lstrip("-_")
+    spaced_prefix = not piece.startswith(SECRET_PREFIXES)
+    if spaced_prefix and piece not in _PROPER_PREFIX_SET:
+        return 0
+    if not spaced_prefix and len(piece) >= 51 and is_complete_openai_key(piece):
+        return 0
+    if spaced_prefix and not _spells_a_prefix(piece, words, i):
+        return 0
+    runs = _following_runs(words, i, len(tail))
+    if not runs:
+        return 0
+    if complete := _complete_count(piece, runs):
+        return complete
+    n = max(_uniform_count(tail, runs), 0 if spaced_prefix else _heuristic_count(runs))
+    if spaced_prefix:
+        joined = piece + "".join(run for run, _, _ in runs[:n])
+        if n < 2 or len(joined) < _SPLIT_PREFIX_MIN or not joined.startswith(SECRET_PREFIXES):
+            return 0
+    return n
+
+
+def _rejoin_split_keys(text: str) -> str:
+    """Undo spaces and line breaks inside a key (mobile clients and PDFs wrap long keys, some people space
+    them out every few characters); every other separator stays.
+
+    Only words the anchor pattern finds (a secret prefix, or the start of one, before a space) are looked
+    at, with the words in a bounded window after them: linear in the text, whatever it holds.
+    """
+    out: list[str] = []
+    done = 0  # text before this offset is already in ``out``
+    for anchor in _anchors(text):
+        if anchor.start() < done:
+            continue  # inside a key already rejoined
+        word_start = anchor.start()
+        while word_start > done and not text[word_start - 1].isspace():  # the whole word the key ends
+            word_start -= 1
+        words = _Words(text, word_start)
+        glued = _glue_count(words, 0)
+        if glued == 0:
+            continue
+        pieces = [words.get(n) for n in range(glued + 1)]
+        out.append(text[done:word_start])
+        out.extend(piece[0] for piece in pieces if piece is not None)
+        done = pieces[-1][2]  # type: ignore[index]  # read already
+    if not out:
         return text
-    out = [lines[0]]
-    for line in lines[1:]:
-        previous = out[-1].rstrip(" \t")
-        following = line.lstrip(" \t")
-        if _continues_key(previous, following):
-            out[-1] = previous + following
-        else:
-            out.append(line)
-    return "\n".join(out)
+    out.append(text[done:])
+    return "".join(out)
 
 
-def normalise_pasted_text(text: str) -> str:
-    """Zero-width characters removed and wrapped keys rejoined: the text the tokens are read from."""
-    return _rejoin_wrapped_keys(strip_invisible(text))
+def normalise_pasted_text(text: str, *, escaped: bool = False) -> str:
+    """The text secrets are recognised in, for the paste step, the guard and log redaction alike.
+
+    Invisible and format characters (category Cf) are removed, compatibility forms folded (NFKC), and a
+    key split by spaces or line breaks is rejoined. ``escaped``: the text is a log line, so ``\\u2063``,
+    ``\\xa0`` and ``\\n`` escapes (reprs, JSON) count as the characters they stand for.
+    """
+    if escaped and "\\" in text:
+        text = _ESCAPE_RE.sub(_unescape_invisible, text)
+    if not text.isascii():
+        text = _visible_ascii_forms(text)
+    if next(_anchors(text), None) is not None:  # most text: no key could start before a space
+        text = _rejoin_split_keys(text)
+    return text.replace(SOFT_SEPARATOR, " ") if SOFT_SEPARATOR in text else text
+
+
+def might_carry_secret(text: str) -> bool:
+    """The guard's check: True if ``text`` may hold a secret, as is or once normalised.
+
+    Over-approximates :func:`inspect_pasted_text` (which reads the normalised text) and log redaction.
+    """
+    if shapes_might_carry_secret(text):
+        return True
+    clean = normalise_pasted_text(text)
+    return clean != text and shapes_might_carry_secret(clean)
 
 
 def _verdict(text: str, token: TokenMatch) -> PastedText:

@@ -158,7 +158,21 @@ def _bytes_might_carry_secret(data: bytes) -> bool:
 
 
 _KEY_FILE_WORD_RE = re.compile(r"api[-_ ]?key|secret|credential|creds|token|passw|openai|private[-_ ]?key")
-_KEY_FILE_EXTENSIONS = frozenset({"env", "key", "pem"})
+_KEY_FILE_EXTENSIONS = frozenset({
+    "env", "key", "pem", "p12", "pfx", "jks", "keystore", "ppk", "tfvars", "tfstate", "kdbx", "ovpn", "asc", "gpg",
+})
+# files that hold credentials by convention: SSH private keys, package-registry and tool configs, cloud
+# and app settings (config.yaml, appsettings.json), and shell histories. Public files (``id_rsa.pub``,
+# ``known_hosts``) are not on the list
+_KEY_FILE_NAMES = frozenset({
+    "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk", ".npmrc", ".yarnrc",
+    ".yarnrc.yml", ".pypirc", ".netrc", "_netrc", ".pgpass", ".my.cnf", ".htpasswd", ".git-credentials",
+    ".dockercfg", "config.yaml", "config.yml", "config.json", "config.toml", "config.ini", "settings.json",
+    "settings.yaml", "settings.yml", "settings.py", "appsettings.json", "local.settings.json",
+    "application.properties", "application.yml", "application.yaml", "gradle.properties", "kubeconfig",
+    "wp-config.php", "docker-compose.yml", "docker-compose.yaml", "compose.yaml", "compose.yml",
+    ".bash_history", ".zsh_history", ".python_history", "shadow",
+})
 
 
 def might_be_key_file(file_name: str) -> bool:
@@ -167,6 +181,8 @@ def might_be_key_file(file_name: str) -> bool:
     if not name:
         return False
     if name.startswith(".env") or ("." in name and name.rpartition(".")[2] in _KEY_FILE_EXTENSIONS):
+        return True
+    if name in _KEY_FILE_NAMES or name.removesuffix(".txt") in _KEY_FILE_NAMES:
         return True
     if _KEY_FILE_WORD_RE.search(name):
         return True

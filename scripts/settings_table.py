@@ -84,7 +84,7 @@ DOCS: dict[str, SettingDoc] = {
         "Webhook mode", "Port the webhook server binds (behind a TLS proxy, any free port).", "8080"),
     "webhook_secret_token": SettingDoc(
         "Webhook mode", "Shared secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; requests "
-        "without it are refused (1-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),
+        "without it are refused (32-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),
     "public_base_url": SettingDoc(
         "Mini App", "The bot's public HTTPS origin; set, the paste step offers the key-entry Mini App at "
         "`/miniapp/key` (served on WEBHOOK_LISTEN:WEBHOOK_PORT, also when polling). Plain http only for "

@@ -44,7 +44,7 @@ _TAG_BYTES = 16
 _KID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_AAD_CONTEXT = "doubletick-onboarding/outbox/v1"
+_AAD_CONTEXT_V2 = "doubletick-onboarding/outbox/v2"  # v1 bound conversation, chat and purpose only
 
 
 class SealingError(Exception):
@@ -131,6 +131,10 @@ class KeyRing:
         """The kid new blobs are sealed under."""
         return self._order[0]
 
+    def knows(self, kek_id: str) -> bool:
+        """Whether a blob sealed under ``kek_id`` can be opened here (a replica may lag a rotation)."""
+        return kek_id in self._aeads
+
     @property
     def kek_ids(self) -> tuple[str, ...]:
         """All kids, newest first."""
@@ -181,12 +185,19 @@ def generate_key_spec(now: datetime | None = None) -> str:
     return f"{kid}:{key}"
 
 
-def aad_for(conversation_id: int, chat_id: int, purpose: str) -> bytes:
-    """The associated data binding a sealed blob to one conversation, chat and purpose."""
+def aad_for(conversation_id: int, chat_id: int, purpose: str, *, attempt: int, workspace_id: str | None) -> bytes:
+    """The associated data binding a sealed blob to one conversation, chat, purpose, paste attempt and
+    workspace: a blob copied to another row (another chat, a later attempt, another workspace) fails to
+    open instead of acting there."""
     if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
         raise TypeError("conversation_id must be an int")
     if isinstance(chat_id, bool) or not isinstance(chat_id, int):
         raise TypeError("chat_id must be an int")
+    if isinstance(attempt, bool) or not isinstance(attempt, int):
+        raise TypeError("attempt must be an int")
     if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
         raise ValueError("purpose must be a short lowercase identifier such as 'verify'")
-    return f"{_AAD_CONTEXT}|{conversation_id}|{chat_id}|{purpose}".encode("ascii")
+    if workspace_id is not None and not isinstance(workspace_id, str):
+        raise TypeError("workspace_id must be a str or None")
+    workspace = "-" if workspace_id is None else f"{len(workspace_id)}:{workspace_id}"  # length-prefixed
+    return f"{_AAD_CONTEXT_V2}|{conversation_id}|{chat_id}|{purpose}|{attempt}|{workspace}".encode()

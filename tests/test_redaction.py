@@ -288,3 +288,38 @@ def test_embedded_key_never_survives_redaction(kind: str, seps: list[str], left:
     secret = KEYS[kind]
     text = f"{left}{seps[0]}{secret}{seps[1]}{right}"
     assert secret not in redact(text)
+
+
+# --- issue 10: keys split by format characters, spaces or line breaks --------------------------------
+
+SPLIT_KEY = KEYS["project"]
+
+
+def _every(text: str, n: int, sep: str) -> str:
+    return sep.join(text[i : i + n] for i in range(0, len(text), n))
+
+
+SPLIT_FORMS = {
+    "U+2063 every 5": _every(SPLIT_KEY, 5, "\u2063"),
+    "U+2066 every 1": "\u2066".join(SPLIT_KEY),
+    "U+200B every 3": _every(SPLIT_KEY, 3, "\u200b"),
+    "space every 25": _every(SPLIT_KEY, 25, " "),
+    "space every 4": _every(SPLIT_KEY, 4, " "),
+    "line break every 40": _every(SPLIT_KEY, 40, "\n"),
+    "NBSP every 10": _every(SPLIT_KEY, 10, "\u00a0"),
+}
+
+
+@pytest.mark.parametrize("form", list(SPLIT_FORMS))
+@pytest.mark.parametrize("as_repr", [False, True], ids=["raw", "repr"])
+def test_split_key_in_a_ptb_debug_line_is_masked(captured: io.StringIO, form: str, as_repr: bool) -> None:
+    """PTB logs whole updates at DEBUG (``Getting updates: [Update(... text='…')]``): Python's repr writes
+    U+2063 as ``\\u2063`` and a line break as ``\\n``. Before issue 10 both passed redaction recoverably."""
+    text = SPLIT_FORMS[form]
+    shown = repr(text) if as_repr else text
+    logging.getLogger("telegram.ext.Updater").debug("Getting updates: [Update(message=Message(text=%s))]", shown)
+    output = captured.getvalue()
+    visible = "".join(c for c in output if c.isalnum() or c in "-_")
+    for start in range(0, len(SPLIT_KEY) - 12):
+        assert SPLIT_KEY[start : start + 12] not in visible.replace("u2063", "").replace("u2066", "")
+    assert "Getting updates" in output

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from starlette.routing import BaseRoute
 
+from bot.web.limits import server_config
 from bot.web.server import DEFAULT_WEBHOOK_PATH, WebState, create_web_app
 
 if TYPE_CHECKING:
@@ -92,9 +93,10 @@ def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = ()) -
     app = create_web_app(bot_app, webhook_path=webhook_path(settings), state=state,
                          extra_routes=[*extra_routes, *mounted_routes(bot_app)])
     # log_config=None: uvicorn's records go through the root logger and its redaction filter.
-    config = uvicorn.Config(app, host=settings.webhook_listen, port=settings.webhook_port, lifespan="on",
-                            log_config=None, access_log=False, server_header=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    # server_config: header/body deadlines, limit_concurrency, short keep-alive, a cap on the request head
+    config = server_config(app, settings.webhook_listen, settings.webhook_port, lifespan="on",
+                           log_config=None, access_log=False, server_header=False,
+                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     server = _GracefulServer(config, state)
     server.run()
     return 0 if server.started else 1

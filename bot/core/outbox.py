@@ -70,7 +70,8 @@ class SealedOutbox:
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str, key: SecretKey,
                    workspace_id: str | None, retry_after_s: float | None = None) -> None:
-        sealed, kek_id = self.keyring.seal(key, aad_for(conversation_id, chat_id, purpose))
+        aad = aad_for(conversation_id, chat_id, purpose, attempt=attempt, workspace_id=workspace_id)
+        sealed, kek_id = self.keyring.seal(key, aad)
         now = self.clock()
         await self.repo.put(OutboxItem(chat_id=chat_id, conversation_id=conversation_id,
                                        purpose=OutboxPurpose(purpose).value, sealed=sealed, kek_id=kek_id,
@@ -110,7 +111,10 @@ class OutboxWorker(PeriodicJob):
         # Rows whose hold ran out before a retry (the bot was down): report the give-up, then shred.
         items += await self.repo.claim_due(self.clock(), self.owner, int(self.lease_s), limit=20, expired=True)
         for item in items:
-            await self._handle(item)
+            try:
+                await self._handle(item)
+            except Exception as error:  # one bad row never stops the pass: its lease runs out, it comes back
+                log.error("outbox row %s failed (%s); the others go on", item.id, type(error).__name__)
         return len(items)
 
     async def _handle(self, item: OutboxItem) -> None:
@@ -122,11 +126,25 @@ class OutboxWorker(PeriodicJob):
             return
         chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
         expired = self.clock() >= item.expires_at
+        if not self.keyring.knows(item.kek_id) and not expired:
+            # Sealed by a replica that already has a newer key-encryption key (a rotation rolling out):
+            # leave it for one that can open it; at expiry anyone reports the give-up and shreds it.
+            log.warning("outbox row %s is sealed under a key-encryption key this replica lacks; left for "
+                        "another replica", item.id)
+            await self.repo.reschedule(item.id, self.clock() + timedelta(seconds=self.policy.first_delay_s),
+                                       item.attempts, owner=self.owner)
+            return
+        if expired and not self.keyring.knows(item.kek_id):
+            await self.repo.delete(item.id)
+            await self.runtime.resume(chat, _give_up(item.purpose, conv.attempt), None)
+            return
         try:
-            key = self.keyring.open(item.sealed, item.kek_id, aad_for(item.conversation_id, item.chat_id,
-                                                                       item.purpose))
+            key = self.keyring.open(item.sealed, item.kek_id, aad_for(
+                item.conversation_id, item.chat_id, item.purpose, attempt=conv.attempt,
+                workspace_id=conv.workspace_id))
         except SealingError:
-            log.error("outbox row %s could not be opened (key-encryption key missing?); dropped", item.id)
+            log.error("outbox row %s failed authentication (tampered, or another attempt or workspace); dropped",
+                      item.id)
             await self.repo.delete(item.id)
             await self.runtime.resume(chat, _give_up(item.purpose, conv.attempt), None)
             return
@@ -180,12 +198,21 @@ async def rotate_pending(settings: Settings) -> int:
     keyring = KeyRing.from_spec(settings.key_encryption_keys.get_secret_value())
     engine = create_engine(settings.database_url)
     try:
-        repo = OutboxRepository(session_factory(engine))
+        sessions = session_factory(engine)
+        repo, conversations = OutboxRepository(sessions), ConversationRepository(sessions)
         count = 0
         for item in await repo.all_for_rewrap(exclude_kek_id=keyring.newest_id):
             assert item.id is not None
-            sealed, kek_id = keyring.rewrap(item.sealed, item.kek_id,
-                                            aad_for(item.conversation_id, item.chat_id, item.purpose))
+            row = await conversations.get(item.chat_id)
+            conv = Conversation.from_record(row.state) if row is not None and row.state else None
+            if conv is None or row is None or row.id != item.conversation_id:
+                continue  # the user moved on: the worker shreds it
+            aad = aad_for(item.conversation_id, item.chat_id, item.purpose, attempt=conv.attempt,
+                          workspace_id=conv.workspace_id)
+            try:
+                sealed, kek_id = keyring.rewrap(item.sealed, item.kek_id, aad)
+            except SealingError:
+                continue  # not openable here (another attempt, or a key this ring lacks): left as it is
             count += await repo.replace_sealed(item.id, sealed, kek_id)
         return count
     finally:

@@ -19,11 +19,14 @@ Chosen for the integration endpoint (``connect_path``, e.g. ``/v1/integrations/o
     POST   {connect_path}                 connect
            Authorization: <operator key>
            Idempotency-Key: <caller's key, the same on every retry>
-           {"workspaceId": "...", "apiKey": "sk-...", "keyFingerprint": "sha256:<hex of apiKey>"}
+           {"workspaceId": "...", "apiKey": "sk-...", "keyFingerprint": "hmac-sha256:<hex>"}
     DELETE {connect_path}/{workspaceId}   disconnect (same two headers, no body)
 
-``keyFingerprint`` lets the receiver check that the key arrived intact and de-duplicate without
-comparing plaintexts; ``Idempotency-Key`` (the IETF httpapi draft, as Stripe uses it) makes a
+``keyFingerprint`` is HMAC-SHA256 of the key under ``FINGERPRINT_SECRET`` (the keyed fingerprint the bot
+stores, so support can match DoubleTick's record to the bot's without either side holding the key), or
+absent without that secret. Never an unkeyed SHA-256: keys have a known shape, and a plain hash of one is
+a cheap oracle for anyone who sees the request or DoubleTick's logs (issue 10).
+``Idempotency-Key`` (the IETF httpapi draft, as Stripe uses it) makes a
 redelivered Telegram update or a retry after a timeout connect once, not twice.
 
 Outcomes: 2xx → CONNECTED / DISCONNECTED; 401/403 → CREDENTIAL_REJECTED (our credential: an operator
@@ -41,10 +44,8 @@ Exceptions (raised between attempts, returned as results; never carry key materi
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import logging
-import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -54,8 +55,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from bot.services.bounded import UnreadableResponse, send_bounded
+from bot.services.upstream_text import safe_message
 from flows.outcomes import ConnectionOutcome, ConnectionResult
-from flows.secret import SecretKey, mask_key
+from flows.secret import SecretKey
+from storage.fingerprint import fingerprint
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -69,8 +73,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://public.doubletick.io"
 _RETRYABLE_STATUSES = frozenset({408, 429})
-# Anything key-shaped in a message DoubleTick sends back is masked before it reaches a result.
-_KEYISH_RE = re.compile(r"\b(?:sk-[A-Za-z0-9_*-]{6,}|key_[A-Za-z0-9]{6,})")
 
 
 class ConnectorError(Exception):
@@ -92,12 +94,9 @@ class ConnectorResponseError(ConnectorError):
     """DoubleTick answered with an error status."""
 
 
-def _redact(text: str) -> str:
-    return _KEYISH_RE.sub(lambda m: mask_key(m.group(0)), text)
-
-
-def _message(response: httpx.Response) -> str | None:
-    """DoubleTick's ``message`` (a string or a list of validation messages), redacted."""
+def _message(response: httpx.Response, key: SecretKey | None) -> str | None:
+    """DoubleTick's ``message`` (a string or a list of validation messages) when it is a plain sentence
+    with no key text in it (see :mod:`bot.services.upstream_text`); None otherwise."""
     try:
         data: Any = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
@@ -105,7 +104,7 @@ def _message(response: httpx.Response) -> str | None:
     message = data.get("message") if isinstance(data, dict) else None
     if isinstance(message, list):
         message = "; ".join(str(item) for item in message)
-    return _redact(message) if isinstance(message, str) and message else None
+    return safe_message(message, key) if isinstance(message, str) and message else None
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -160,6 +159,7 @@ class DoubleTickConnector:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 8.0,
         max_retry_after_s: float = 30.0,
+        fingerprint_secret: bytes | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if max_attempts < 1:
@@ -172,6 +172,7 @@ class DoubleTickConnector:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
+        self._fingerprint_secret = fingerprint_secret or None
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(follow_redirects=False)
 
@@ -195,17 +196,13 @@ class DoubleTickConnector:
         """Store ``key`` for ``workspace_id``; repeating ``idempotency_key`` never connects twice."""
         if not self.configured:
             return ConnectionResult(ConnectionOutcome.NOT_CONFIGURED)
-        plaintext = key.reveal()  # the request body to DoubleTick is the one place the key must go
-        body = json.dumps(
-            {
-                "workspaceId": workspace_id,
-                "apiKey": plaintext,
-                "keyFingerprint": "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest(),
-            }
-        ).encode()
-        del plaintext
+        payload = {"workspaceId": workspace_id, "apiKey": key.reveal()}  # the one place the key must go
+        if self._fingerprint_secret is not None:
+            payload["keyFingerprint"] = "hmac-sha256:" + fingerprint(key, self._fingerprint_secret)
+        body = json.dumps(payload).encode()
+        del payload
         return await self._call(
-            "POST", str(self.connect_path), idempotency_key, body, success=ConnectionOutcome.CONNECTED
+            "POST", str(self.connect_path), idempotency_key, body, success=ConnectionOutcome.CONNECTED, key=key
         )
 
     async def disconnect(self, workspace_id: str, idempotency_key: str) -> ConnectionResult:
@@ -223,6 +220,7 @@ class DoubleTickConnector:
         body: bytes | None,
         *,
         success: ConnectionOutcome,
+        key: SecretKey | None = None,
     ) -> ConnectionResult:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts) | _StopIfRetryAfterTooLong(self.max_retry_after_s),
@@ -232,7 +230,7 @@ class DoubleTickConnector:
         )
         result: ConnectionResult
         try:
-            result = await retrying(self._attempt, method, path, idempotency_key, body, success)
+            result = await retrying(self._attempt, method, path, idempotency_key, body, success, key)
         except ConnectorError as exc:
             result = exc.result
         logger.info(
@@ -251,6 +249,7 @@ class DoubleTickConnector:
         idempotency_key: str,
         body: bytes | None,
         success: ConnectionOutcome,
+        key: SecretKey | None = None,
     ) -> ConnectionResult:
         assert self._api_key is not None
         headers = {
@@ -261,13 +260,21 @@ class DoubleTickConnector:
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = await self._client.request(
+            response = await send_bounded(
+                self._client,
                 method,
                 self.base_url + path,
                 headers=headers,
                 content=body,
                 timeout=self.timeout,
             )
+        except UnreadableResponse as exc:
+            # over 1 MiB or a broken gzip body: whether DoubleTick acted is unknown, so a retry under the
+            # same Idempotency-Key (safe: it connects once) and, if that persists, TRANSIENT
+            raise ConnectorTransportError(
+                ConnectionResult(ConnectionOutcome.TRANSIENT, detail=exc.detail, http_status=exc.status),
+                retryable=True,
+            ) from None
         except httpx.TimeoutException:
             raise ConnectorTransportError(
                 ConnectionResult(ConnectionOutcome.TRANSIENT, detail="timeout"),
@@ -282,7 +289,7 @@ class DoubleTickConnector:
         status = response.status_code
         if response.is_success:
             return ConnectionResult(success, http_status=status)
-        message = _message(response)
+        message = _message(response, key)
         if status in _RETRYABLE_STATUSES or status >= 500:
             result = ConnectionResult(
                 ConnectionOutcome.TRANSIENT,
@@ -295,4 +302,5 @@ class DoubleTickConnector:
             outcome = ConnectionOutcome.CREDENTIAL_REJECTED
         else:  # 400/422 validation; 404/409 and other 4xx are also a request DoubleTick will not take
             outcome = ConnectionOutcome.VALIDATION_ERROR
-        raise ConnectorResponseError(ConnectionResult(outcome, detail=message, http_status=status))
+        detail = message or f"error {status}"  # a message we cannot vouch for becomes a generic detail
+        raise ConnectorResponseError(ConnectionResult(outcome, detail=detail, http_status=status))

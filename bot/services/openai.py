@@ -49,6 +49,15 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.services.bounded import UnreadableResponse, send_bounded
+from bot.services.upstream_text import (
+    safe_code,
+    safe_echo,
+    safe_model,
+    safe_request_id,
+    safe_scopes,
+    scrub,
+)
 from flows.capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, PROBE_BODY, Capability, parse_capabilities
 from flows.outcomes import VerificationOutcome, VerificationResult
 from flows.secret import SecretKey
@@ -205,12 +214,11 @@ def _retry_after(headers: httpx.Headers, message: str) -> float | None:
     return None
 
 
-def _scopes(message: str) -> str | None:
+def _scopes(message: str, key: SecretKey | None) -> str | None:
     match = _SCOPES_RE.search(message)
     if not match:
         return None
-    scopes = [s for s in re.split(r"[\s,]+", match.group(1)) if s]
-    return ", ".join(scopes) or None
+    return safe_scopes([s for s in re.split(r"[\s,]+", match.group(1)) if s], key)
 
 
 def _echo(message: str, key: SecretKey | None) -> str | None:
@@ -221,15 +229,12 @@ def _echo(message: str, key: SecretKey | None) -> str | None:
     match = _ECHO_RE.search(message)
     if not match:
         return None
-    echo = match.group(1).strip()
-    if "*" in echo and len(echo) >= 20:
-        return echo
-    return key.masked if key is not None else None
+    return safe_echo(match.group(1).strip(), key)
 
 
-def _model_in(message: str) -> str | None:
+def _model_in(message: str, key: SecretKey | None) -> str | None:
     match = _MODEL_RE.search(message)
-    return match.group(1) if match else None
+    return safe_model(match.group(1), key) if match else None
 
 
 def classify_error_response(
@@ -240,12 +245,14 @@ def classify_error_response(
 ) -> VerificationResult:
     """Classify one non-2xx OpenAI response (reference section 3). Pure: no I/O.
 
-    ``key`` is used only to mask a verbatim echo; ``model`` names the model a probe asked for.
+    ``key`` is removed from the body before anything reads it (see :mod:`bot.services.upstream_text`);
+    ``model`` names the model a probe asked for. Every detail is in a whitelisted format.
     """
     status = response.status_code
-    request_id = response.headers.get("x-request-id")
+    request_id = safe_request_id(response.headers.get("x-request-id"))
     parsed = _parse_error(response.content)
     code, message, type_ = parsed if parsed is not None else (None, "", None)
+    message = scrub(message, key)
     retry_after = _retry_after(response.headers, message)
 
     def result(outcome: Outcome, detail: str | None = None) -> VerificationResult:
@@ -258,7 +265,7 @@ def classify_error_response(
         )
 
     if status >= 500 or parsed is None:  # rows 21, 23: OpenAI trouble or a proxy, key not judged
-        return result(Outcome.INDETERMINATE, code or f"http_{status}")
+        return result(Outcome.INDETERMINATE, safe_code(code, key) or f"http_{status}")
 
     outcome: Outcome | None = _CODE_OUTCOMES.get(code) if code else None
     detail: str | None = None
@@ -272,21 +279,22 @@ def classify_error_response(
     if outcome is None and type_ in _TYPE_OUTCOMES:
         outcome, detail = _TYPE_OUTCOMES[type_]
     if outcome is None:  # unknown answer: never judge the key on it
-        return result(Outcome.INDETERMINATE, code or f"http_{status}")
+        return result(Outcome.INDETERMINATE, safe_code(code, key) or f"http_{status}")
 
     if outcome is Outcome.INVALID:
         detail = _echo(message, key)
     elif outcome is Outcome.MISSING_SCOPE:
-        detail = _scopes(message)
+        detail = _scopes(message, key)
     elif outcome is Outcome.NO_CREDIT:
-        detail = code if code in _NO_CREDIT_CODES or (code and code.endswith("_exceeded")) else detail
+        known = code in _NO_CREDIT_CODES or (code and code.endswith("_exceeded"))
+        detail = (safe_code(code, key) or detail) if known else detail
     elif outcome is Outcome.MODEL_NOT_AVAILABLE:
-        detail = model or _model_in(message)
-    elif outcome is Outcome.IP_NOT_ALLOWED:
+        detail = safe_model(model, key) or _model_in(message, key)
+    elif outcome is Outcome.IP_NOT_ALLOWED:  # an address in its own format (the pattern), never free text
         found = _IP_RE.search(message)
         detail = found.group(0) if found else None
     elif outcome is Outcome.INDETERMINATE:
-        detail = detail or code
+        detail = detail or safe_code(code, key)
     return result(outcome, detail)
 
 
@@ -367,13 +375,13 @@ class OpenAIVerifier:
         data = self._json_or_raise(response)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise self._unreadable(response)
-        return response.headers.get("x-request-id")
+        return safe_request_id(response.headers.get("x-request-id"))
 
     async def _retrieve_model(self, key: SecretKey, model: str) -> str | None:
         response = await self._send("GET", f"/models/{quote(model, safe='')}", key, model=model)
         if not isinstance(self._json_or_raise(response), dict):
             raise self._unreadable(response)
-        return response.headers.get("x-request-id")
+        return safe_request_id(response.headers.get("x-request-id"))
 
     async def _permission(self, key: SecretKey, capability: Capability) -> str | None:
         """Prove one permission without side effects: OpenAI checks scopes before it validates the body."""
@@ -399,7 +407,7 @@ class OpenAIVerifier:
         data = self._json_or_raise(response)
         if not isinstance(data, dict) or "choices" not in data:
             raise self._unreadable(response)
-        return response.headers.get("x-request-id")
+        return safe_request_id(response.headers.get("x-request-id"))
 
     async def _send(
         self,
@@ -413,13 +421,17 @@ class OpenAIVerifier:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key.reveal()}", "Accept": "application/json"}
         try:
-            response = await self._client.request(
+            response = await send_bounded(
+                self._client,
                 method,
                 self.base_url + path,
                 headers=headers,
                 json=json_body,
                 timeout=self.timeout,
             )
+        except UnreadableResponse as exc:  # over 1 MiB, or a broken gzip body: never a verdict on the key
+            unreadable = VerificationResult(Outcome.INDETERMINATE, detail=exc.detail, http_status=exc.status)
+            raise VerifierResponseError(unreadable) from None
         except httpx.TimeoutException:
             timed_out = VerificationResult(Outcome.INDETERMINATE, detail="timeout")
             raise VerifierTransportError(timed_out) from None
@@ -444,7 +456,7 @@ class OpenAIVerifier:
             VerificationResult(
                 Outcome.INDETERMINATE,
                 detail="unexpected_response",
-                request_id=response.headers.get("x-request-id"),
+                request_id=safe_request_id(response.headers.get("x-request-id")),
                 http_status=response.status_code,
             )
         )

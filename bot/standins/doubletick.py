@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -436,8 +437,11 @@ def _connect_problems(payload: Any) -> list[str]:
         or any(c.isspace() for c in api_key)
     ):
         problems.append("apiKey must be an OpenAI secret key")
-    elif fingerprint is not None and fingerprint != "sha256:" + _sha256(api_key):
-        problems.append("keyFingerprint must match apiKey")
+    elif fingerprint is not None and not (isinstance(fingerprint, str)
+                                          and re.fullmatch(r"hmac-sha256:[0-9a-f]{64}", fingerprint)):
+        # the bot sends a keyed fingerprint (HMAC under its own secret) or none; the receiver can only
+        # check its form, and an unkeyed hash of the key is refused (it would be a guessing oracle)
+        problems.append("keyFingerprint must be hmac-sha256:<64 hex>")
     return problems
 
 

@@ -143,7 +143,8 @@ def build_bot(settings: Settings) -> BotApp:
     connector = DoubleTickConnector(base_url=settings.doubletick_api_base_url,
                                     api_key=SecretKey(dt_key.get_secret_value()) if dt_key else None,
                                     connect_path=settings.doubletick_connect_path,
-                                    timeout=settings.doubletick_timeout_s)
+                                    timeout=settings.doubletick_timeout_s,
+                                    fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode())
     keyring = settings.keyring()
     retry = RetryPolicy(hold=timedelta(minutes=settings.outbox_hold_minutes),
                         first_delay_s=settings.outbox_first_retry_s)

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -46,6 +47,7 @@ from telegram import Update
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
 from bot.metrics import CONTENT_TYPE, record_webhook, refresh_from_database, render
+from bot.web.limits import FailedAuthThrottle
 from flows.steps import Step
 from storage.db import session_factory
 from storage.migrate import alembic_config
@@ -142,8 +144,6 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         return PlainTextResponse(reason, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     async def telegram(request: Request) -> Response:
-        if web.stopping:
-            return unavailable("shutting down")
         supplied = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(supplied, expected_secret):
             record_webhook("forbidden")
@@ -161,6 +161,16 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         if update is None:
             record_webhook("bad_request")
             return PlainTextResponse("not an update", status_code=400)
+        if web.stopping:
+            # Delete first, even now: a pasted key must not stay visible until Telegram redelivers the
+            # update (to a replica that is up); the redelivery finds it gone and goes on as usual.
+            guard = getattr(application.update_processor, "guard", None)
+            if guard is not None:
+                try:
+                    await guard.check(update)
+                except Exception as error:
+                    log.warning("guard failed while shutting down: %s", type(error).__name__)
+            return unavailable("shutting down")
         return await process(update)
 
     async def process(update: Update) -> Response:
@@ -235,7 +245,8 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         Route("/metrics", metrics, methods=["GET"]),
         *extra_routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # failed bearer tokens on the handoff API are throttled per client address (bot.web.limits)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(FailedAuthThrottle, prefix="/api/")])
     app.state.web = web
     app.state.bot_app = bot_app
     return app

@@ -95,7 +95,7 @@ async def test_the_webhook_server_serves_the_mini_app_beside_telegrams_endpoint(
     telegram: tuple[FakeTelegram, str], tmp_path: Path,
 ) -> None:
     settings = sandbox_settings(telegram[1], tmp_path, public_base_url="https://bot.example.test",
-                                webhook_secret_token="in_process_secret_token")
+                                webhook_secret_token="in_process_secret_token_0123456789")
     created = build_bot(settings)
     try:
         app = create_web_app(created, extra_routes=mounted_routes(created))
@@ -106,7 +106,8 @@ async def test_the_webhook_server_serves_the_mini_app_beside_telegrams_endpoint(
     finally:
         for close in created.closers:
             await close()
-    unset = build_bot(sandbox_settings(telegram[1], tmp_path / "unset", webhook_secret_token="in_process_secret_token"))
+    unset = build_bot(sandbox_settings(telegram[1], tmp_path / "unset",
+                                       webhook_secret_token="in_process_secret_token_0123456789"))
     try:
         assert not [r for r in mounted_routes(unset) if getattr(r, "path", "").startswith("/miniapp")]
     finally:

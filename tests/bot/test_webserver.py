@@ -25,7 +25,7 @@ from bot.web.server import SECRET_HEADER, WebState, create_web_app, is_transient
 from storage.migrate import upgrade
 from tests.bot.support import sandbox_settings
 
-SECRET = "in_process_secret_token"
+SECRET = "in_process_secret_token_0123456789"
 BOT_ID = int(SANDBOX_BOT_TOKEN.split(":")[0])
 
 
@@ -84,7 +84,7 @@ async def test_readiness_follows_migrations_and_shutdown(bot_app: BotApp) -> Non
         state.stopping = True
         assert (await client.get("/readyz")).status_code == 503
         assert (await client.get("/healthz")).status_code == 200
-        refused = await client.post("/telegram", content=b"{}", headers={SECRET_HEADER: SECRET,
+        refused = await client.post("/telegram", content=b'{"update_id": 5}', headers={SECRET_HEADER: SECRET,
                                                                           "Content-Type": "application/json"})
         assert refused.status_code == 503 and refused.headers["retry-after"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Iterator
@@ -259,7 +260,8 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         dt = DoubleTickConnector(
-            api_key=SecretKey("key_operator123"), connect_path="v1/integrations/openai/", client=client
+            api_key=SecretKey("key_operator123"), connect_path="v1/integrations/openai/", client=client,
+            fingerprint_secret=b"fingerprint-secret-for-this-test",
         )
         await dt.connect("ws/1", SecretKey(KEY), "idem-u")
         await dt.disconnect("ws/1", "idem-v")
@@ -270,8 +272,11 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
     assert json.loads(post.content) == {
         "workspaceId": "ws/1",
         "apiKey": KEY,
-        "keyFingerprint": "sha256:" + hashlib.sha256(KEY.encode()).hexdigest(),
+        # issue 10: keyed (HMAC under FINGERPRINT_SECRET), never an unkeyed SHA-256 of the key
+        "keyFingerprint": "hmac-sha256:" + hmac.new(b"fingerprint-secret-for-this-test", KEY.encode(),
+                                                    hashlib.sha256).hexdigest(),
     }
+    assert hashlib.sha256(KEY.encode()).hexdigest() not in post.content.decode()
     assert (delete.method, delete.url.raw_path) == ("DELETE", b"/v1/integrations/openai/ws%2F1")
     assert delete.headers["idempotency-key"] == "idem-v" and not delete.content
 
@@ -301,9 +306,13 @@ async def test_request_shape_follows_doubletick_conventions() -> None:
             400,
             {"message": [f"apiKey {KEY} is not allowed"], "statusCode": 400},
             Outcome.VALIDATION_ERROR,
-            "apiKey sk-proj-…abcd is not allowed",
+            "error 400",  # issue 10: a message that held key text becomes a generic detail
         ),
-        (400, "<html>bad</html>", Outcome.VALIDATION_ERROR, None),
+        (400, {"message": f"bad key {KEY[8:30]}", "statusCode": 400}, Outcome.VALIDATION_ERROR, "error 400"),
+        (400, {"message": "bad key " + "\u2063".join(KEY), "statusCode": 400}, Outcome.VALIDATION_ERROR,
+         "error 400"),
+        (400, {"message": "bad key <b>x</b>", "statusCode": 400}, Outcome.VALIDATION_ERROR, "error 400"),
+        (400, "<html>bad</html>", Outcome.VALIDATION_ERROR, "error 400"),
     ],
 )
 async def test_error_bodies(status: int, body: object, outcome: Outcome, detail: str | None) -> None:
@@ -317,3 +326,16 @@ async def test_error_bodies(status: int, body: object, outcome: Outcome, detail:
         result = await dt.connect(WS, SecretKey(KEY), "idem-w")
     assert (result.outcome, result.detail, result.http_status) == (outcome, detail, status)
     assert KEY not in repr(result)
+
+
+async def test_without_a_fingerprint_secret_no_fingerprint_is_sent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        dt = DoubleTickConnector(api_key=SecretKey("key_operator123"), connect_path="/x", client=client)
+        await dt.connect("ws_1", SecretKey(KEY), "idem-f")
+    assert json.loads(seen[0].content) == {"workspaceId": "ws_1", "apiKey": KEY}

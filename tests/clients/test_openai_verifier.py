@@ -488,7 +488,8 @@ ODD_ANSWERS: dict[str, tuple[int, bytes, dict[str, str], Outcome, str | None, fl
         "server_is_overloaded",
         3.0,
     ),
-    "unknown 4xx": (418, err("I'm a teapot", "teapot"), {}, Outcome.INDETERMINATE, "teapot", None),
+    # an unknown code becomes a generic detail (issue 10): a code is shown only when it is one we know
+    "unknown 4xx": (418, err("I'm a teapot", "teapot"), {}, Outcome.INDETERMINATE, "http_418", None),
 }
 
 

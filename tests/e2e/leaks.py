@@ -4,7 +4,11 @@ Why encodings: a key rarely leaks verbatim in a place nobody looked; it leaks in
 pickled object, a JWT-ish cookie, an HTTP basic-auth header), as hex (a bytes repr, a hash input dumped
 for debugging) or URL-encoded (a query string). Base64 depends on where the secret starts inside the
 encoded data, so each of the three alignments is searched, minus the characters shared with neighbours.
-A long window of the plaintext catches a key cut in two (a line wrap, a truncated log field).
+Any 12-character fragment of the plaintext counts (a key cut in two by a line wrap or a truncated log
+field, a "masked" form that shows too much), and so does a fragment split by separators: Unicode format
+characters (U+200B, U+2063, U+2066 ...), spaces, line breaks, and their ``\\u2063``/``\\n`` escapes in
+reprs and JSON. Fragments are looked up in a set of every window of every secret, so one pass over the
+data's runs of key characters finds them all.
 
 Findings name the secret only by its mask, so a failing test does not print the canary.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,10 +27,19 @@ from urllib.parse import quote, quote_plus
 
 from flows.secret import mask_key
 
-__all__ = ["CompanionWatcher", "Leak", "encoded_forms", "find_in_bytes", "find_in_calls", "find_in_tree",
-           "sqlite_files"]
+__all__ = ["CompanionWatcher", "Leak", "collapse_separators", "encoded_forms", "find_in_bytes", "find_in_calls",
+           "find_in_tree", "fragments", "sqlite_files"]
 
-WINDOW = 24  # a piece of a key this long never appears legitimately (masks show at most 8 + 4)
+WINDOW = 12  # a piece of a key this long never appears legitimately (masks show at most 8 + 4)
+_RUN_RE = re.compile(rb"[A-Za-z0-9_\-+/=.:~]{%d,}" % WINDOW)
+# what splits a key without changing what a reader recovers: format characters (category Cf and other
+# invisibles), whitespace of any kind, and the escapes a repr or JSON writes for them
+_SEPARATOR_RE = re.compile(
+    "[\\s\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
+    "\ufeff\uffa0\U000e0000-\U000e007f]"
+    r"|\\+(?:u(?:00a0|00ad|034f|061c|180e|200[b-f]|202[a-f]|20[2-6][0-9a-f]|3000|feff|fe0[0-9a-f])"
+    r"|x(?:a0|ad|85)|[nrtvf])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +67,42 @@ def encoded_forms(secret: str) -> dict[str, bytes]:
             encoded = encode(b"\0" * shift + raw)
             # Drop the first group (it mixes in the bytes before the secret) and the last (the bytes after).
             forms[f"{name}@{shift}"] = encoded[4 if shift else 0 : -4].rstrip(b"=")
-    for start in range(0, max(1, len(raw) - WINDOW + 1), WINDOW // 2):
-        forms[f"piece[{start}:{start + WINDOW}]"] = raw[start : start + WINDOW]
     return forms
+
+
+def fragments(secret: str) -> dict[bytes, int]:
+    """Every window of ``WINDOW`` characters of ``secret`` -> where it starts."""
+    raw = secret.encode()
+    return {raw[start : start + WINDOW]: start for start in range(max(1, len(raw) - WINDOW + 1))}
+
+
+def collapse_separators(data: bytes) -> bytes:
+    """``data`` with format characters, whitespace and their escapes removed (a key spaced out or split
+    by U+2063 becomes whole again)."""
+    text = data.decode("utf-8", "replace")
+    return _SEPARATOR_RE.sub("", text).encode("utf-8", "replace")
+
+
+def _fragment_leaks(data: bytes, secrets: list[str], where: str) -> list[Leak]:
+    """A leak for each secret with a fragment in ``data`` as is, and one if only split by separators."""
+    index: dict[bytes, tuple[int, int]] = {}
+    for number, secret in enumerate(secrets):
+        for window, start in fragments(secret).items():
+            index.setdefault(window, (number, start))
+    leaks: list[Leak] = []
+    for form, haystack in (("fragment", data), ("split fragment", collapse_separators(data))):
+        found: dict[int, int] = {}
+        for run in _RUN_RE.finditer(haystack):
+            piece = run.group()
+            for offset in range(len(piece) - WINDOW + 1):
+                hit = index.get(piece[offset : offset + WINDOW])
+                if hit is not None and hit[0] not in found:
+                    found[hit[0]] = hit[1]
+        for number, start in found.items():
+            if form == "split fragment" and any(leak.secret == mask_key(secrets[number]) for leak in leaks):
+                continue  # already found whole: one finding is enough
+            leaks.append(Leak(where, mask_key(secrets[number]), f"{form}[{start}:{start + WINDOW}]"))
+    return leaks
 
 
 def _needles(secrets: Iterable[str]) -> list[tuple[str, str, bytes]]:
@@ -67,8 +114,10 @@ def _needles(secrets: Iterable[str]) -> list[tuple[str, str, bytes]]:
 
 
 def find_in_bytes(data: bytes, secrets: Iterable[str], where: str) -> list[Leak]:
-    """Every (secret, form) found in ``data``; one finding per secret and form."""
-    return [Leak(where, masked, form) for masked, form, needle in _needles(secrets) if needle in data]
+    """Every (secret, form) found in ``data``; one finding per secret and form, plus fragments."""
+    values = list(secrets)
+    found = [Leak(where, masked, form) for masked, form, needle in _needles(values) if needle in data]
+    return found + _fragment_leaks(data, values, where)
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -79,24 +128,25 @@ def _files(root: Path) -> Iterator[Path]:
 
 def find_in_tree(root: Path, secrets: Iterable[str]) -> list[Leak]:
     """Scan every file under ``root`` (database, WAL, journal, logs, anything else written there)."""
-    needles = _needles(list(secrets))
+    values = list(secrets)
+    needles = _needles(values)
     leaks: list[Leak] = []
     for path in _files(root):
         data = path.read_bytes()
-        leaks += [Leak(str(path.relative_to(root)), masked, form)
-                  for masked, form, needle in needles if needle in data]
+        where = str(path.relative_to(root))
+        leaks += [Leak(where, masked, form) for masked, form, needle in needles if needle in data]
+        leaks += _fragment_leaks(data, values, where)
     return leaks
 
 
 def find_in_calls(calls: list[dict[str, Any]], secrets: Iterable[str]) -> list[Leak]:
     """Scan the parameters of every recorded outbound Bot API call (JSON as sent, and as text)."""
-    needles = _needles(list(secrets))
+    values = list(secrets)
     leaks: list[Leak] = []
     for call in calls:
         params = call.get("params") or {}
         blob = (json.dumps(params, ensure_ascii=False) + "\n" + json.dumps(params)).encode()
-        where = f"Bot API call #{call.get('seq')} {call.get('method')}"
-        leaks += [Leak(where, masked, form) for masked, form, needle in needles if needle in blob]
+        leaks += find_in_bytes(blob, values, f"Bot API call #{call.get('seq')} {call.get('method')}")
     return leaks
 
 

@@ -127,8 +127,12 @@ class CanaryRun:
 
     def configured_secrets(self) -> dict[str, str]:
         env = self.stack.bot.env
-        return {name: env[name] for name in ("FINGERPRINT_SECRET", "KEY_ENCRYPTION_KEYS", "DOUBLETICK_API_KEY",
-                                             "TELEGRAM_BOT_TOKEN")}
+        secrets = {name: env[name] for name in ("FINGERPRINT_SECRET", "DOUBLETICK_API_KEY", "TELEGRAM_BOT_TOKEN")}
+        # a key-encryption key's id ("k20261202-ab12cd") is public, stored beside every sealed blob: the
+        # secret is the material after the colon (the 12-character fragment scan would flag the id)
+        for number, entry in enumerate(env["KEY_ENCRYPTION_KEYS"].split(",")):
+            secrets[f"KEY_ENCRYPTION_KEYS[{number}]"] = entry.partition(":")[2]
+        return secrets
 
 
 def _start(workdir: Path) -> CanaryRun:

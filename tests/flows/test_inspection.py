@@ -11,6 +11,7 @@ import itertools
 import json
 import random
 import string
+import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -102,7 +103,9 @@ def project_key(seed: int = 0) -> str:
 
 
 def whitespace_free(text: str) -> str:
-    return "".join(c for c in text if not c.isspace() and c not in INVISIBLE_CHARS)
+    """The text as recognition reads it, less every separator: no format characters, NFKC-folded."""
+    folded = unicodedata.normalize("NFKC", "".join(c for c in text if unicodedata.category(c) != "Cf"))
+    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
 
 
 # --- every kind ----------------------------------------------------------------------------------------
@@ -340,11 +343,17 @@ def test_two_keys_on_two_lines_are_not_joined() -> None:
     assert inspect_pasted_text(f"{make('legacy_user')}\n{make('legacy_user', 1)}").kind == PastedKind.SEVERAL_KEYS
 
 
-def test_internal_space_means_two_tokens() -> None:
+def test_a_space_inside_a_key_is_undone() -> None:
+    """Issue 10: a key split by a space is still the key (it used to be cut at the space)."""
     key = project_key()
     result = inspect_pasted_text(f"{key[:60]} {key[60:]}")
-    assert result.should_verify and result.key is not None
-    assert result.key.reveal() == key[:60] and result.shape_warning is not None
+    assert result.key is not None and result.key.reveal() == key and result.shape_warning is None
+
+
+def test_a_space_between_a_cut_key_and_a_word_stays() -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{key[:60]} please")
+    assert result.key is not None and result.key.reveal() == key[:60] and result.shape_warning is not None
 
 
 # --- formats are hints, not verdicts --------------------------------------------------------------
@@ -499,3 +508,90 @@ def test_fast_guard_sees_a_secret_behind_a_zero_width_character(char: str) -> No
 def test_fast_guard_over_approximates_on_any_text(text: str) -> None:
     if inspect_pasted_text(text).looks_secret or any(t.kind.is_secret for t in find_tokens(text)):
         assert might_carry_secret(text)
+
+
+# --- issue 10: obfuscated keys, as users and attackers send them ------------------------------------
+
+
+EVERY_CF = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+
+
+def test_every_format_character_is_removed() -> None:
+    """Category Cf (U+2063 invisible separator, U+2066 isolates, U+202E override ...) all go, like U+200B;
+    between two words they leave a space (recognition text only), so no word is glued to a key."""
+    assert normalise_pasted_text("a" + "".join(EVERY_CF) + "b") == "a b"
+    assert normalise_pasted_text("a:" + "".join(EVERY_CF) + "b") == "a:b"
+    key = project_key()
+    for char in EVERY_CF:
+        assert inspect_pasted_text(char.join(key)).key.reveal() == key  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("before", "after"), [("mykey", ""), ("Here", "thanks"), ("", "thanks"), ("key:", "")])
+@pytest.mark.parametrize("char", ["\u200b", "\u2063", "\u2066", "\ufeff"])
+def test_an_invisible_character_next_to_a_key_does_not_glue_a_word_to_it(before: str, after: str,
+                                                                       char: str) -> None:
+    key = project_key()
+    result = inspect_pasted_text(f"{before}{char}{key}{char if after else ''}{after}")
+    assert result.key is not None and result.key.reveal() == key
+
+
+def _every(text: str, n: int, sep: str) -> str:
+    return sep.join(text[i : i + n] for i in range(0, len(text), n))
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if 33 <= ord(c) < 127 else c for c in text)
+
+
+OBFUSCATIONS: dict[str, Callable[[str], str]] = {
+    **{f"U+{ord(c):04X} every {n}": (lambda k, c=c, n=n: _every(k, n, c))
+       for c in "\u200b\u2063\u2066\u2069\u202e\u00ad\ufeff\u2060\u180e\u034f\ufe0f" for n in (1, 7)},
+    **{f"{name} every {n}": (lambda k, s=s, n=n: _every(k, n, s))
+       for name, s in {"space": " ", "NBSP": "\u00a0", "tab": "\t", "LF": "\n", "CRLF": "\r\n",
+                       "ideographic space": "\u3000", "U+2028": "\u2028", "two spaces": "  "}.items()
+       for n in (1, 2, 3, 4, 5, 8, 16, 25, 32, 50)},
+    "fullwidth": _fullwidth,
+    "fullwidth prefix": lambda k: _fullwidth(k[:8]) + k[8:],
+    "en dash after sk": lambda k: k.replace("-", "\u2013", 1),
+    "non-breaking hyphens": lambda k: k.replace("-", "\u2011"),
+    "zero-width then spaces": lambda k: _every(_every(k, 10, "\u200b"), 33, " "),
+    "bidi isolate around": lambda k: f"\u2066{k}\u2069",
+    "right-to-left override": lambda k: f"\u202e{k}\u202c",
+    "irregular spaces": lambda k: f"{k[:13]} {k[13:40]} {k[40:101]} {k[101:]}",
+    "two halves": lambda k: f"{k[: len(k) // 2]} {k[len(k) // 2 :]}",
+    "env line spaced": lambda k: f"OPENAI_API_KEY={_every(k, 25, ' ')}",
+    "quoted, zero-width": lambda k: f'"{_every(k, 5, chr(0x2063))}"',
+    "backticks, spaced": lambda k: f"`{_every(k, 20, ' ')}` thanks",
+    "code fence, wrapped": lambda k: f"```\n{_every(k, 40, chr(10))}\n```",
+    "export, NBSP": lambda k: f"export OPENAI_API_KEY='{_every(k, 16, chr(0xA0))}'",
+    "Cyrillic lookalikes": lambda k: k.translate(str.maketrans("aoepcsAOEPC", "аоерсѕАОЕРС")),
+    "Greek lookalikes": lambda k: k.translate(str.maketrans("oAEKT", "οΑΕΚΤ")),
+    "lookalikes, spaced": lambda k: _every(k.translate(str.maketrans("ao", "ао")), 30, " "),
+}
+
+
+@pytest.mark.parametrize("name", ["project_current", "project_2024", "legacy_user", "svcacct_current",
+                                  "unscoped_short"])
+@pytest.mark.parametrize("obfuscation", list(OBFUSCATIONS))
+def test_obfuscated_key_is_recognised_and_guarded(name: str, obfuscation: str) -> None:
+    key = make(name)
+    text = OBFUSCATIONS[obfuscation](key)
+    assert might_carry_secret(text)
+    result = inspect_pasted_text(text)
+    assert result.kind == FAMILIES[name][1]
+    assert result.key is not None and result.key.reveal() == key
+
+
+ORDINARY_UNICODE = [
+    "Hello — how are you?", "state-of-the-art — and beyond", "Привет, как дела? Где ключ\u200d?",
+    "日本語のテキスト\u3000です", "ｈｅｌｌｏ\u3000ｗｏｒｌｄ", "\ufeffHi there", "Let‘s meet at 10:30\u2028tomorrow",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z", "I use s k learn", "my desk - project alpha beta",
+    "A A A A A A A A A A A A A A A A A A A A A A A A", "ask -proj", "👨\u200d👩\u200d👧 family", "مرحبا\u200f بالعالم",
+    "Это iPhone-овский ключ", "Рассылка по WhatsApp через API стоит 10 рублей", "Ελληνικά κείμενο ΑΒΓ",
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY_UNICODE)
+def test_ordinary_text_with_unicode_is_not_taken_for_a_key(text: str) -> None:
+    assert not might_carry_secret(text)
+    assert inspect_pasted_text(text).kind == PastedKind.NOT_A_KEY

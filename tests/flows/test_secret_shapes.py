@@ -76,6 +76,10 @@ ADVERSARIAL = {
     "endless wrap": "sk-a" + "\nb1" * 16_000,
     "many wrapped keys": ("sk-proj-" + "a1" * 30 + "\n" + "b2" * 30 + "\n") * 400,
     "digits then colon": "1" * 49_999 + ":",
+    # issue 10: the rejoining of split keys looks at words after an anchor
+    "spaced lookalike prefixes": "xsk- " * 10_000,
+    "a key start then letters": "sk-a" + " b" * 25_000,
+    "spelled prefixes": "s k " * 12_500,
 }
 
 
@@ -98,6 +102,9 @@ def test_bot_token_inside_a_url_is_found_as_a_bot_token() -> None:
     ".env", ".env.local", "prod.env", "openai_key.txt", "OpenAI-Key.TXT", "api-key.txt", "apikey.json",
     "secret.txt", "secrets2.txt", "my secret keys.txt", "id.key", "server.pem", "credentials", "credentials.json",
     "creds.txt", "token.txt", "keys.txt", "key", "C:\\Users\\me\\Desktop\\openai key.txt", "passwords.csv",
+    # issue 10: well-known secret files
+    "id_rsa", "id_ed25519", ".npmrc", ".pypirc", ".netrc", "config.yaml", "Config.yml", "appsettings.json",
+    "cert.p12", "terraform.tfvars", "kubeconfig", ".git-credentials", "~/.ssh/id_ecdsa",
 ])
 def test_key_file_names_are_flagged(name: str) -> None:
     assert might_be_key_file(name)
@@ -105,7 +112,7 @@ def test_key_file_names_are_flagged(name: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "", "photo.jpg", "screenshot.png", "invoice.pdf", "monkey.png", "report-2024.docx", "notes.txt",
-    "keyboard.jpg",
+    "keyboard.jpg", "id_rsa.pub", "known_hosts", "config.png", "README.md",
 ])
 def test_ordinary_file_names_pass(name: str) -> None:
     assert not might_be_key_file(name)

@@ -65,9 +65,9 @@ def test_validation_errors_list_every_problem(client: httpx.Client) -> None:
     )
 
 
-def test_fingerprint_must_match(client: httpx.Client) -> None:
+def test_an_unkeyed_fingerprint_is_refused(client: httpx.Client) -> None:
     response = connect(client, keyFingerprint="sha256:" + "0" * 64)
-    assert response.json()["message"] == ["keyFingerprint must match apiKey"]
+    assert response.json()["message"] == ["keyFingerprint must be hmac-sha256:<64 hex>"]
 
 
 def test_unknown_route_is_nest_404(client: httpx.Client) -> None:

@@ -613,7 +613,7 @@ class TestOutbox:
         conv_id = await _conversation_id(sessions, 500)
         old_kek, new_kek = os.urandom(32), os.urandom(32)
         key = SecretKey("sk-proj-ROTATIONCANARY-abcd")
-        aad = aad_for(conv_id, 500, "verify")
+        aad = aad_for(conv_id, 500, "verify", attempt=1, workspace_id="ws_rotation")
         sealed, kek_id = KeyRing([("k-old", old_kek)]).seal(key, aad)
         item = await outbox.put(_outbox_item(conv_id, 500, sealed=sealed, kek_id=kek_id))
         assert item.id is not None
@@ -621,7 +621,8 @@ class TestOutbox:
         rotating = KeyRing([("k-new", new_kek), ("k-old", old_kek)])
         for pending in await outbox.all_for_rewrap(exclude_kek_id=rotating.newest_id):
             assert pending.id is not None
-            pending_aad = aad_for(pending.conversation_id, pending.chat_id, pending.purpose)
+            pending_aad = aad_for(pending.conversation_id, pending.chat_id, pending.purpose, attempt=1,
+                                  workspace_id="ws_rotation")
             resealed, resealed_kek = rotating.rewrap(pending.sealed, pending.kek_id, pending_aad)
             assert await outbox.replace_sealed(pending.id, resealed, resealed_kek)
 

@@ -23,7 +23,7 @@ from storage.sealing import (
 )
 
 KEY = SecretKey("sk-proj-SEALCANARY-0123456789abcdefghijklmnop-wxyz")
-AAD = aad_for(17, -100123, "verify")
+AAD = aad_for(17, -100123, "verify", attempt=2, workspace_id="ws_acme")
 
 
 def b64(raw: bytes) -> str:
@@ -65,8 +65,14 @@ def test_the_format_is_nonce_then_aes_gcm_ciphertext() -> None:
 
 @pytest.mark.parametrize(
     "other_aad",
-    [aad_for(18, -100123, "verify"), aad_for(17, -100124, "verify"), aad_for(17, -100123, "connect"), b""],
-    ids=["other-conversation", "other-chat", "other-purpose", "empty"],
+    [aad_for(18, -100123, "verify", attempt=2, workspace_id="ws_acme"),
+     aad_for(17, -100124, "verify", attempt=2, workspace_id="ws_acme"),
+     aad_for(17, -100123, "connect", attempt=2, workspace_id="ws_acme"),
+     aad_for(17, -100123, "verify", attempt=3, workspace_id="ws_acme"),  # issue 10: a later attempt
+     aad_for(17, -100123, "verify", attempt=2, workspace_id="ws_evil"),  # issue 10: another workspace
+     aad_for(17, -100123, "verify", attempt=2, workspace_id=None), b""],
+    ids=["other-conversation", "other-chat", "other-purpose", "other-attempt", "other-workspace", "no-workspace",
+         "empty"],
 )
 def test_a_blob_does_not_open_with_another_aad(other_aad: bytes) -> None:
     keys = ring("k1")
@@ -198,13 +204,19 @@ def test_generate_key_spec_makes_a_usable_dated_entry() -> None:
     assert generate_key_spec() != generate_key_spec()
 
 
-def test_aad_binds_conversation_chat_and_purpose() -> None:
-    assert aad_for(1, -100, "verify") == b"doubletick-onboarding/outbox/v1|1|-100|verify"
-    assert len({aad_for(1, 2, "verify"), aad_for(2, 1, "verify"), aad_for(1, 2, "connect")}) == 3
+def test_aad_binds_conversation_chat_purpose_attempt_and_workspace() -> None:
+    assert aad_for(1, -100, "verify", attempt=3, workspace_id="ws_a") == \
+        b"doubletick-onboarding/outbox/v2|1|-100|verify|3|4:ws_a"
+    variants = {aad_for(conv, chat, purpose, attempt=attempt, workspace_id=ws) for conv, chat, purpose, attempt, ws in [
+        (1, 2, "verify", 1, "w"), (2, 1, "verify", 1, "w"), (1, 2, "connect", 1, "w"), (1, 2, "verify", 2, "w"),
+        (1, 2, "verify", 1, None), (1, 2, "verify", 1, "-"), (1, 2, "verify", 1, "w|1")]}
+    assert len(variants) == 7
     with pytest.raises(ValueError):
-        aad_for(1, 2, "verify|3")
+        aad_for(1, 2, "verify|3", attempt=1, workspace_id=None)
     with pytest.raises(TypeError):
-        aad_for("1", 2, "verify")  # type: ignore[arg-type]
+        aad_for("1", 2, "verify", attempt=1, workspace_id=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        aad_for(1, 2, "verify", attempt="1", workspace_id=None)  # type: ignore[arg-type]
 
 
 def test_seal_refuses_plain_strings() -> None:
