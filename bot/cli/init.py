@@ -44,6 +44,8 @@ TO_FILL: dict[str, str] = {
     "DOUBLETICK_CONNECT_PATH": "the DoubleTick endpoint that stores a workspace's OpenAI key",
     "AGENT_USER_IDS": "Telegram user ids of your support agents, comma-separated (they hand customers links)",
     "ADMIN_USER_IDS": "Telegram user ids of admins, comma-separated",
+    "PRIVACY_CONTACT": "where customers send privacy questions and deletion requests (shown by /privacy)",
+    "OPENAI_EGRESS_IPS": "the bot's public IP addresses, named to customers whose OpenAI key has an IP allowlist",
 }
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")

@@ -157,14 +157,19 @@ class FaultyBot:
         raise AssertionError("the bot did not settle")
 
     def user(self) -> User:
+        """A new customer with a workspace of their own (only the chat that connected a workspace may
+        replace its key, so customers sharing one would refuse each other)."""
         self.next_user += 1
-        return User(self, self.next_user)
+        workspace = f"ws_u{self.next_user}"
+        self.sandbox.doubletick.configure(workspaces={workspace: f"Workspace of {self.next_user}"})
+        return User(self, self.next_user, workspace)
 
 
 @dataclass
 class User:
     bot: FaultyBot
     user_id: int
+    workspace: str = "ws_demo"
 
     @property
     def fake(self) -> Any:
@@ -192,12 +197,12 @@ class User:
         await self.bot.pump()
 
     async def reach_paste_step(self) -> None:
-        """The whole guide like a person, up to "Paste your key here" (workspace ws_demo)."""
+        """The whole guide like a person, up to "Paste your key here" (typing the user's own workspace)."""
         await self.send("/start")
         for label in ("start", "Next", "Next", "Personal", "Next", "Default", "All", "I copied it"):
             await self.press(label)
         if await self.step() == Step.ENTER_WORKSPACE:
-            await self.send("ws_demo")
+            await self.send(self.workspace)
         assert await self.step() == Step.PASTE_KEY, await self.step()
 
     def new_valid_key(self) -> str:

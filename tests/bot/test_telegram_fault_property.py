@@ -39,7 +39,7 @@ class _Errors(logging.Handler):
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("property"), open_mode=True)
+    harness = FaultyBot(tmp_path_factory.mktemp("property"))
     loop = asyncio.new_event_loop()
     harness.loop = loop  # type: ignore[attr-defined]
     loop.run_until_complete(harness.start())

@@ -28,7 +28,7 @@ METHODS = ("sendMessage", "editMessageText", "deleteMessage", "answerCallbackQue
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("faults"), open_mode=True)
+    harness = FaultyBot(tmp_path_factory.mktemp("faults"))
     loop = asyncio.new_event_loop()
     harness.loop = loop  # type: ignore[attr-defined]
     loop.run_until_complete(harness.start())
@@ -86,14 +86,14 @@ def test_a_fault_on_a_guide_button_shows_the_saved_step(bot: FaultyBot, method: 
         bot.arm()
         for label in ("Next", "Personal", "Next", "Default", "All", "I copied it"):
             await user.press(label)
-        await user.send("ws_demo")
+        await user.send(user.workspace)
         await _paste_and_check(bot, user)
 
     run(bot, scenario())
 
 
 def test_issue_repro_one_502_on_the_edit_after_verification(bot: FaultyBot) -> None:
-    """Issue 9 scenario 1: at paste_key with ws_demo, one 502 on editMessageText, paste the demo key."""
+    """Issue 9 scenario 1: at paste_key with a workspace, one 502 on editMessageText, paste the demo key."""
 
     async def scenario() -> None:
         user = bot.user()

@@ -147,7 +147,7 @@ def test_what_a_delete_error_means(error: Any, chat_id: int, outcome: DeleteOutc
 # -- through the real bot -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("limits"), open_mode=True, admin_user_ids=str(ADMIN))
+    harness = FaultyBot(tmp_path_factory.mktemp("limits"), admin_user_ids=str(ADMIN))
     loop = asyncio.new_event_loop()
     harness.loop = loop  # type: ignore[attr-defined]
     loop.run_until_complete(harness.start())
