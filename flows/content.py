@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from flows.capabilities import CAPABILITIES
+from flows.locales import DEFAULT_LOCALE, locale_for
 from flows.problems import PROBLEMS
 from flows.steps import SPECS, Step
 
-__all__ = ["MINIAPP_TEXTS", "Content", "load_content", "missing_content"]
+__all__ = ["CONTENT_FOLDER", "MEDIA_KINDS", "MINIAPP_TEXTS", "Content", "load_content", "missing_content"]
 
-DEFAULT_LOCALE = "en"
+CONTENT_FOLDER = Path(__file__).with_name("content")
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,28 @@ class Content:
     def probe_note(self, name: str) -> str:
         return str(self._section("probe_notes")[name])
 
+    def text(self, name: str) -> str:
+        """A phrase the code fills into others (default operator name, probe cost ...): ``[texts]``."""
+        return str(self._section("texts")[name])
+
+    def language(self, name: str) -> str:
+        """The /language picker's texts: ``[language]``."""
+        return str(self._section("language")[name])
+
+    def plural(self, name: str) -> dict[str, str]:
+        """A count's forms by CLDR plural category: ``[plurals.<name>]`` (see :func:`flows.numbers.count`)."""
+        return {str(k): str(v) for k, v in self._section("plurals")[name].items()}
+
 
 @cache
-def load_content(locale: str = DEFAULT_LOCALE) -> Content:
-    """Load a locale's content, falling back to English for unknown locales (Telegram's advice)."""
-    base = locale.split("-")[0].lower() if locale else DEFAULT_LOCALE
-    folder = Path(__file__).with_name("content")
-    path = folder / f"{base}.toml"
-    if not path.is_file():
-        path = folder / f"{DEFAULT_LOCALE}.toml"
-        base = DEFAULT_LOCALE
-    return Content(base, tomllib.loads(path.read_text(encoding="utf-8")))
+def load_content(locale: str | None = DEFAULT_LOCALE) -> Content:
+    """Load a locale's content: a Telegram ``language_code`` or one of our codes (``flows.locales``);
+    anything we don't speak falls back to English (Telegram's advice)."""
+    code = locale_for(locale).code
+    path = CONTENT_FOLDER / f"{code}.toml"
+    if not path.is_file():  # listed in LOCALES but its file is missing: the tests catch this
+        code, path = DEFAULT_LOCALE, CONTENT_FOLDER / f"{DEFAULT_LOCALE}.toml"
+    return Content(code, tomllib.loads(path.read_text(encoding="utf-8")))
 
 
 REQUIRED_NOTICES = (
@@ -115,7 +127,12 @@ REQUIRED_REPLIES = ("help", "privacy", "cancelled", "cancelled_still_connected",
 MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "submit", "what_happens", "empty",
                  "checking", "done", "held", "problem", "expired", "not_at_paste_step", "rate_limited",
                  "unavailable", "network", "open_in_telegram")
-REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy", "stop_reminders")
+REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy", "stop_reminders",
+                     "language")
+REQUIRED_TEXTS = ("operator", "support_contact")
+MEDIA_KINDS = ("message", "photo", "sticker", "document", "video", "voice", "audio", "animation", "video note",
+               "contact", "location", "poll", "dice")
+REQUIRED_LANGUAGE = ("prompt", "changed")
 
 
 def missing_content(content: Content) -> list[str]:
@@ -172,6 +189,12 @@ def missing_content(content: Content) -> list[str]:
         need(f"allowlist.{name}", content.allowlist, name)
     for name in ("billed", "free"):
         need(f"probe_notes.{name}", content.probe_note, name)
+    for name in REQUIRED_TEXTS:
+        need(f"texts.{name}", content.text, name)
+    for kind in MEDIA_KINDS:
+        need(f"media_kinds.{kind}", lambda k: content._section("media_kinds")[k], kind)
+    for name in REQUIRED_LANGUAGE:
+        need(f"language.{name}", content.language, name)
     for reason in ("too_old", "no_rights", "other"):
         need(f"deletion_reasons.{reason}", content.deletion_reason, reason)
     return missing

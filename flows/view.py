@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 
 from flows.capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, permissions_for, permissions_of_scopes, scopes_for
 from flows.content import Content
+from flows.locales import LOCALES, locale_for
+from flows.numbers import duration, isolate, join_list
+from flows.numbers import number as format_number
 from flows.problems import PROBLEMS
 from flows.reminders import REMINDER_CALLBACK_STEP
 from flows.state import Conversation
 from flows.steps import SPECS, Step
 
-__all__ = ["Button", "View", "ViewSettings", "callback_data", "parse_callback_data", "render_problem",
-           "render_reminder", "render_reply", "render_step"]
+__all__ = ["LANGUAGE_CALLBACK", "Button", "View", "ViewSettings", "callback_data", "language_callback",
+           "parse_callback_data", "parse_language_callback", "render_language_changed", "render_language_picker",
+           "render_problem", "render_reminder", "render_reply", "render_step"]
 
 CALLBACK_SEPARATOR = "|"
 MAX_CALLBACK_BYTES = 64  # Bot API limit for callback_data
@@ -45,15 +49,15 @@ class View:
 
 @dataclass(frozen=True, slots=True)
 class ViewSettings:
-    """Deployment facts that appear in texts."""
+    """Deployment facts that appear in texts; None means "the locale's own words" (``[texts]``)."""
 
-    operator: str = "the DoubleTick support team"
+    operator: str | None = None  # None: the locale's own words for "the DoubleTick support team"
     billed_probe: bool = True  # OPENAI_BILLED_PROBE: the paste step says what the check costs
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES  # OPENAI_REQUIRED_CAPABILITIES, for step 1.6
     hold_minutes: int = 15
     retention_days: int = 90
     support_url: str | None = None
-    support_contact: str = "DoubleTick support"
+    support_contact: str | None = None
     requires_link: bool = False  # closed mode: keys only from chats bound by an agent's or the dashboard's link
     privacy_contact: str | None = None  # PRIVACY_CONTACT: where questions and deletion requests go
     egress_ips: tuple[str, ...] = ()  # OPENAI_EGRESS_IPS: what a customer's IP allowlist must admit
@@ -66,6 +70,22 @@ def callback_data(step: Step, action: str) -> str:
     if len(data.encode()) > MAX_CALLBACK_BYTES:
         raise ValueError(f"callback data too long: {data!r}")
     return data
+
+
+LANGUAGE_CALLBACK = "language"  # callback data "language|pt_BR": a /language button, not a guide step
+
+
+def language_callback(code: str) -> str:
+    return f"{LANGUAGE_CALLBACK}{CALLBACK_SEPARATOR}{code.replace('-', '_')}"
+
+
+def parse_language_callback(data: str | None) -> str | None:
+    """The locale code a /language button carries, or None (forged, unknown)."""
+    parsed = parse_callback_data(data)
+    if parsed is None or parsed[0] != LANGUAGE_CALLBACK:
+        return None
+    code = parsed[1].replace("_", "-")
+    return code if any(locale.code == code for locale in LOCALES) else None
 
 
 def parse_callback_data(data: str | None) -> tuple[str, str] | None:
@@ -95,8 +115,10 @@ def _progress(content: Content, number: str | None) -> str:
     if not number:
         return ""
     part, index = number.split(".")
-    total = "7" if part == "1" else "4"
-    return content.meta("progress").format(part=part, index=index, total=total)
+    total = 7 if part == "1" else 4
+    code = content.locale
+    return content.meta("progress").format(part=format_number(code, int(part)), index=format_number(code, int(index)),
+                                           total=format_number(code, total))
 
 
 # Text written by others (DoubleTick's or OpenAI's error messages) is cut to this many characters before
@@ -111,20 +133,29 @@ def shorten_third_party(text: str, limit: int = THIRD_PARTY_LIMIT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def _params(conv: Conversation, settings: ViewSettings) -> dict[str, str]:
+# Problems whose detail is a number of seconds/minutes to wait: said as a CLDR duration ("5 minutes").
+WAIT_UNITS = {"rate_limited": "second", "over_limit": "minute"}
+
+
+def _params(conv: Conversation, settings: ViewSettings, content: Content) -> dict[str, str]:
+    code = content.locale
     workspace = conv.workspace_name or conv.workspace_id
-    params = _escaped({
-        "operator": settings.operator,
-        "hold_minutes": settings.hold_minutes,
-        "retention_days": settings.retention_days,
-        "support": settings.support_url or settings.support_contact,
-        "privacy_contact": settings.privacy_contact or settings.support_contact,
+    values = _escaped({
+        "operator": settings.operator or content.text("operator"),
+        "hold_time": duration(code, settings.hold_minutes, "minute"),
+        "retention_time": duration(code, settings.retention_days, "day"),
+        "support": settings.support_url or settings.support_contact or content.text("support_contact"),
+        "privacy_contact": settings.privacy_contact or settings.support_contact or content.text("support_contact"),
         "last_four": conv.key_last_four or "????",
         "connected_last_four": conv.live_last_four or "????",
         "detail": shorten_third_party(conv.problem_detail or ""),
         **settings.extra,
     })
-    params["workspace"] = f" <b>{html.escape(workspace)}</b>" if workspace else ""
+    params = {name: isolate(value, code) for name, value in values.items()}
+    unit = WAIT_UNITS.get(conv.problem or "")
+    if unit and (conv.problem_detail or "").isdigit():
+        params["wait"] = isolate(duration(code, int(conv.problem_detail or 0), unit), code)
+    params["workspace"] = f" <b>{isolate(html.escape(workspace), code)}</b>" if workspace else ""
     return params
 
 
@@ -141,14 +172,15 @@ def _permission_params(conv: Conversation, content: Content, settings: ViewSetti
     required = permissions_for(settings.capabilities)
     writes = permissions_for(n for n in settings.capabilities if CAPABILITIES[n].writes)
     read_only = (content.permission_text("read_only_refused").format_map(
-        _Params({"writes": " and ".join(content.permission(p)[0] for p in writes)})) if writes
+        _Params({"writes": join_list(content.locale, [content.permission(p)[0] for p in writes])})) if writes
         else content.permission_text("read_only_enough"))
     missing = permissions_of_scopes(conv.problem_detail) if conv.problem == "missing_scope" else ()
     return {
         "required_permissions": "\n".join(_permission_line(content, p) for p in required),
-        "required_scopes": ", ".join(f"<code>{html.escape(s)}</code>" for s in scopes_for(settings.capabilities)),
+        "required_scopes": join_list(content.locale, [f"<code>{isolate(html.escape(s), content.locale)}</code>"
+                                                      for s in scopes_for(settings.capabilities)]),
         "read_only": read_only,
-        "missing_permissions": " and ".join(content.permission(p)[0] for p in missing)
+        "missing_permissions": join_list(content.locale, [content.permission(p)[0] for p in missing])
         or content.permission_text("unknown_scope"),
         "probe_note": content.probe_note("billed" if settings.billed_probe else "free"),
         "allowlist_address": _allowlist_address(conv, content, settings),
@@ -161,10 +193,20 @@ def _allowlist_address(conv: Conversation, content: Content, settings: ViewSetti
     is_address = bool(named) and len(named or "") <= 45 and all(c in "0123456789abcdefABCDEF.:" for c in named or "")
     addresses = (named,) if named and is_address else settings.egress_ips
     if addresses:
-        shown = ", ".join(f"<code>{html.escape(a)}</code>" for a in addresses)
+        shown = join_list(content.locale,
+                          [f"<code>{isolate(html.escape(a), content.locale)}</code>" for a in addresses])
         return content.allowlist("known").format_map(_Params({"addresses": shown}))
-    support = html.escape(settings.support_url or settings.support_contact)
-    return content.allowlist("unknown").format_map(_Params({"support": support}))
+    support = html.escape(settings.support_url or settings.support_contact or content.text("support_contact"))
+    return content.allowlist("unknown").format_map(_Params({"support": isolate(support, content.locale)}))
+
+
+def _notice_params(content: Content, values: Mapping[str, str] | None) -> dict[str, str]:
+    """A notice's own values; a media kind ("photo") is said in the locale's words."""
+    out = dict(values or {})
+    if "kind" in out:
+        out["kind"] = str(content.data.get("media_kinds", {}).get(out["kind"], out["kind"]))
+    return {name: isolate(value, content.locale) if name != "kind" else value
+            for name, value in _escaped(out).items()}
 
 
 def render_step(conv: Conversation, content: Content, settings: ViewSettings, notice: str | None = None,
@@ -172,14 +214,15 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     """The guide message for the conversation's current step."""
     spec = SPECS[conv.step]
     texts = content.step(conv.step)
-    params = {**_params(conv, settings), **_permission_params(conv, content, settings)}
+    params = {**_params(conv, settings, content), **_permission_params(conv, content, settings)}
     if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
         if conv.problem == "deletion_failed":  # a reason code; say it in words
             params["detail"] = html.escape(content.deletion_reason(conv.problem_detail or "other"))
         params["problem"] = _fill(content.problem(conv.problem), params)
     parts: list[str] = []
     if notice:
-        parts.append(f"<i>{_fill(content.notice(notice), {**params, **_escaped(notice_params or {})})}</i>")
+        notice_values = {**params, **_notice_params(content, notice_params)}
+        parts.append(f"<i>{_fill(content.notice(notice), notice_values)}</i>")
     progress = _progress(content, spec.number)
     heading = f"<b>{html.escape(texts['title'])}</b>"
     parts.append(f"{html.escape(progress)}\n{heading}" if progress else heading)
@@ -226,13 +269,15 @@ def _keyboard(conv: Conversation, content: Content, settings: ViewSettings) -> t
 def render_problem(name: str, content: Content, settings: ViewSettings, detail: str | None = None) -> str:
     """The help text the guide shows for problem ``name`` (e.g. a wrong paste), as Telegram HTML."""
     conv = Conversation(step=Step.KEY_PROBLEM, problem=name, problem_detail=detail)
-    return _fill(content.problem(name), {**_params(conv, settings), **_permission_params(conv, content, settings)})
+    return _fill(content.problem(name),
+                 {**_params(conv, settings, content), **_permission_params(conv, content, settings)})
 
 
 def render_reminder(conv: Conversation, content: Content, settings: ViewSettings) -> View:
     """The one short reminder: where the user stopped, Continue, and a way to turn reminders off."""
     step = content.step(conv.step)["title"]
-    text = _fill(content.reply("reminder"), {**_params(conv, settings), "step": html.escape(step)})
+    text = _fill(content.reply("reminder"),
+                 {**_params(conv, settings, content), "step": isolate(html.escape(step), content.locale)})
     rows = ((Button(content.button("continue"), callback=f"{REMINDER_CALLBACK_STEP}{CALLBACK_SEPARATOR}continue"),),
             (Button(content.button("stop_reminders"), callback=f"{REMINDER_CALLBACK_STEP}{CALLBACK_SEPARATOR}stop"),))
     return View(text, rows)
@@ -241,7 +286,23 @@ def render_reminder(conv: Conversation, content: Content, settings: ViewSettings
 def render_reply(name: str, content: Content, settings: ViewSettings,
                  params: Mapping[str, str] | None = None) -> str:
     """A standalone informational message (help, privacy ...); ``params`` fill its placeholders."""
-    text = _fill(content.reply(name), {**_params(Conversation(), settings), **_escaped(params or {})})
+    base = _params(Conversation(), settings, content)
+    extra = {k: isolate(v, content.locale) for k, v in _escaped(params or {}).items()}
+    text = _fill(content.reply(name), {**base, **extra})
     if name == "help" and settings.requires_link:
-        text += "\n\n" + _fill(content.notice("closed_help"), _params(Conversation(), settings))
+        text += "\n\n" + _fill(content.notice("closed_help"), base)
     return text
+
+
+def render_language_picker(content: Content) -> View:
+    """/language: the six languages as buttons, each named in its own language; the current one ticked."""
+    current = locale_for(content.locale).code
+    rows = tuple((Button(("✅ " if locale.code == current else "") + locale.name,
+                          callback=language_callback(locale.code)),) for locale in LOCALES)
+    return View(_fill(content.language("prompt"), {}), rows)
+
+
+def render_language_changed(content: Content) -> str:
+    name = html.escape(locale_for(content.locale).name)
+    return _fill(content.language("changed"), {"language": isolate(name, content.locale)})
+

@@ -18,7 +18,7 @@ def test_english_content_is_complete() -> None:
 
 
 def test_unknown_locale_falls_back_to_english() -> None:
-    assert load_content("pt-br").locale == "en"
+    assert load_content("pt-br").locale == "pt-BR" and load_content("fr-CA").locale == "en"
 
 
 @pytest.mark.parametrize("step", list(SPECS))
