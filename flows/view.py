@@ -134,6 +134,7 @@ def shorten_third_party(text: str, limit: int = THIRD_PARTY_LIMIT) -> str:
 
 
 # Problems whose detail is a number of seconds/minutes to wait: said as a CLDR duration ("5 minutes").
+RLM = "\u200f"  # RIGHT-TO-LEFT MARK
 WAIT_UNITS = {"rate_limited": "second", "over_limit": "minute"}
 
 
@@ -231,7 +232,10 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     if conv.step == Step.WELCOME and settings.requires_link and not conv.workspace_id:
         parts.append(_fill(content.notice("closed_welcome"), params))  # how this bot is reached, first thing
     if conv.help_shown:
-        parts.append("🆘 " + _fill(texts["help"], params))
+        # 🆘 is a strong left-to-right character (Unicode bidi class L): in a right-to-left locale a
+        # RIGHT-TO-LEFT MARK first keeps the paragraph right to left.
+        mark = RLM if locale_for(content.locale).rtl else ""
+        parts.append(f"{mark}🆘 " + _fill(texts["help"], params))
     return View("\n\n".join(parts), _keyboard(conv, content, settings))
 
 
