@@ -60,6 +60,10 @@ def _split_list(value: object) -> object:
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
+# The English defaults; left as they are, every locale says them in its own words (flows/content/*.toml).
+DEFAULT_OPERATOR = "the DoubleTick support team"
+DEFAULT_SUPPORT_CONTACT = "DoubleTick support"
+
 
 class Settings(BaseSettings):
     """Every option, with its environment variable name (case-insensitive) and default."""
@@ -102,9 +106,9 @@ class Settings(BaseSettings):
     # Keep it above the longest possible pipeline (OpenAI timeout + DoubleTick retries and waits).
     pipeline_timeout_s: float = 120.0
 
-    operator_name: str = "the DoubleTick support team"
+    operator_name: str = DEFAULT_OPERATOR
     support_url: str | None = "https://web.doubletick.io"
-    support_contact: str = "DoubleTick support"
+    support_contact: str = DEFAULT_SUPPORT_CONTACT
     privacy_contact: str | None = None  # shown by /privacy for questions and deletion requests
     openai_egress_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)  # for IP allowlists
     retention_days: int = 90
@@ -325,12 +329,18 @@ class Settings(BaseSettings):
                       requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s)
 
     def view_settings(self) -> ViewSettings:
-        return ViewSettings(operator=self.operator_name, billed_probe=self.openai_billed_probe,
+        """What texts say about this deployment. The English defaults of OPERATOR_NAME and SUPPORT_CONTACT
+        mean "say it in the user's language" (each locale's ``[texts]``); any other value is a name, shown
+        as it is. The probe note comes from the locale too."""
+        return ViewSettings(operator=None if self.operator_name == DEFAULT_OPERATOR else self.operator_name,
+                            billed_probe=self.openai_billed_probe,
                             capabilities=tuple(self.openai_required_capabilities),
                             privacy_contact=self.privacy_contact, egress_ips=tuple(self.openai_egress_ips),
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
                             requires_link=self.policy.requires_invitation,
-                            support_url=self.support_url, support_contact=self.support_contact,
+                            support_url=self.support_url,
+                            support_contact=None if self.support_contact == DEFAULT_SUPPORT_CONTACT
+                            else self.support_contact,
                             # Telegram opens only HTTPS Mini Apps: a loopback http origin serves the page
                             # for local browsers, without a button in the chat.
                             miniapp_url=self.miniapp_url if self.public_base_url and

@@ -207,6 +207,7 @@ class HandoffLink(SQLModel, table=True):
     label: str | None = Field(default=None, max_length=128)  # the agent's note about the customer
     created_by: int | None = Field(default=None, sa_type=BigInteger, index=True)  # agent to notify
     created_via: str = Field(max_length=16)  # "bot", "cli" or "api"
+    agent_language: str | None = Field(default=None, max_length=16)  # the agent's locale, for notifications
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

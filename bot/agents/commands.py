@@ -8,9 +8,10 @@ command". Every agent and admin action is audited; a redelivered update is recog
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from telegram import Message, Update
+from telegram import Bot, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, TypeHandler, filters
@@ -35,6 +36,7 @@ from bot.telegram.handlers import chat_of
 from flows import events as ev
 from flows.content import Content, load_content
 from flows.inspection import might_carry_secret
+from flows.numbers import count
 from flows.state import Conversation
 from storage.models import HandoffLink
 from storage.repositories import AuditLog, ProcessedUpdateRepository
@@ -47,6 +49,8 @@ PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 MENU_GROUP = -2  # before everything else, never stops the update
 SIGNED_REFUSALS = {SignedLinkOutcome.EXPIRED: "signed_expired", SignedLinkOutcome.FORGED: "signed_forged",
                    SignedLinkOutcome.NOT_ENABLED: "signed_disabled"}
+# The texts of the agent command being handled, in that agent's language (set per update in ``command``).
+_CONTENT: ContextVar[Content | None] = ContextVar("agent_content", default=None)
 
 
 def carries_secret(text: str) -> bool:
@@ -90,8 +94,13 @@ class AgentDesk:
         app.add_handler(MessageHandler(PASTED_LINK, self.open_pasted_link))
         app.add_handler(CommandHandler([*AGENT_COMMANDS, *ADMIN_COMMANDS], self.command, PRIVATE))
 
+    @property
+    def texts(self) -> Content:
+        """The agent's language while one of their commands is handled; the desk's default otherwise."""
+        return _CONTENT.get() or self.content
+
     def _text(self, key: str, /, **values: object) -> str:
-        return agent_text(self.content, key, safe=None, **values)
+        return agent_text(self.texts, key, safe=None, **values)
 
     # -- everyone -------------------------------------------------------------------------------
     async def ensure_menu(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -101,7 +110,9 @@ class AgentDesk:
             return
         role = await self.directory.role_of(user.id)
         if role >= Role.AGENT:
-            await self.menus.publish(context.bot, user.id, role)
+            language = await self.runtime.language_of(ChatRef(user.id, user.id, user.username,
+                                                              user.language_code or "en"))
+            await self.menus.publish(context.bot, user.id, role, language)
 
     async def open_link(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/start <token>: redeem the link, step the customer's guide, tell the agent."""
@@ -172,6 +183,10 @@ class AgentDesk:
                                          via="signed_link")
 
         await self.runtime.handle(chat, event, update_id=update_id)
+    async def language_changed(self, bot: Bot, chat: ChatRef, language: str) -> None:
+        """After /language: the user's command menu in the new language (agents keep their commands)."""
+        role = await self.directory.role_of(chat.user_id)
+        await self.menus.publish(bot, chat.user_id, role, language)
 
     # -- agents and admins ------------------------------------------------------------------------
     async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -185,14 +200,27 @@ class AgentDesk:
             return
         if not await self.updates.claim(update.update_id):
             return  # a redelivery of an update already handled
-        role = await self.directory.role_of(user.id)
+        language = await self.runtime.language_of(ChatRef(message.chat_id, user.id, user.username,
+                                                          user.language_code or "en"))
+        token = _CONTENT.set(load_content(language))
+        try:
+            await self._command(context, message.chat_id, user.id, name, args, language)
+        finally:
+            _CONTENT.reset(token)
+
+    async def _command(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, name: str,
+                       args: list[str], language: str) -> None:
+        role = await self.directory.role_of(user_id)
         needed = Role.ADMIN if name in ADMIN_COMMANDS else Role.AGENT
         if role < needed:
-            await self.audit.record("agent.refused", chat_id=message.chat_id, actor_user_id=user.id, command=name)
-            await self._reply(context, message.chat_id, self._text("unknown_command"))
+            await self.audit.record("agent.refused", chat_id=chat_id, actor_user_id=user_id, command=name)
+            await self._reply(context, chat_id, self._text("unknown_command"))
+            return
+        if name == "handoff":
+            await self._handoff(context, chat_id, user_id, role, args, language)
             return
         handler = getattr(self, f"_{name}")
-        await handler(context, message.chat_id, user.id, role, args)
+        await handler(context, chat_id, user_id, role, args)
 
     async def _reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str) -> None:
         """Answer an agent (fitted to Telegram's limits by the rate limiter); a refusal is logged, not raised."""
@@ -204,13 +232,13 @@ class AgentDesk:
             log.warning("answer to agent chat %s not delivered: %s", chat_id, type(exc).__name__)
 
     async def _handoff(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
-                       args: list[str]) -> None:
+                       args: list[str], language: str = "en") -> None:
         if not args:
             await self._reply(context, chat_id, self._text("handoff_usage"))
             return
         try:
             link = await self.handoffs.create(args[0], via="bot", label=" ".join(args[1:]) or None,
-                                              created_by=user_id)
+                                              created_by=user_id, agent_language=language)
         except HandoffError as exc:
             key = {"bad_label": "bad_label"}.get(exc.reason, "bad_workspace")
             await self._reply(context, chat_id, self._text(key, max=MAX_LABEL))
@@ -228,14 +256,15 @@ class AgentDesk:
             await self._reply(context, chat_id, self._text("links_none"))
             return
         now = self.handoffs.clock()
-        lines = [self._text("links_header")]
+        texts = self.texts
+        lines = [self._text("links_header", count=count(texts.locale, texts.plural("open_links"), len(links)))]
         for link in links:
             state = self._text("state_waiting")
             if LinkState.of(link, now) == LinkState.OPENED:
                 conv = await self.handoffs.links.conversation_of_chat(link.redeemed_chat_id or 0)
                 who = Customer(link.redeemed_by_user_id or 0, conv.username if conv else None)
-                state = agent_text(self.content, "state_opened", safe={"customer": who.describe(self.content)})
-            lines.append(agent_text(self.content, "link_line", id=link.id,
+                state = agent_text(texts, "state_opened", safe={"customer": who.describe(texts)})
+            lines.append(agent_text(texts, "link_line", id=link.id,
                                     workspace=link.workspace_name or link.workspace_id,
                                     label=f" · {link.label}" if link.label else None, expires=when(link.expires_at),
                                     safe={"state": state}))
@@ -277,7 +306,7 @@ class AgentDesk:
             await self._reply(context, chat_id, self._text("status_not_allowed"))
             return
         report = await self.status.lookup(query, scope)
-        await self._reply(context, chat_id, self.status.render(report, self.content))
+        await self._reply(context, chat_id, self.status.render(report, self.texts))
 
     async def _names_another_agent(self, query: str, user_id: int) -> bool:
         """``/status @someone`` where someone is a support agent (known by their chats with this bot)."""
@@ -296,7 +325,9 @@ class AgentDesk:
         added = await self.directory.add(agent_id, by=user_id, note=" ".join(args[1:]) or None)
         if added:
             await self.audit.record("agent.added", chat_id=chat_id, actor_user_id=user_id, agent_user_id=agent_id)
-            await self.menus.publish(context.bot, agent_id, Role.AGENT)
+            # The new agent's language: the one stored on their chat with the bot, if they have one.
+            agent_language = await self.runtime.language_of(ChatRef(agent_id, agent_id))
+            await self.menus.publish(context.bot, agent_id, Role.AGENT, agent_language)
         await self._reply(context, chat_id, self._text("add_agent_done" if added else "add_agent_exists",
                                                        user=agent_id))
 
@@ -323,5 +354,5 @@ class AgentDesk:
                 origin = self._text("origin_admin" if entry.role == Role.ADMIN else "origin_configured")
             else:
                 origin = self._text("origin_added", by=entry.added_by or "-", on=when(entry.added_at))
-            lines.append(agent_text(self.content, "agents_line", user=entry.user_id, safe={"origin": origin}))
+            lines.append(agent_text(self.texts, "agents_line", user=entry.user_id, safe={"origin": origin}))
         await self._reply(context, chat_id, "\n".join(lines))

@@ -58,11 +58,16 @@ def build_support_desk(settings: Settings, application: Application,
 
     handoffs = HandoffService(links, runtime.audit, bot_username=bot_username,
                               default_ttl=timedelta(hours=settings.handoff_link_ttl_hours))
-    notifier = AgentNotifier(application.bot, links, content=content)
+    async def chosen_language(user_id: int) -> str | None:
+        row = await runtime.conversations.get(user_id)  # an agent's private chat id is their user id
+        return row.language if row is not None else None
+
+    notifier = AgentNotifier(application.bot, links, content=content, chosen_language=chosen_language)
     runtime.observers.append(notifier.observe)
     status = StatusDesk(links)
     desk = AgentDesk(directory, CommandMenus(content), handoffs, status, notifier, runtime.audit, runtime.updates,
                      runtime, content, link_secret=settings.link_secret)
+    runtime.language_hooks.append(lambda chat, language: desk.language_changed(application.bot, chat, language))
     stuck = StuckWatch(links, notifier, stuck_after=timedelta(minutes=settings.stuck_after_minutes),
                        interval_s=settings.stuck_check_interval_s)
     token = settings.handoff_api_token.get_secret_value() if settings.handoff_api_token else None

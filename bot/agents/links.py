@@ -212,8 +212,9 @@ class HandoffService:
 
     async def create(self, workspace_id: str, *, via: str, workspace_name: str | None = None,
                      label: str | None = None, ttl: timedelta | None = None,
-                     created_by: int | None = None) -> NewLink:
-        """A new single-use link for ``workspace_id``; ``created_by`` (an agent) gets the notifications."""
+                     created_by: int | None = None, agent_language: str | None = None) -> NewLink:
+        """A new single-use link for ``workspace_id``; ``created_by`` (an agent) gets the notifications,
+        in ``agent_language`` (a locale code) when given."""
         workspace_id = (workspace_id or "").strip()
         if not WORKSPACE_ID.fullmatch(workspace_id) or might_carry_secret(workspace_id):
             raise HandoffError("bad_workspace", "workspace_id must be 2-64 letters, digits or _ . : -")
@@ -228,7 +229,8 @@ class HandoffService:
         url = link_for(self.bot_username, token)
         expires_at = self.clock() + ttl
         link = await self.links.add(digest=digest_of(token), workspace_id=workspace_id, workspace_name=name,
-                                    label=label, created_by=created_by, created_via=via, expires_at=expires_at)
+                                    label=label, created_by=created_by, created_via=via, expires_at=expires_at,
+                                    agent_language=agent_language)
         assert link.id is not None
         await self.audit.record("handoff.created", actor_user_id=created_by, link_id=link.id,
                                 workspace_id=workspace_id, via=via, expires_at=expires_at.isoformat())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +25,7 @@ from telegram.error import TelegramError
 from bot.core.periodic import PeriodicJob
 from bot.core.ports import ChatRef
 from flows.content import Content, load_content
+from flows.numbers import duration, isolate
 from flows.outcomes import ConnectionOutcome, VerificationOutcome
 from flows.state import Conversation
 from flows.steps import PIPELINE_STEPS, Step
@@ -54,7 +55,7 @@ def agent_text(content: Content, key: str, /, *, safe: Mapping[str, str] | None 
     """An agent-facing text from the content file's ``[agent]`` table; ``values`` are HTML-escaped,
     ``safe`` ones (HTML built by this function already) are not."""
     template = str(content.data.get("agent", {})[key]).strip()
-    filled = {k: html.escape(str(v)) for k, v in values.items() if v is not None}
+    filled = {k: isolate(html.escape(str(v)), content.locale) for k, v in values.items() if v is not None}
     return template.format_map(_Params({**filled, **(safe or {})}))
 
 
@@ -69,7 +70,7 @@ class Customer:
     username: str | None = None
 
     def describe(self, content: Content) -> str:
-        name = f"@{self.username}" if self.username else "a customer"
+        name = f"@{self.username}" if self.username else agent_text(content, "unnamed_customer")
         return agent_text(content, "customer", name=name, user_id=self.user_id)
 
 
@@ -99,11 +100,20 @@ def milestone(before: Conversation, after: Conversation) -> Milestone | None:
 class AgentNotifier:
     """Sends agents their customers' milestones as Telegram messages."""
 
-    def __init__(self, bot: Bot, links: HandoffRepository, *, content: Content | None = None) -> None:
+    def __init__(self, bot: Bot, links: HandoffRepository, *, content: Content | None = None,
+                 chosen_language: Callable[[int], Awaitable[str | None]] | None = None) -> None:
         self.bot = bot
         self.links = links
-        self.content = content or load_content("en")
+        self.content = content or load_content("en")  # for links that name no language
+        # The language an agent chose with /language in their own chat with the bot, if any.
+        self.chosen_language = chosen_language
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def content_for(self, link: HandoffLink) -> Content:
+        """The agent's language: their /language choice, else the one they used creating the link."""
+        chosen = await self.chosen_language(link.created_by) if self.chosen_language and link.created_by else None
+        language = chosen or link.agent_language
+        return load_content(language) if language else self.content
 
     async def send(self, agent_id: int, text: str) -> bool:
         try:
@@ -117,14 +127,16 @@ class AgentNotifier:
         label = f" · {link.label}" if link.label else None
         return {"id": link.id, "workspace": link.workspace_name or link.workspace_id, "label": label}
 
-    def _family(self, family: str | None) -> str:
-        return _table(self.content, "agent_families", family, "unknown")
+    @staticmethod
+    def _family(content: Content, family: str | None) -> str:
+        return _table(content, "agent_families", family, "unknown")
 
     # -- redemption (called by the /start handler) ------------------------------------------------
     async def link_opened(self, link: HandoffLink, customer: Customer) -> None:
         if link.created_by is not None:
-            await self.send(link.created_by, agent_text(self.content, "notify_opened", **self._about(link),
-                                                        safe={"customer": customer.describe(self.content)}))
+            content = await self.content_for(link)
+            await self.send(link.created_by, agent_text(content, "notify_opened", **self._about(link),
+                                                        safe={"customer": customer.describe(content)}))
 
     async def link_reused(self, link: HandoffLink, intruder: Customer) -> None:
         """Someone other than the bound customer opened it: tell the agent once per intruder."""
@@ -137,9 +149,10 @@ class AgentNotifier:
         conv = await self.links.conversation_of_chat(link.redeemed_chat_id or 0)
         if conv is not None:
             bound = Customer(conv.user_id, conv.username)
+        content = await self.content_for(link)
         await self.send(link.created_by, agent_text(
-            self.content, "notify_reused", **self._about(link),
-            safe={"customer": bound.describe(self.content), "intruder": intruder.describe(self.content)}))
+            content, "notify_reused", **self._about(link),
+            safe={"customer": bound.describe(content), "intruder": intruder.describe(content)}))
 
     # -- the customer's progress (a runtime observer) ---------------------------------------------
     def observe(self, chat: ChatRef, before: Conversation, after: Conversation) -> None:
@@ -157,13 +170,14 @@ class AgentNotifier:
             link = await self.links.latest_for_chat(chat_id)
             if link is None or link.created_by is None or link.workspace_id != conv.workspace_id:
                 return
-            values = {**self._about(link), "family": self._family(conv.key_family),
+            content = await self.content_for(link)
+            values = {**self._about(link), "family": self._family(content, conv.key_family),
                       "last_four": conv.key_last_four or "????"}
             if found.kind == "failed":
                 values["outcome"] = found.outcome
-                values["explanation"] = _table(self.content, "agent_outcomes", found.outcome, "")
-            await self.send(link.created_by, agent_text(self.content, f"notify_{found.kind}", **values,
-                                                        safe={"customer": customer.describe(self.content)}))
+                values["explanation"] = _table(content, "agent_outcomes", found.outcome, "")
+            await self.send(link.created_by, agent_text(content, f"notify_{found.kind}", **values,
+                                                        safe={"customer": customer.describe(content)}))
         except Exception:
             log.exception("agent notification for chat %s failed", chat_id)
 
@@ -174,16 +188,17 @@ class AgentNotifier:
     # -- stuck ------------------------------------------------------------------------------------
     async def stuck(self, link: HandoffLink, row: ConversationRow, minutes: int) -> None:
         conv = Conversation.from_record(row.state) if row.state else Conversation()
+        content = await self.content_for(link)
         try:
-            step_title = self.content.step(conv.step)["title"]
+            step_title = content.step(conv.step)["title"]
         except KeyError:
             step_title = row.step
         outcome = row.last_outcome or conv.problem
-        values = {**self._about(link), "step": step_title,
-                  "minutes": minutes, "outcome": outcome or self.content.data["agent"]["no_outcome"]}
-        customer = Customer(row.user_id, row.username).describe(self.content)
+        values = {**self._about(link), "step": step_title, "duration": duration(content.locale, minutes, "minute"),
+                  "outcome": outcome or content.data["agent"]["no_outcome"]}
+        customer = Customer(row.user_id, row.username).describe(content)
         if link.created_by is not None:
-            await self.send(link.created_by, agent_text(self.content, "notify_stuck", **values,
+            await self.send(link.created_by, agent_text(content, "notify_stuck", **values,
                                                         safe={"customer": customer}))
 
 

@@ -17,7 +17,7 @@ from enum import IntEnum, StrEnum
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
-from flows.content import Content
+from flows.content import Content, load_content
 from flows.inspection import might_carry_secret
 from storage.repositories import AgentRepository
 
@@ -112,20 +112,25 @@ class CommandMenus:
         self.content = content
         self._published: set[int] = set()
 
-    def commands_for(self, role: Role) -> list[BotCommand]:
-        items = dict(self.content.commands())
+    def commands_for(self, role: Role, content: Content | None = None) -> list[BotCommand]:
+        """The menu for ``role``, in ``content``'s language (the menus' default language otherwise)."""
+        content = content or self.content
+        items = dict(content.commands())
         if role >= Role.AGENT:
-            items.update(self.content.data.get("agent_commands", {}))
+            items.update(content.data.get("agent_commands", {}))
         if role >= Role.ADMIN:
-            items.update(self.content.data.get("admin_commands", {}))
+            items.update(content.data.get("admin_commands", {}))
         return [BotCommand(name, str(text)[:256]) for name, text in items.items()]
 
     def needs_publishing(self, user_id: int) -> bool:
         return user_id not in self._published
 
-    async def publish(self, bot: Bot, user_id: int, role: Role) -> bool:
+    async def publish(self, bot: Bot, user_id: int, role: Role, language: str | None = None) -> bool:
+        """Set the user's own menu (chat scope), in ``language`` (a locale code) when given. A chat-scope
+        menu applies whatever language the user's app has, so it is published in the user's chosen one."""
+        content = load_content(language) if language else None
         try:
-            await bot.set_my_commands(self.commands_for(role), scope=BotCommandScopeChat(user_id))
+            await bot.set_my_commands(self.commands_for(role, content), scope=BotCommandScopeChat(user_id))
         except TelegramError as exc:
             log.info("command menu for user %s not set: %s", user_id, type(exc).__name__)
             return False

@@ -22,11 +22,19 @@ from bot.metrics import record_reminder, record_step_entered
 from flows import effects as fx
 from flows import events as ev
 from flows.content import load_content
+from flows.locales import locale_for
 from flows.machine import Policy, Transition, advance
 from flows.secret import SecretKey
 from flows.state import Conversation
 from flows.steps import Step
-from flows.view import ViewSettings, render_reply, render_step
+from flows.view import (
+    View,
+    ViewSettings,
+    render_language_changed,
+    render_language_picker,
+    render_reply,
+    render_step,
+)
 from storage.locks import CHAT_NAMESPACE, CrossProcessLocks, NoCrossProcessLocks, advisory_key
 from storage.models import Conversation as ConversationRow
 from storage.repositories import AuditLog, ConversationRepository, ProcessedUpdateRepository
@@ -92,6 +100,8 @@ class Runtime:
         self.repaint_deadline_s = REPAINT_DEADLINE_S
         # Called with (chat, before, after) once a step is saved, e.g. agent notifications; must not block.
         self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
+        # Called with (chat, locale code) after /language switched a chat, e.g. to republish its command menu.
+        self.language_hooks: list[Callable[[ChatRef, str], Awaitable[None]]] = []
         keyflow.on_foreign.append(self._tell_owner)
 
     # -- entry points ---------------------------------------------------------------------------
@@ -226,7 +236,7 @@ class Runtime:
                 log.info("conversation of chat %s changed concurrently; stepping again", chat.chat_id)
             else:
                 raise RuntimeError(f"could not save conversation of chat {chat.chat_id}")
-            result = HandleResult(toast=self._toast(chat, transition))
+            result = HandleResult(toast=self._toast(row.language, transition))
             if decided is not None:
                 try:
                     await decided(result)
@@ -244,16 +254,62 @@ class Runtime:
         row = await self.conversations.get(chat.chat_id)
         if row is None:
             start = Conversation(step_entered_at=self.clock())
+            # The language is chosen once, on first contact, from Telegram's language_code; /language changes it.
             row = await self.conversations.create(chat_id=chat.chat_id, user_id=chat.user_id,
-                                                  username=chat.username, language=chat.language,
+                                                  username=chat.username, language=locale_for(chat.language).code,
                                                   step=start.step.value, state=start.to_record())
         return row
 
     @staticmethod
-    def _toast(chat: ChatRef, transition: Transition) -> str:
+    def _toast(language: str, transition: Transition) -> str:
         for effect in transition.effects:
             if isinstance(effect, fx.Render) and (toast := TOASTS.get(effect.notice or "")):
-                return load_content(chat.language).callback_answer(toast)
+                return load_content(language).callback_answer(toast)
+        return ""
+
+    # -- language ---------------------------------------------------------------------------------
+    async def language_of(self, chat: ChatRef) -> str:
+        """The chat's locale: the one stored on its conversation, else the one its Telegram app suggests."""
+        row = await self.conversations.get(chat.chat_id)
+        return locale_for(row.language if row is not None else chat.language).code
+
+    async def show_language_picker(self, chat: ChatRef) -> None:
+        """/language: the six languages as buttons, in the chat's current language."""
+        view = render_language_picker(load_content(await self.language_of(chat)))
+        try:
+            await self.messenger.send_view(chat.chat_id, view)
+        except Exception as exc:  # nothing was changed: /language again shows it
+            log.info("language picker not shown in chat %s: %s", chat.chat_id, type(exc).__name__)
+
+    async def set_language(self, chat: ChatRef, code: str, *, update_id: int | None = None,
+                           picker_message_id: int | None = None) -> str:
+        """Switch the chat's language at once: store it, re-render the guide message in place in the new
+        language, and turn the picker into a short confirmation. Returns the toast text."""
+        code = locale_for(code).code
+        chat_key = advisory_key(CHAT_NAMESPACE, chat.chat_id)
+        async with self._locks.hold(chat.chat_id), self._cross.hold(chat_key):
+            if update_id is not None and await self.updates.seen(update_id):
+                return ""
+            row = await self._load(chat)
+            row.language = code
+            await self.conversations.set_language(chat.chat_id, code)
+            if update_id is not None:
+                await self.updates.claim(update_id)
+            content = load_content(code)
+            if picker_message_id is not None:
+                try:
+                    await self.messenger.edit_view(chat.chat_id, picker_message_id,
+                                                   View(render_language_changed(content)))
+                except Exception as exc:  # the choice is saved; the guide below shows it anyway
+                    log.info("language picker not updated in chat %s: %s", chat.chat_id, type(exc).__name__)
+            if row.guide_message_id is not None and row.state:
+                # the guide in the new language, in place; a failure is repainted like any step
+                await self._show(chat, row, Conversation.from_record(row.state), fx.Render(), None, False)
+        for hook in self.language_hooks:
+            try:
+                await hook(chat, code)
+            except Exception:  # a menu that could not be republished must not undo the switch
+                log.exception("language hook failed")
         return ""
 
     async def _perform(self, chat: ChatRef, row: ConversationRow, transition: Transition,
@@ -296,7 +352,7 @@ class Runtime:
                 await self._render(chat, row, conv, replace(effect, fresh=True) if notify else effect,
                                    pressed_message_id)
             else:
-                text = render_reply(effect.text, load_content(chat.language), self.view_settings, effect.params)
+                text = render_reply(effect.text, load_content(row.language), self.view_settings, effect.params)
                 await self.messenger.send_html(chat.chat_id, text)
         except ChatUnreachable:  # blocked meanwhile: the step is saved, /start shows it again
             log.info("chat %s cannot be reached (blocked?); step saved, not shown", chat.chat_id)
@@ -340,7 +396,7 @@ class Runtime:
             await asyncio.sleep(max(0.0, delay))
             try:
                 if reply is not None:
-                    text = render_reply(reply, load_content(chat.language), self.view_settings)
+                    text = render_reply(reply, load_content(await self.language_of(chat)), self.view_settings)
                     await self.messenger.send_html(chat.chat_id, text)
                 else:
                     await self._repaint_once(chat, effect, fresh=fresh, step=step)
@@ -369,7 +425,7 @@ class Runtime:
 
     async def _render(self, chat: ChatRef, row: ConversationRow, conv: Conversation, effect: fx.Render,
                       pressed_message_id: int | None) -> None:
-        view = render_step(conv, load_content(chat.language), self.view_settings, effect.notice,
+        view = render_step(conv, load_content(row.language), self.view_settings, effect.notice,
                            effect.notice_params)
         guide = row.guide_message_id
         in_place = not effect.fresh and guide is not None and pressed_message_id in (None, guide)

@@ -30,7 +30,8 @@ from bot.telegram.messenger import Messenger
 from bot.telegram.ratelimit import ChatRateLimiter
 from bot.telegram.request import ObservedRequest
 from bot.telegram.secret_guard import GuardedUpdateProcessor, SecretGuard
-from flows.content import load_content
+from flows.content import Content, load_content
+from flows.locales import LOCALES
 from flows.problems import PROBLEMS
 from flows.secret import SecretKey
 from flows.steps import SPECS
@@ -200,11 +201,17 @@ def check_button_urls(settings: Settings) -> None:
                              f"{problem_text}.")
 
 
+def _menu(content: Content) -> list[BotCommand]:
+    return [BotCommand(name, text) for name, text in content.commands().items()]
+
+
 async def _post_init(application: Application) -> None:
-    """Register the command menu (setMyCommands) for private chats."""
-    commands = load_content("en").commands()
-    await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()],
-                                          scope=BotCommandScopeAllPrivateChats())
+    """Register the command menu (setMyCommands) for private chats: English by default, and one per locale
+    for users whose Telegram app speaks it (``language_code``, ISO 639-1 as the Bot API asks)."""
+    await application.bot.set_my_commands(_menu(load_content("en")), scope=BotCommandScopeAllPrivateChats())
+    for locale in LOCALES:
+        await application.bot.set_my_commands(_menu(load_content(locale.code)), scope=BotCommandScopeAllPrivateChats(),
+                                              language_code=locale.menu)
     log.info("bot @%s ready", application.bot.username)
     bot_app = application.bot_data.get("bot_app")
     if isinstance(bot_app, BotApp):

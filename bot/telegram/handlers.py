@@ -30,7 +30,7 @@ from flows import events as ev
 from flows.content import load_content
 from flows.inspection import might_carry_secret
 from flows.state import Conversation
-from flows.view import parse_callback_data, render_reply
+from flows.view import LANGUAGE_CALLBACK, parse_callback_data, parse_language_callback, render_reply
 
 __all__ = ["BotHandlers"]
 
@@ -83,8 +83,10 @@ class BotHandlers:
         """All wiring in one place."""
         app.add_handler(MessageHandler(filters.ChatType.GROUPS, self.group_message))
         app.add_handler(CommandHandler("start", self.start, PRIVATE))
+        app.add_handler(CommandHandler("language", self.language, PRIVATE & filters.UpdateType.MESSAGE))
         for name in COMMAND_EVENTS:
             app.add_handler(CommandHandler(name, self.command, PRIVATE & filters.UpdateType.MESSAGE))
+        app.add_handler(CallbackQueryHandler(self.language_chosen, pattern=f"^{LANGUAGE_CALLBACK}\\|"))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_handler(MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, self.edited))
         app.add_handler(MessageHandler(PRIVATE & (filters.TEXT | filters.CAPTION), self.text))
@@ -114,9 +116,31 @@ class BotHandlers:
         if not await self.runtime.updates.claim(update_id):
             return
         await self.runtime.audit.record("command.refused_secret", chat_id=chat.chat_id, actor_user_id=chat.user_id)
-        text = load_content(chat.language).notice("command_with_secret")
+        text = load_content(await self.runtime.language_of(chat)).notice("command_with_secret")
         with contextlib.suppress(ChatUnreachable):
             await self.runtime.messenger.send_html(chat.chat_id, text)
+
+    async def language(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/language: the six languages as buttons (not a guide step: the guide stays where it is)."""
+        chat = chat_of(update)
+        if chat:
+            await self.runtime.show_language_picker(chat)
+
+    async def language_chosen(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A /language button: switch at once; the guide message is re-rendered in place."""
+        query = update.callback_query
+        chat = chat_of(update)
+        if query is None or chat is None:
+            return
+        code = parse_language_callback(query.data)
+        private = update.effective_chat is None or update.effective_chat.type == ChatType.PRIVATE
+        if code is not None and private:
+            pressed = query.message.message_id if query.message else None
+            await self.runtime.set_language(chat, code, update_id=update.update_id, picker_message_id=pressed)
+        try:
+            await query.answer()
+        except TelegramError as exc:  # an old query: Telegram refuses late answers
+            log.info("callback answer refused: %s", type(exc).__name__)
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A press on an inline button; forged or stale data just re-shows the current step."""
@@ -215,7 +239,12 @@ class BotHandlers:
             return
         name = "group_redirect" if verdict is None else ("group_deleted" if verdict.deleted
                                                          else "group_cannot_delete")
-        content = load_content(update.effective_user.language_code if update.effective_user else "en")
+        user = update.effective_user
+        # The user's own language: the one chosen in their private chat with the bot, else their app's.
+        language = None
+        if user is not None:
+            language = await self.runtime.language_of(ChatRef(user.id, user.id, None, user.language_code or "en"))
+        content = load_content(language)
         text = render_reply(name, content, self.runtime.view_settings)
         link = f"https://t.me/{context.bot.username}"
         markup = InlineKeyboardMarkup([[InlineKeyboardButton("💬 " + content.button("open_private"),

@@ -173,6 +173,16 @@ class ConversationRepository:
                 .execution_options(synchronize_session=False)
             )
 
+    async def set_language(self, chat_id: int, language: str) -> None:
+        """The chat's chosen locale (/language); like the guide message id, not a step change: no version bump."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Conversation)
+                .where(col(Conversation.chat_id) == chat_id)
+                .values(language=language[:16])
+                .execution_options(synchronize_session=False)
+            )
+
     async def delete_idle(self, idle_since: datetime) -> int:
         """Forget conversations with no update since ``idle_since`` (retention); returns how many."""
         async with self._sessions.begin() as session:

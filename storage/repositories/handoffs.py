@@ -52,12 +52,14 @@ class HandoffRepository:
         workspace_name: str | None = None,
         label: str | None = None,
         created_by: int | None = None,
+        agent_language: str | None = None,
     ) -> HandoffLink:
         """Store a new link (its token's digest only)."""
         _check_digest(digest)
         link = HandoffLink(
             digest=digest, workspace_id=workspace_id, workspace_name=workspace_name, label=label,
             created_by=created_by, created_via=created_via, created_at=self._clock(), expires_at=expires_at,
+            agent_language=agent_language,
         )
         async with self._sessions.begin() as session:
             session.add(link)

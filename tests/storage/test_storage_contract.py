@@ -183,6 +183,17 @@ class TestConversations:
         assert cleared is not None and cleared.guide_message_id is None
         await repo.set_guide_message(404, 1)  # unknown chat: nothing to do, no error
 
+    async def test_set_language_stores_the_choice_and_later_saves_keep_it(self, sessions: Sessions) -> None:
+        repo = ConversationRepository(sessions)
+        await repo.create(chat_id=5, user_id=1, step="start", language="en")
+        await repo.set_language(5, "pt-BR")
+        loaded = await repo.get(5)
+        assert loaded is not None and (loaded.language, loaded.version) == ("pt-BR", 1)
+        loaded.step = "next"
+        assert await repo.save(loaded, 1)
+        again = await repo.get(5)
+        assert again is not None and again.language == "pt-BR"
+
     async def test_save_needs_a_created_conversation(self, sessions: Sessions) -> None:
         with pytest.raises(ValueError, match="created first"):
             await ConversationRepository(sessions).save(Conversation(chat_id=1, user_id=1, step="x"), 1)
