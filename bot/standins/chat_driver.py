@@ -27,13 +27,15 @@ def plain_text(text: str) -> str:
 
 class ChatDriver:
     def __init__(self, telegram_url: str, user_id: int, *, first_name: str = "Ana", username: str | None = None,
-                 chat_id: int | None = None, chat_type: str = "private", timeout: float = 10.0) -> None:
+                 chat_id: int | None = None, chat_type: str = "private", timeout: float = 10.0,
+                 language_code: str | None = None) -> None:
         self.base = telegram_url.rstrip("/") + "/_sandbox"
         self.user_id = user_id
         self.chat_id = chat_id if chat_id is not None else user_id
         self.chat_type = chat_type
         self.first_name = first_name
         self.username = username
+        self.language_code = language_code  # the Telegram app's language, sent with every message
         self.http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -49,6 +51,8 @@ class ChatDriver:
                                "first_name": self.first_name}
         if self.username:
             who["username"] = self.username
+        if self.language_code:
+            who["language_code"] = self.language_code
         return who
 
     # -- acting ---------------------------------------------------------------------------------
