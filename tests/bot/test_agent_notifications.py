@@ -51,11 +51,11 @@ def agent_texts(telegram: tuple[FakeTelegram, str]) -> list[str]:
 
 
 async def bound_customer(sessions: Sessions, clock: FakeClock, *, step: str = "welcome",
-                         workspace: str = "ws_demo"):
+                         workspace: str = "ws_demo", agent_language: str | None = None):
     links = HandoffRepository(sessions, clock=clock)
     link = await links.add(digest=hashlib.sha256(b"t").hexdigest(), workspace_id=workspace, label="Ana",
                            workspace_name="Demo Workspace", expires_at=T0 + timedelta(days=3), created_via="bot",
-                           created_by=AGENT)
+                           created_by=AGENT, agent_language=agent_language)
     assert await links.claim(link.id, user_id=ANA, chat_id=ANA)
     conversations = ConversationRepository(sessions, clock=clock)
     row = await conversations.create(chat_id=ANA, user_id=ANA, username="ana", step=step, workspace_id=workspace,
@@ -127,6 +127,35 @@ async def test_customers_without_an_agents_link_notify_nobody(sessions: Sessions
     notifier.observe(ChatRef(ANA, ANA), before.with_(workspace_id="ws_other"), after.with_(workspace_id="ws_other"))
     await notifier.drain()
     assert agent_texts(telegram) == []
+
+
+# -- in the agent's language ----------------------------------------------------------------------------
+
+async def test_the_agent_hears_in_the_language_they_created_the_link_in(sessions: Sessions, bot: Bot,  # type: ignore[no-untyped-def]
+                                                                        telegram) -> None:
+    links, _, _ = await bound_customer(sessions, FakeClock(T0), agent_language="es")
+    notifier = AgentNotifier(bot, links)
+    before = Conversation(step=Step.CONNECTING, workspace_id="ws_demo")
+    notifier.observe(ChatRef(ANA, ANA, "ana"), before, before.with_(step=Step.CONNECTED, connected=True,
+                                                                    key_family="project", key_last_four="wxyz"))
+    await notifier.drain()
+    assert agent_texts(telegram) == ["✅ @ana (id 5001) conectó Demo Workspace · Ana: clave de proyecto de OpenAI …wxyz."]
+
+
+async def test_a_language_chosen_with_slash_language_wins_and_durations_come_from_cldr(  # type: ignore[no-untyped-def]
+        sessions: Sessions, bot: Bot, telegram) -> None:
+    clock = FakeClock(T0)
+    links, _, _ = await bound_customer(sessions, clock, step="name_key", agent_language="es")
+
+    async def chosen(user_id: int) -> str | None:
+        return "hi" if user_id == AGENT else None
+
+    watch = StuckWatch(links, AgentNotifier(bot, links, chosen_language=chosen), stuck_after=timedelta(minutes=1),
+                       clock=clock)
+    clock.advance(minutes=1, seconds=30)
+    assert await watch.run_once() == 1
+    [text] = agent_texts(telegram)
+    assert "1 मिनट से चरण “कुंजी का नाम रखें” पर हैं" in text
 
 
 # -- stuck detection with a controllable clock ---------------------------------------------------------

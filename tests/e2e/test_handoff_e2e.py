@@ -257,6 +257,8 @@ def test_expired_revoked_forged_and_tampered_links_are_refused_kindly(desk: Desk
     link, _ = handoff_in_bot(desk, workspace)
     listed = agent_says(desk, "/links", "Open handoff links")
     link_id = re.findall(r"#(\d+) · " + workspace + " ·", listed)[0]
+    count = int(re.search(r"Open handoff links \((\d+) links?\)", listed).group(1))  # type: ignore[union-attr]
+    assert f"({count} link{'' if count == 1 else 's'})" in listed and count == listed.count(" · until ")
     agent_says(desk, f"/revoke_link {link_id}", "is revoked")
     open_link(desk, link).wait_guide("cancelled by your agent")
     assert f"#{link_id} " not in agent_says(desk, "/links", "handoff link")
