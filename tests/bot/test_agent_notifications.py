@@ -139,7 +139,8 @@ async def test_the_agent_hears_in_the_language_they_created_the_link_in(sessions
     notifier.observe(ChatRef(ANA, ANA, "ana"), before, before.with_(step=Step.CONNECTED, connected=True,
                                                                     key_family="project", key_last_four="wxyz"))
     await notifier.drain()
-    assert agent_texts(telegram) == ["✅ @ana (id 5001) conectó Demo Workspace · Ana: clave de proyecto de OpenAI …wxyz."]
+    assert agent_texts(telegram) == [
+        "✅ @ana (id 5001) conectó Demo Workspace · Ana: clave de proyecto de OpenAI …wxyz."]
 
 
 async def test_a_language_chosen_with_slash_language_wins_and_durations_come_from_cldr(  # type: ignore[no-untyped-def]
