@@ -193,6 +193,8 @@ def missing_content(content: Content) -> list[str]:
         need(f"texts.{name}", content.text, name)
     for kind in MEDIA_KINDS:
         need(f"media_kinds.{kind}", lambda k: content._section("media_kinds")[k], kind)
+    for name in ("shorter", "longer", "no_marker", "unusual"):
+        need(f"key_warnings.{name}", lambda k: content._section("key_warnings")[k], name)
     for name in REQUIRED_LANGUAGE:
         need(f"language.{name}", content.language, name)
     for reason in ("too_old", "no_rights", "other"):

@@ -17,6 +17,7 @@ from flows.numbers import duration, isolate, join_list
 from flows.numbers import number as format_number
 from flows.problems import PROBLEMS
 from flows.reminders import REMINDER_CALLBACK_STEP
+from flows.secret_shapes import LONGER_THAN_USUAL, NO_OPENAI_MARKER, SHORTER_THAN_USUAL, UNUSUAL_FORMAT
 from flows.state import Conversation
 from flows.steps import SPECS, Step
 
@@ -201,11 +202,18 @@ def _allowlist_address(conv: Conversation, content: Content, settings: ViewSetti
     return content.allowlist("unknown").format_map(_Params({"support": isolate(support, content.locale)}))
 
 
+# The key-shape warnings flows/secret_shapes.py gives, by their name in a locale's [key_warnings].
+KEY_WARNINGS = {SHORTER_THAN_USUAL: "shorter", LONGER_THAN_USUAL: "longer", NO_OPENAI_MARKER: "no_marker",
+                UNUSUAL_FORMAT: "unusual"}
+
+
 def _notice_params(content: Content, values: Mapping[str, str] | None) -> dict[str, str]:
-    """A notice's own values; a media kind ("photo") is said in the locale's words."""
+    """A notice's own values; a media kind ("photo") and a key-shape warning are said in the locale's words."""
     out = dict(values or {})
     if "kind" in out:
         out["kind"] = str(content.data.get("media_kinds", {}).get(out["kind"], out["kind"]))
+    if out.get("warning") in KEY_WARNINGS:
+        out["warning"] = str(content.data.get("key_warnings", {}).get(KEY_WARNINGS[out["warning"]], out["warning"]))
     return {name: isolate(value, content.locale) if name != "kind" else value
             for name, value in _escaped(out).items()}
 

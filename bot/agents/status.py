@@ -139,11 +139,16 @@ class StatusDesk:
         for link in report.links:
             label = f" · {link.label}" if link.label else None
             parts.append(agent_text(content, "status_link", id=link.id, label=label,
-                                    state=LinkState.of(link, now).value, created=when(link.created_at),
+                                    state=self._link_state(content, LinkState.of(link, now)),
+                                    created=when(link.created_at),
                                     expires=when(link.expires_at)))
         for customer in report.customers:
             parts.append(self._render_customer(customer, content))
         return "\n\n".join(parts)
+
+    @staticmethod
+    def _link_state(content: Content, state: LinkState) -> str:
+        return str(content.data.get("agent_link_states", {}).get(state.value, state.value))
 
     @staticmethod
     def _family(content: Content, family: str) -> str:

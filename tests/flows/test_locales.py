@@ -20,6 +20,7 @@ from flows.labels import DASHBOARD_LABELS, bold_labels
 from flows.locales import LOCALE_CODES, LOCALES, locale_for
 from flows.numbers import FSI, LRI, PDI, count, duration, plural_categories
 from flows.problems import PROBLEMS
+from flows.secret_shapes import SHORTER_THAN_USUAL
 from flows.state import Conversation
 from flows.steps import SPECS, Step
 from flows.view import (
@@ -309,6 +310,17 @@ def test_arabic_keeps_english_labels_key_endings_codes_and_urls_in_reading_order
         if "…abcd" in plain(text).translate({ord(c): None for c in ISOLATES}):
             assert "…abcd" in visual, where
     assert checked > 50
+
+
+@pytest.mark.parametrize("code", LOCALE_CODES)
+def test_media_kinds_and_key_warnings_are_said_in_the_locale(code: str) -> None:
+    content = load_content(code)
+    paste = Conversation(step=Step.PASTE_KEY)
+    photo = render_step(paste, content, ViewSettings(), "media_at_paste", {"kind": "photo"}).text
+    assert content.data["media_kinds"]["photo"] in photo
+    warned = render_step(paste, content, ViewSettings(), "key_warning", {"warning": SHORTER_THAN_USUAL}).text
+    assert content.data["key_warnings"]["shorter"] in warned
+    assert (SHORTER_THAN_USUAL in warned) == (code == "en")
 
 
 def test_arabic_buttons_and_commands_read_right_to_left() -> None:
