@@ -44,6 +44,7 @@ from bot.web.initdata import InitData, InvalidInitData, validate_init_data
 from flows import events as ev
 from flows.content import MINIAPP_TEXTS, Content, load_content
 from flows.inspection import inspect_pasted_text
+from flows.locales import locale_for
 from flows.machine import paste_is_checked
 from flows.secret import SecretKey
 from flows.state import Conversation
@@ -115,7 +116,7 @@ def render_page(content: Content) -> str:
     """The page: no inline script or style; texts travel to key.js in data attributes."""
     texts = page_texts(content)
     esc = {name: html.escape(value, quote=True) for name, value in texts.items()}
-    direction = "rtl" if content.locale in RTL_LOCALES else "ltr"
+    direction = "rtl" if content.locale in RTL_LOCALES or locale_for(content.locale).rtl else "ltr"
     data = " ".join(f'data-t-{name}="{value}"' for name, value in esc.items())
     return f"""<!doctype html>
 <html lang="{html.escape(content.locale)}" dir="{direction}">
@@ -257,7 +258,9 @@ class MiniApp:
         key = data.pop("key")
         pasted = inspect_pasted_text(key.reveal() if isinstance(key, SecretKey) else key)
         del key, data
-        content = load_content(auth.language)
+        # The chat's language (stored on its conversation, /language may have changed it), else the app's.
+        content = load_content(await self.runtime.language_of(ChatRef(auth.user_id, auth.user_id, auth.username,
+                                                                      auth.language)))
         if not pasted.should_verify or pasted.key is None:
             help_text = render_problem(pasted.kind.value, content, self.runtime.view_settings, pasted.provider)
             return self._error(request, 422, "not_a_key", kind=pasted.kind.value, help=plain(help_text))
@@ -298,7 +301,8 @@ class MiniApp:
         conv = conversation_of(await self.runtime.conversations.get(auth.user_id))
         if conv is None:
             return self._json(request, 200, {"state": "none", "step": None, "text": ""})
-        view = render_step(conv, load_content(auth.language), self.runtime.view_settings)
+        language = await self.runtime.language_of(ChatRef(auth.user_id, auth.user_id, auth.username, auth.language))
+        view = render_step(conv, load_content(language), self.runtime.view_settings)
         return self._json(request, 200, {"state": _state(conv), "step": conv.step.value, "text": plain(view.text)})
 
 

@@ -69,7 +69,7 @@ def placeholders(text: str) -> set[str]:
 
 
 PLAIN_SECTIONS = ("commands.", "agent_commands.", "admin_commands.", "callback_answers.", "buttons.", "links.",
-                  "copy.", "media_kinds.", "texts.")  # plain text, never parsed as HTML
+                  "copy.", "media_kinds.", "texts.", "miniapp.")  # plain text, never parsed as HTML
 
 
 def html_texts(code: str) -> dict[str, str]:
@@ -179,7 +179,8 @@ SAME_AS_ENGLISH = {"copy.key_name.text", "steps.key_problem.text", "notices.key_
                    "buttons.default", "buttons.all", "buttons.restricted", "buttons.service", "agent.link_line",
                    "media_kinds.sticker", "media_kinds.video", "media_kinds.audio", "agent.origin_admin",
                    "agent_families.service_account",
-                   "agent.status_workspace"}  # Indonesian says "workspace" too
+                   "agent.status_workspace",  # Indonesian says "workspace" too
+                   "miniapp.placeholder"}
 
 
 @pytest.mark.parametrize("code", OTHERS)
