@@ -196,14 +196,14 @@ class AgentDesk:
             return
         name = message.text.split()[0][1:].split("@")[0].lower()
         args = list(context.args or [])
-        if await self.refused_for_secret(update, name):
-            return
-        if not await self.updates.claim(update.update_id):
-            return  # a redelivery of an update already handled
         language = await self.runtime.language_of(ChatRef(message.chat_id, user.id, user.username,
                                                           user.language_code or "en"))
         token = _CONTENT.set(load_content(language))
         try:
+            if await self.refused_for_secret(update, name):
+                return
+            if not await self.updates.claim(update.update_id):
+                return  # a redelivery of an update already handled
             await self._command(context, message.chat_id, user.id, name, args, language)
         finally:
             _CONTENT.reset(token)
