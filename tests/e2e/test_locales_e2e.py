@@ -17,7 +17,7 @@ from flows.locales import LOCALE_CODES, LOCALES
 from flows.numbers import FSI, LRI, PDI
 from flows.steps import Step
 from tests.e2e.harness import Stack, new_database_url
-from tests.e2e.pasting import fresh_key
+from tests.e2e.pasting import fresh_key, own_workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,8 @@ def _text(value: str) -> str:
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
     """Open mode with DoubleTick connecting (held keys retried fast); the guided Step 2; invitation-only."""
     started: dict[str, Stack] = {}
-    for name, env in {"auto": FAST_OUTBOX, "manual": {"auto_connect": False, "open_mode": True},
-                      "closed": {"open_mode": False}}.items():
+    for name, env in {"auto": FAST_OUTBOX, "manual": {"auto_connect": False, "demo_open_workspaces": True},
+                      "closed": {"demo_open_workspaces": False}}.items():
         folder = tmp_path_factory.mktemp(f"locales-{name}")
         started[name] = Stack.start(folder, new_database_url("sqlite", folder), **env)
     yield started
@@ -113,7 +113,7 @@ def test_every_step_in_every_locale_through_the_real_bot(stacks: dict[str, Stack
     walker.user.press(walker.content.button("stuck"))
     walker.wait_said(walker.content.step(Step.COPY_KEY)["help"].split("\n")[0][2:])
     walker.press("copied", Step.ENTER_WORKSPACE)
-    walker.user.send("ws_demo")
+    walker.user.send(own_workspace(walker.user))  # only the chat that connected a workspace may change it
     walker.wait(Step.PASTE_KEY)
     walker.user.send(DEMO_KEYS["invalid"].key)
     walker.wait(Step.KEY_PROBLEM)
