@@ -16,7 +16,8 @@ DASHBOARD_LABELS: frozenset[str] = frozenset({
     # platform.openai.com: the API keys page and the "Create new secret key" form
     "API keys", "+ Create new secret key", "+", "Owned by", "You", "Service account", "Name",
     "DoubleTick Integration", "Project", "Default Project", "Permissions", "All", "Restricted", "Models", "Read",
-    "Model capabilities", "Request", "Write", "None", "Create secret key", "Copy",
+    "Model capabilities", "Request", "Write", "None", "Create secret key", "Copy", "Read only", "Mixed", "Save",
+    "Responses", "Assistants", "Threads", "Files", "Vector stores",
     # platform.openai.com: settings pages named in problems
     "Settings", "Organization", "Admin keys", "Limits", "Model usage", "Security", "IP allowlist",
     # web.doubletick.io

@@ -179,8 +179,8 @@ def _permission_params(conv: Conversation, content: Content, settings: ViewSetti
     missing = permissions_of_scopes(conv.problem_detail) if conv.problem == "missing_scope" else ()
     return {
         "required_permissions": "\n".join(_permission_line(content, p) for p in required),
-        "required_scopes": join_list(content.locale, [f"<code>{isolate(html.escape(s), content.locale)}</code>"
-                                                      for s in scopes_for(settings.capabilities)]),
+        "required_scopes": ", ".join(f"<code>{isolate(html.escape(s), content.locale)}</code>"
+                                     for s in scopes_for(settings.capabilities)),
         "read_only": read_only,
         "missing_permissions": join_list(content.locale, [content.permission(p)[0] for p in missing])
         or content.permission_text("unknown_scope"),
@@ -195,8 +195,7 @@ def _allowlist_address(conv: Conversation, content: Content, settings: ViewSetti
     is_address = bool(named) and len(named or "") <= 45 and all(c in "0123456789abcdefABCDEF.:" for c in named or "")
     addresses = (named,) if named and is_address else settings.egress_ips
     if addresses:
-        shown = join_list(content.locale,
-                          [f"<code>{isolate(html.escape(a), content.locale)}</code>" for a in addresses])
+        shown = ", ".join(f"<code>{isolate(html.escape(a), content.locale)}</code>" for a in addresses)
         return content.allowlist("known").format_map(_Params({"addresses": shown}))
     support = html.escape(settings.support_url or settings.support_contact or content.text("support_contact"))
     return content.allowlist("unknown").format_map(_Params({"support": isolate(support, content.locale)}))

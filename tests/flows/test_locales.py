@@ -180,7 +180,10 @@ SAME_AS_ENGLISH = {"copy.key_name.text", "steps.key_problem.text", "notices.key_
                    "media_kinds.sticker", "media_kinds.video", "media_kinds.audio", "agent.origin_admin",
                    "agent_families.service_account",
                    "agent.status_workspace",  # Indonesian says "workspace" too
-                   "miniapp.placeholder"}
+                   "miniapp.placeholder", "permission_texts.line",
+                   *(f"permissions.{name}.label" for name in ("models_read", "model_request", "responses_write",
+                                                              "assistants_write", "threads_write", "files_write",
+                                                              "vector_stores_write"))}
 
 
 @pytest.mark.parametrize("code", OTHERS)
