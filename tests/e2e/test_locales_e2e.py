@@ -119,6 +119,12 @@ def test_every_step_in_every_locale_through_the_real_bot(stacks: dict[str, Stack
     walker.wait(Step.KEY_PROBLEM)
     walker.wait_said(walker.content.problem("invalid").split(".")[0])
     walker.press("paste_again", Step.PASTE_KEY)
+    restricted = fresh_key(hint="Scope")  # a restricted key without Models: Read
+    walker.stack.sandbox.openai.register(restricted, "missing_scope_models")
+    walker.user.send(restricted)
+    walker.wait(Step.KEY_PROBLEM)
+    walker.press("fix_permissions", Step.EDIT_PERMISSIONS)
+    walker.press("saved", Step.PASTE_KEY)
     held = fresh_key(hint="Held")  # OpenAI answers 500 for it until the test lets it recover
     walker.stack.sandbox.openai.register(held, "server_error")
     walker.user.send(held)
