@@ -170,9 +170,11 @@ def _last_bot_text(bot: FaultyBot, chat_id: int) -> str:
 def test_links_with_47_open_links_and_status_with_the_longest_values_are_shown(bot: FaultyBot) -> None:
     async def scenario() -> None:
         handoffs = bot.app.support.desk.handoffs  # type: ignore[union-attr]
-        workspace = "ws_" + "z" * 60
+        workspace = "ws_" + ("acme.retail-" * 6)[:61]  # the longest id (64); one long run would look like a key
         for n in range(47):
-            await handoffs.create(workspace, via="api", workspace_name="W" * 128, label=f"{n:02d}" + "L" * 62,
+            # the longest name (128) and label (64), in words: one long run of letters would look like a key
+            await handoffs.create(workspace, via="api", workspace_name=("Acme Retail Group " * 8)[:128],
+                                  label=(f"{n:02d} " + "follow up on the pilot " * 3)[:64],
                                   created_by=ADMIN)
         bot.sandbox.telegram.send(ADMIN, "/links")
         await bot.pump()
