@@ -43,7 +43,7 @@ def texts(driver: ChatDriver) -> list[str]:
     return [plain_text(m.get("text") or m.get("caption") or "") for m in driver.bot_messages()]
 
 
-def wait_text(driver: ChatDriver, contains: str, *, after: int = 0, timeout: float = 10.0) -> str:
+def wait_text(driver: ChatDriver, contains: str, *, after: int = 0, timeout: float = 30.0) -> str:
     def found() -> str | None:
         return next((t for t in texts(driver)[after:] if contains in t), None)
     return str(driver.wait_for(found, timeout, f"a message with {contains!r}"))
