@@ -14,9 +14,11 @@ pipelines and repaints done), so a test reads the end state, never a race.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import re
 from collections import Counter
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from flows.steps import Step
 from storage.migrate import upgrade
 from tests.e2e.pasting import fresh_key
 
-__all__ = ["FAULTS", "Fault", "FaultyBot", "User"]
+__all__ = ["FAULTS", "Fault", "FaultyBot", "User", "run", "running"]
 
 # kind -> (error_code, description, retry_after); descriptions as Telegram words them.
 FAULTS: dict[str, tuple[int, str, int | None]] = {
@@ -242,3 +244,23 @@ class User:
     def connect_posts(self) -> list[Any]:
         return [r for r in self.bot.sandbox.doubletick.requests
                 if r.method == "POST" and r.status is not None and 200 <= r.status < 300]
+
+
+@contextlib.contextmanager
+def running(folder: Path, **settings: Any) -> Iterator[FaultyBot]:
+    """A started harness with an event loop of its own (a module's tests share it), stopped afterwards."""
+    harness = FaultyBot(folder, **settings)
+    loop = asyncio.new_event_loop()
+    harness.loop = loop  # type: ignore[attr-defined]
+    loop.run_until_complete(harness.start())
+    try:
+        yield harness
+    finally:
+        harness.arm()
+        loop.run_until_complete(harness.stop())
+        loop.close()
+
+
+def run(bot: FaultyBot, coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run one scenario on the harness's loop."""
+    bot.loop.run_until_complete(coroutine)  # type: ignore[attr-defined]

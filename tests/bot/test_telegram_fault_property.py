@@ -10,7 +10,6 @@ nothing was logged as an error.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.steps import Step
-from tests.bot.faulty import FAULTS, Fault, FaultyBot
+from tests.bot.faulty import FAULTS, Fault, FaultyBot, running
 
 pytestmark = pytest.mark.e2e
 
@@ -39,16 +38,8 @@ class _Errors(logging.Handler):
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("property"))
-    loop = asyncio.new_event_loop()
-    harness.loop = loop  # type: ignore[attr-defined]
-    loop.run_until_complete(harness.start())
-    try:
+    with running(tmp_path_factory.mktemp("property")) as harness:
         yield harness
-    finally:
-        harness.arm()
-        loop.run_until_complete(harness.stop())
-        loop.close()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

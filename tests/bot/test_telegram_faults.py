@@ -19,7 +19,7 @@ import pytest
 
 from bot.standins.demo_keys import DEMO_KEYS
 from flows.steps import Step
-from tests.bot.faulty import FAULTS, Fault, FaultyBot, User
+from tests.bot.faulty import FAULTS, Fault, FaultyBot, User, run, running
 
 pytestmark = pytest.mark.e2e
 
@@ -28,20 +28,9 @@ METHODS = ("sendMessage", "editMessageText", "deleteMessage", "answerCallbackQue
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("faults"))
-    loop = asyncio.new_event_loop()
-    harness.loop = loop  # type: ignore[attr-defined]
-    loop.run_until_complete(harness.start())
-    try:
+    with running(tmp_path_factory.mktemp("faults")) as harness:
         yield harness
-    finally:
-        harness.arm()
-        loop.run_until_complete(harness.stop())
-        loop.close()
 
-
-def run(bot: FaultyBot, coroutine: object) -> None:
-    bot.loop.run_until_complete(coroutine)  # type: ignore[attr-defined, arg-type]
 
 
 async def _paste_and_check(bot: FaultyBot, user: User, key: str | None = None) -> int:

@@ -29,7 +29,7 @@ from flows.state import Conversation
 from flows.steps import Step
 from flows.urls import button_url_problem
 from flows.view import ViewSettings, render_step
-from tests.bot.faulty import Fault, FaultyBot
+from tests.bot.faulty import Fault, FaultyBot, run, running
 from tests.bot.support import sandbox_settings
 
 ADMIN = 6_100_001
@@ -147,20 +147,9 @@ def test_what_a_delete_error_means(error: Any, chat_id: int, outcome: DeleteOutc
 # -- through the real bot -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
-    harness = FaultyBot(tmp_path_factory.mktemp("limits"), admin_user_ids=str(ADMIN))
-    loop = asyncio.new_event_loop()
-    harness.loop = loop  # type: ignore[attr-defined]
-    loop.run_until_complete(harness.start())
-    try:
+    with running(tmp_path_factory.mktemp("limits"), admin_user_ids=str(ADMIN)) as harness:
         yield harness
-    finally:
-        harness.arm()
-        loop.run_until_complete(harness.stop())
-        loop.close()
 
-
-def run(bot: FaultyBot, coroutine: Any) -> None:
-    bot.loop.run_until_complete(coroutine)  # type: ignore[attr-defined]
 
 
 def _last_bot_text(bot: FaultyBot, chat_id: int) -> str:
