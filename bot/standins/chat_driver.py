@@ -94,6 +94,24 @@ class ChatDriver:
     def bot_messages(self) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m.get("from_bot") and not m.get("deleted")]
 
+    def last_id(self) -> int:
+        """The newest message id in the chat (0 if none): a mark to wait for what comes after it.
+
+        A mark by id, not by position: a fresh guide deletes the previous one, which shifts positions.
+        """
+        return max((int(m["message_id"]) for m in self.messages()), default=0)
+
+    def bot_messages_after(self, message_id: int) -> list[dict[str, Any]]:
+        """The bot's visible messages newer than ``message_id``."""
+        return [m for m in self.bot_messages() if int(m["message_id"]) > message_id]
+
+    def wait_text(self, contains: str, *, after: int = 0, timeout: float = 30.0) -> str:
+        """The plain text of the first bot message newer than message ``after`` that contains ``contains``."""
+        def found() -> str | None:
+            return next((text for m in self.bot_messages_after(after)
+                         if contains in (text := plain_text(m.get("text") or m.get("caption") or ""))), None)
+        return str(self.wait_for(found, timeout, f"a message with {contains!r}"))
+
     def guide(self) -> dict[str, Any]:
         """The newest visible bot message with a keyboard (the guide), else the newest bot message."""
         visible = self.bot_messages()

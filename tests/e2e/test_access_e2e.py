@@ -43,12 +43,6 @@ def texts(driver: ChatDriver) -> list[str]:
     return [plain_text(m.get("text") or m.get("caption") or "") for m in driver.bot_messages()]
 
 
-def wait_text(driver: ChatDriver, contains: str, *, after: int = 0, timeout: float = 30.0) -> str:
-    def found() -> str | None:
-        return next((t for t in texts(driver)[after:] if contains in t), None)
-    return str(driver.wait_for(found, timeout, f"a message with {contains!r}"))
-
-
 def everything_the_bot_sent(driver: ChatDriver) -> str:
     return json.dumps(driver.calls())
 
@@ -111,11 +105,11 @@ def test_the_open_mode_takeover_is_refused_and_the_victim_is_told(demo: Stack) -
     after = doubletick.workspace("ws_demo")
     assert after is not None and after.connected and after.key_last_four == VICTIM_KEY[-4:]
     assert after.connect_count == connects  # DoubleTick never received the attacker's request
-    assert "tried to replace" in wait_text(victim, "tried to replace")
+    assert "tried to replace" in victim.wait_text("tried to replace")
 
-    seen = len(texts(attacker))
+    seen = attacker.last_id()
     attacker.send("/disconnect")  # the attacker never connected anything: nothing to disconnect
-    assert "Nothing is connected" in wait_text(attacker, "Nothing is connected", after=seen)
+    assert "Nothing is connected" in attacker.wait_text("Nothing is connected", after=seen)
     final = doubletick.workspace("ws_demo")
     assert final is not None and final.connected and final.key_last_four == VICTIM_KEY[-4:]
     assert all(r.method == "POST" for r in doubletick.requests if r.workspace_id == "ws_demo")
@@ -143,9 +137,9 @@ def test_without_a_link_the_welcome_says_so_and_typing_a_workspace_gets_nowhere(
     user.send("/start")
     welcome = plain_text(user.wait_guide("Connect DoubleTick to OpenAI")["text"])
     assert "You need a link" in welcome
-    seen = len(texts(user))
+    seen = user.last_id()
     user.send("/help")
-    assert "t.me/" in wait_text(user, "Getting in", after=seen)
+    assert "t.me/" in user.wait_text("Getting in", after=seen)
     user.press("Let's start")
     first = plain_text(user.wait_guide("Open the API keys page")["text"])
     assert "Before you create a key" in first
@@ -188,7 +182,7 @@ def test_expired_and_forged_links_are_refused_with_a_clear_message(closed: tuple
     link = good if payload == "expired" else good[:12] + ("A" if good[12] != "A" else "B") + good[13:]
     customer = stack.user()
     customer.send(f"/start {link}")
-    message = wait_text(customer, expect)
+    message = customer.wait_text(expect)
     assert "ws_acc_3" not in message
     paste_after_walk(customer, VICTIM_KEY, expect="your invitation link")  # still unbound: key refused
     customer.wait_guide("without checking it")
@@ -210,7 +204,7 @@ def test_a_fresh_link_may_replace_another_chats_key_and_the_first_chat_is_told(c
     second.wait_guide("You're done")
     state = stack.sandbox.doubletick.workspace("ws_acc_4")
     assert state is not None and state.key_last_four == ATTACKER_KEY[-4:]
-    assert "was replaced from another chat" in wait_text(first, "was replaced from another chat")
+    assert "was replaced from another chat" in first.wait_text("was replaced from another chat")
 
 
 def _agent(stack: Stack, user_id: int, username: str) -> ChatDriver:
@@ -220,18 +214,18 @@ def _agent(stack: Stack, user_id: int, username: str) -> ChatDriver:
 
 
 def _says(driver: ChatDriver, command: str, expect: str) -> str:
-    seen = len(texts(driver))
+    seen = driver.last_id()
     driver.send(command)
-    return wait_text(driver, expect, after=seen)
+    return driver.wait_text(expect, after=seen)
 
 
 def test_status_and_links_show_an_agent_only_their_own(closed: tuple[Stack, str]) -> None:
     stack, _ = closed
     sam, kim, ada = _agent(stack, AGENT, "sam_agent"), _agent(stack, OTHER_AGENT, "kim_agent"), \
         _agent(stack, ADMIN, "ada_admin")
-    seen = len(sam.bot_messages())
+    seen = sam.last_id()
     sam.send("/handoff ws_acc_5 Ana")
-    photo = sam.wait_for(lambda: next((m for m in sam.bot_messages()[seen:] if m["photo"]), None), what="link")
+    photo = sam.wait_for(lambda: next((m for m in sam.bot_messages_after(seen) if m["photo"]), None), what="link")
     link = plain_text(photo["caption"]).split("https://t.me/")[1].split()[0]
     customer = stack.user(username="ana_customer")
     customer.send("/start " + link.split("start=")[1])
@@ -256,7 +250,7 @@ def test_key_text_in_any_command_is_refused_never_stored_never_echoed(closed: tu
                             (ada, f"/add_agent 5555 {VICTIM_KEY}"), (customer, f"/restart {VICTIM_KEY}"),
                             (customer, f"/start {VICTIM_KEY}")):
         sent = driver.send(command)
-        refusal = wait_text(driver, "looked like it held a secret key", after=0)
+        refusal = driver.wait_text("looked like it held a secret key", after=0)
         assert "revoke" in refusal
         driver.wait_for(lambda d=driver, s=sent: d.message(s["message_id"])["deleted"] or None,  # type: ignore[misc]
                         what="the command to be deleted")

@@ -95,24 +95,17 @@ def texts(driver: ChatDriver) -> list[str]:
     return [plain_text(m.get("text") or m.get("caption") or "") for m in driver.bot_messages()]
 
 
-def wait_text(driver: ChatDriver, contains: str, *, after: int = 0, timeout: float = 10.0) -> str:
-    """The first bot message (from index ``after``) containing ``contains``."""
-    def found() -> str | None:
-        return next((t for t in texts(driver)[after:] if contains in t), None)
-    return str(driver.wait_for(found, timeout, f"a message with {contains!r}"))
-
-
 def agent_says(desk: Desk, command: str, expect: str) -> str:
-    seen = len(texts(desk.agent))
+    seen = desk.agent.last_id()
     desk.agent.send(command)
-    return wait_text(desk.agent, expect, after=seen)
+    return desk.agent.wait_text(expect, after=seen)
 
 
 def handoff_in_bot(desk: Desk, args: str) -> tuple[str, dict[str, Any]]:
     """/handoff as the agent: the link from the caption of the QR-code photo."""
-    seen = len(desk.agent.bot_messages())
+    seen = desk.agent.last_id()
     desk.agent.send(f"/handoff {args}")
-    photo = desk.agent.wait_for(lambda: next((m for m in desk.agent.bot_messages()[seen:] if m["photo"]), None),
+    photo = desk.agent.wait_for(lambda: next((m for m in desk.agent.bot_messages_after(seen) if m["photo"]), None),
                                 what="the QR code photo")
     match = LINK.search(plain_text(photo["caption"]))
     assert match, photo["caption"]
@@ -162,12 +155,12 @@ def test_an_agent_makes_a_link_in_the_bot_and_the_customer_gets_to_connected(des
     assert photo["upload_is_image"] and photo["upload_length"] > 500
     caption = plain_text(photo["caption"])
     assert workspace in caption and "Ana from Acme" in caption and "one person" in caption
-    agent_seen = len(texts(desk.agent))
+    agent_seen = desk.agent.last_id()
 
     customer = open_link(desk, link, username="ana_acme")
     welcome = customer.wait_guide("Connect DoubleTick to OpenAI")
     assert "invited you to connect the workspace " + workspace in plain_text(welcome["text"])
-    assert "@ana_acme" in wait_text(desk.agent, "opened your link", after=agent_seen)
+    assert "@ana_acme" in desk.agent.wait_text("opened your link", after=agent_seen)
 
     pasted = walk_and_paste(customer)  # no workspace question: the link named it
     done = plain_text(customer.wait_guide("You're done")["text"])
@@ -175,7 +168,7 @@ def test_an_agent_makes_a_link_in_the_bot_and_the_customer_gets_to_connected(des
     assert customer.message(pasted["message_id"])["deleted"]
     state = desk.stack.sandbox.doubletick.workspace(workspace)
     assert state is not None and state.connected and state.key_last_four == VALID[-4:]
-    finished = wait_text(desk.agent, "connected " + workspace, after=agent_seen)
+    finished = desk.agent.wait_text("connected " + workspace, after=agent_seen)
     assert "…" + VALID[-4:] in finished and "project" in finished
     assert VALID[:-4] not in "\n".join(texts(desk.agent))
 
@@ -192,15 +185,15 @@ def test_an_operator_makes_a_link_with_the_cli(desk: Desk, tmp_path: Path) -> No
     expires = datetime.fromisoformat(created["expires_at"])
     assert timedelta(hours=1, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=2)
     assert qr.read_bytes().startswith(b"\x89PNG")
-    agent_seen = len(texts(desk.agent))
+    agent_seen = desk.agent.last_id()
 
     customer = open_link(desk, created["link"])
     welcome = plain_text(customer.wait_guide("Connect DoubleTick to OpenAI")["text"])
     assert "CLI Made Co" in welcome  # the workspace's name, where known
-    wait_text(desk.agent, "opened your link #" + str(created["id"]), after=agent_seen)
+    desk.agent.wait_text("opened your link #" + str(created["id"]), after=agent_seen)
     walk_and_paste(customer)
     customer.wait_guide("You're done")
-    wait_text(desk.agent, "connected CLI Made Co", after=agent_seen)
+    desk.agent.wait_text("connected CLI Made Co", after=agent_seen)
 
 
 def test_support_tooling_makes_a_link_with_the_http_api(desk: Desk) -> None:
@@ -212,11 +205,11 @@ def test_support_tooling_makes_a_link_with_the_http_api(desk: Desk) -> None:
     assert response.headers["cache-control"] == "no-store"
     created = response.json()
     assert base64.b64decode(created["qr_png_base64"]).startswith(b"\x89PNG")
-    agent_seen = len(texts(desk.agent))
+    agent_seen = desk.agent.last_id()
 
     customer = open_link(desk, created["link"], username="cy_api")
     customer.wait_guide("Connect DoubleTick to OpenAI")
-    wait_text(desk.agent, "opened your link", after=agent_seen)
+    desk.agent.wait_text("opened your link", after=agent_seen)
     assert api(desk, "GET", f"/api/handoffs/{created['id']}").json()["state"] == "opened"
     walk_and_paste(customer)
     customer.wait_guide("You're done")
@@ -233,13 +226,13 @@ def test_support_tooling_makes_a_link_with_the_http_api(desk: Desk) -> None:
 def test_a_second_user_cannot_use_a_link_and_the_agent_is_told(desk: Desk) -> None:
     workspace = desk.workspace("Reuse Co")
     link, _ = handoff_in_bot(desk, workspace)
-    agent_seen = len(texts(desk.agent))
+    agent_seen = desk.agent.last_id()
     first = open_link(desk, link, username="first_one")
     first.wait_guide("Connect DoubleTick to OpenAI")
     second = open_link(desk, link, username="second_one")
     refused = plain_text(second.wait_guide("already been used")["text"])
     assert "ask your DoubleTick agent for a new link" in refused and workspace not in refused
-    told = wait_text(desk.agent, "Someone else", after=agent_seen)
+    told = desk.agent.wait_text("Someone else", after=agent_seen)
     assert "@second_one" in told and "@first_one" in told
     walk_and_paste(second, expect="your invitation link")  # bound to nothing: no paste step
     second.wait_guide("without checking it")  # and a pasted key is not taken
@@ -317,9 +310,9 @@ def test_agent_commands_are_refused_neutrally_to_everyone_else(desk: Desk) -> No
     customer.send("/start")
     customer.wait_guide("Connect DoubleTick to OpenAI")
     for command in ("/handoff ws_demo", "/links", "/status ws_demo", "/revoke_link 1", "/add_agent 1", "/agents"):
-        seen = len(texts(customer))
+        seen = customer.last_id()
         customer.send(command)
-        assert wait_text(customer, "don't know that command", after=seen)
+        assert customer.wait_text("don't know that command", after=seen)
     assert not any("t.me/" in t for t in texts(customer))
     assert "don't know that command" in agent_says(desk, "/add_agent 999", "don't know that command")
     menus_for = {_scope(c)[1] for c in customer.calls("setMyCommands") if _scope(c)[0] == "chat"}
@@ -344,21 +337,21 @@ def test_an_admin_adds_and_removes_an_agent(desk: Desk) -> None:
     newcomer.send("/start")
     newcomer.wait_guide("Connect DoubleTick to OpenAI")
     agent_says(desk, "/add_agent 7777", "don't know that command")  # agents are not admins
-    seen = len(texts(desk.admin))
+    seen = desk.admin.last_id()
     desk.admin.send("/add_agent 7777 night shift")
-    wait_text(desk.admin, "is now a support agent", after=seen)
+    desk.admin.wait_text("is now a support agent", after=seen)
     newcomer.send(f"/handoff {desk.workspace('Newcomer Co')}")
     newcomer.wait_for(lambda: any(m["photo"] for m in newcomer.bot_messages()), what="a link from the new agent")
     desk.admin.send("/agents")
-    listing = wait_text(desk.admin, "Support agents", after=seen)
+    listing = desk.admin.wait_text("Support agents", after=seen)
     assert "7777" in listing and str(AGENT) in listing and "admin" in listing
     desk.admin.send("/remove_agent 7777")
-    wait_text(desk.admin, "no longer a support agent", after=seen)
+    desk.admin.wait_text("no longer a support agent", after=seen)
     desk.admin.send(f"/remove_agent {AGENT}")
-    wait_text(desk.admin, "AGENT_USER_IDS", after=seen)  # configured agents are removed by configuration
-    seen_newcomer = len(texts(newcomer))
+    desk.admin.wait_text("AGENT_USER_IDS", after=seen)  # configured agents are removed by configuration
+    seen_newcomer = newcomer.last_id()
     newcomer.send("/links")
-    wait_text(newcomer, "don't know that command", after=seen_newcomer)
+    newcomer.wait_text("don't know that command", after=seen_newcomer)
     assert any(c["method"] == "deleteMyCommands" and _scope(c) == ("chat", 7777) for c in newcomer.calls())
 
 
@@ -373,7 +366,7 @@ def test_status_shows_progress_but_never_the_key(desk: Desk) -> None:
     assert "Open the API keys page" in by_link and "@dee_status" in by_link and "Last outcome: none" in by_link
     walk_and_paste(customer, DEMO_KEYS["invalid"].key, steps=PERSONAL[1:])
     customer.wait_guide("doesn't recognise this key")
-    failed = wait_text(desk.agent, "could not connect")
+    failed = desk.agent.wait_text("could not connect")
     assert "invalid" in failed and "@dee_status" in failed
     customer.press("Paste a key again")
     customer.wait_guide("Paste your key here")
@@ -446,13 +439,13 @@ def test_a_stuck_customer_is_reported_once_per_step(tmp_path_factory: pytest.Tem
         customer = stack.user(username="stu")
         customer.send("/start " + LINK.search(plain_text(photo["caption"])).group(1))  # type: ignore[union-attr]
         customer.wait_guide("Connect DoubleTick to OpenAI")
-        first = wait_text(agent, "has been at step")
+        first = agent.wait_text("has been at step")
         assert "“Connect DoubleTick to OpenAI”" in first and "@stu" in first and "Stu" in first
         time.sleep(1.0)  # ten more passes of the watch: still one message for this step
         assert sum("has been at step" in t for t in texts(agent)) == 1
         customer.press("start")
         customer.wait_guide("Open the API keys page")
-        assert "“Open the API keys page”" in wait_text(agent, "Open the API keys page", timeout=15)
+        assert "“Open the API keys page”" in agent.wait_text("Open the API keys page", timeout=15)
         assert sum("has been at step" in t for t in texts(agent)) == 2
     finally:
         stack.close()
