@@ -208,6 +208,29 @@ class Messenger:
                 task.cancel()
 
     async def delete_quietly(self, chat_id: int, message_id: int) -> None:
-        """Best-effort removal of the bot's own superseded guide message."""
-        with contextlib.suppress(TelegramError):
+        """Remove a superseded message of the bot's (an old guide, a "deleting…" note), never in the way.
+
+        One try now. A flood wait, a 5xx or a timeout is retried in the background, honouring
+        ``retry_after``: an old guide left under the new one keeps buttons that invite presses. A message
+        Telegram no longer lets us delete (older than 48 hours) loses its buttons instead.
+        """
+        try:
             await self.bot.delete_message(chat_id, message_id)
+            return
+        except TelegramError as exc:
+            outcome = classify_delete_error(exc, chat_id)
+            wait = seconds_of(exc.retry_after) if isinstance(exc, RetryAfter) else DELETE_FIRST_BACKOFF_S
+        if outcome is None:
+            self._in_background(self._delete_superseded_later(chat_id, message_id, wait))
+        elif outcome is not DeleteOutcome.DELETED:
+            await self._strip_buttons(chat_id, message_id)
+
+    async def _delete_superseded_later(self, chat_id: int, message_id: int, wait: float) -> None:
+        await asyncio.sleep(wait)
+        outcome, _ = await self._delete_until(chat_id, message_id, DELETE_AFTER_DEADLINE_S)
+        if outcome is not DeleteOutcome.DELETED:
+            await self._strip_buttons(chat_id, message_id)
+
+    async def _strip_buttons(self, chat_id: int, message_id: int) -> None:
+        with contextlib.suppress(TelegramError):
+            await self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)

@@ -155,3 +155,47 @@ def test_three_429s_on_deleting_the_key_are_waited_out_in_full(bot: FaultyBot) -
         assert all(gap >= 0.9 for gap in gaps), gaps  # retry_after (1 s) honoured in full each time
 
     run(bot, scenario())
+
+
+def _keyboards(user: User) -> list[int]:
+    return [m["message_id"] for m in user.messages()
+            if m["from_bot"] and not m["deleted"] and (m["reply_markup"] or {}).get("inline_keyboard")]
+
+
+def test_a_flood_wait_on_removing_the_old_guide_is_waited_out_in_the_background(bot: FaultyBot) -> None:
+    """/help sends the guide afresh; the old one's deletion meets a 429 and is retried after it, so
+    the chat never keeps two keyboards (seen under load in the three-replica test)."""
+
+    async def scenario() -> None:
+        user = bot.user()
+        await user.send("/start")
+        await user.press("start")
+        old_guide = (await user.row()).guide_message_id
+        bot.arm(Fault("deleteMessage", 1, "429_long"))
+        await user.send("/help")
+        await bot.app.runtime.messenger.settle(10)  # type: ignore[attr-defined]
+        assert user.message(old_guide)["deleted"]
+        assert _keyboards(user) == [(await user.row()).guide_message_id]
+        deletes = [c for c in bot.sandbox.telegram.calls(method="deleteMessage")
+                   if c["params"].get("message_id") == old_guide]
+        assert [c["ok"] for c in deletes] == [False, True]
+        assert deletes[1]["received_monotonic"] - deletes[0]["finished_monotonic"] >= 1.9  # retry_after 2 s
+
+    run(bot, scenario())
+
+
+def test_an_old_guide_telegram_will_not_delete_loses_its_buttons(bot: FaultyBot) -> None:
+    """Telegram deletes only messages younger than 48 hours: an older guide stays, without buttons."""
+
+    async def scenario() -> None:
+        user = bot.user()
+        await user.send("/start")
+        old_guide = (await user.row()).guide_message_id
+        bot.sandbox.telegram.fail_next("deleteMessage", 400, "Bad Request: message can't be deleted")
+        await user.send("/help")
+        await bot.app.runtime.messenger.settle(10)  # type: ignore[attr-defined]
+        assert not user.message(old_guide)["deleted"]
+        assert not (user.message(old_guide)["reply_markup"] or {}).get("inline_keyboard")
+        assert _keyboards(user) == [(await user.row()).guide_message_id]
+
+    run(bot, scenario())

@@ -43,6 +43,7 @@ from starlette.routing import Route
 from bot.standins.chat_driver import ChatDriver, plain_text
 from bot.standins.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.server import BackgroundServer, free_port
+from flows.content import load_content
 from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -54,6 +55,7 @@ BOT_ID = int(SANDBOX_BOT_TOKEN.split(":")[0])
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WAIT_S = 90.0  # generous: CI shares two cores with the rest of the suite (45 s timed out once under load)
 MARKER = "T3Blbk" + "FJ"
+DELETING = plain_text(load_content("en").reply("deleting_key"))
 
 
 # --- the load balancer ------------------------------------------------------------------------------------
@@ -291,10 +293,16 @@ class Walker:
         self.user.wait_guide("Who owns the key?", WAIT_S)
 
     def sent_texts(self) -> list[str]:
-        """Every message the bot sent this user, normalised (their workspace and key's last four)."""
+        """Every message the bot sent this user, normalised (their workspace and key's last four).
+
+        Left out: the "deleting…" notice. It appears only when a deletion waits out Telegram's flood
+        control (34 users on one bot hit the stand-in's bot-wide 30/s bucket), and it must be gone again.
+        """
         texts = [plain_text(c["params"].get("text") or "") for c in self.user.calls("sendMessage")
                  if c["chat_id"] == self.user.chat_id and c["ok"]]
-        return [t.replace(self.workspace, "<ws>").replace(self.key[-4:], "<last4>") for t in texts]
+        notices = [m for m in self.user.messages() if m.get("from_bot") and plain_text(m.get("text") or "") == DELETING]
+        assert all(m.get("deleted") for m in notices), "a 'deleting…' notice stayed in the chat"
+        return [t.replace(self.workspace, "<ws>").replace(self.key[-4:], "<last4>") for t in texts if t != DELETING]
 
 
 def _unique_key(rng: random.Random) -> str:
@@ -378,7 +386,8 @@ def _check(stack: ReplicaStack, walkers: list[Walker], controls: dict[tuple[str,
         assert doubletick_requests[walker.workspace] == 1, (walker.workspace, doubletick_requests[walker.workspace])
         # One verification per paste (a held key: the throttled check plus the outbox's retry).
         assert openai_requests[_sha(walker.key)] == probes_per_check * (2 if held else 1), chat
-        assert tuple(walker.sent_texts()) in expected[held], (chat, walker.sent_texts())
+        assert tuple(walker.sent_texts()) in expected[held], (chat, _short(walker.sent_texts()),
+                                                              [_short(list(option)) for option in expected[held]])
         with_keyboard = [m for m in walker.user.bot_messages() if (m.get("reply_markup") or {}).get("inline_keyboard")]
         assert len(with_keyboard) == 1, (chat, [plain_text(m["text"])[:40] for m in with_keyboard])
 
@@ -390,10 +399,18 @@ def _check(stack: ReplicaStack, walkers: list[Walker], controls: dict[tuple[str,
     assert all(count > 0 for count in accepted), accepted  # every replica took its share
     logs = [replica.log() for replica in stack.replicas]
     skipped = sum(log.count("was already processed; skipped") for log in logs)
-    assert skipped == stats["duplicated"] + stats["redelivered_late"], (skipped, stats)  # each one deduped
+    # Each copy deduped: the dispatcher's duplicates, and Telegram's own redeliveries (an answer too slow
+    # under load makes the stand-in deliver an update again, as Telegram does).
+    redelivered = sum(u["attempts"] - 1 for u in updates)
+    assert skipped == stats["duplicated"] + stats["redelivered_late"] + redelivered, (skipped, redelivered, stats)
     for log in logs:
         assert "Traceback" not in log
         assert not any(walker.key in log for walker in walkers)
+
+
+def _short(texts: list[str]) -> list[str]:
+    """Each message's first words: enough to see which one is missing or extra."""
+    return [" ".join(text.split())[:50] for text in texts]
 
 
 def _sha(key: str) -> str:
