@@ -385,7 +385,9 @@ def _check(stack: ReplicaStack, walkers: list[Walker], controls: dict[tuple[str,
         assert workspace is not None and workspace.connected and workspace.connect_count == 1, walker.workspace
         assert doubletick_requests[walker.workspace] == 1, (walker.workspace, doubletick_requests[walker.workspace])
         # One verification per paste (a held key: the throttled check plus the outbox's retry).
-        assert openai_requests[_sha(walker.key)] == probes_per_check * (2 if held else 1), chat
+        assert openai_requests[_sha(walker.key)] == probes_per_check * (2 if held else 1), (
+            chat, held, [(r.path, round(r.received_monotonic, 2)) for r in sandbox.openai.requests
+                         if r.key_sha256 == _sha(walker.key)])
         assert tuple(walker.sent_texts()) in expected[held], (chat, _short(walker.sent_texts()),
                                                               [_short(list(option)) for option in expected[held]])
         with_keyboard = [m for m in walker.user.bot_messages() if (m.get("reply_markup") or {}).get("inline_keyboard")]
