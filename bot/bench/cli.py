@@ -57,7 +57,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     options = DrillOptions(quick=args.quick, users=args.users, fault_rate=args.fault_rate, kills=args.kills,
                            database=args.database, postgres_url=args.postgres,
                            restart_postgres=not args.no_postgres_restart, workdir=Path(args.workdir), seed=args.seed,
-                           transport=args.transport)
+                           transport=args.transport, flood_control=args.telegram_flood_control)
     print(f"fault drill ({'quick' if args.quick else 'full'}) running ...", flush=True)
     report = asyncio.run(run_drill(options))
     print(markdown_table(["check", "count"], list(report["counts"].items())), flush=True)
@@ -100,5 +100,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help="how updates reach the bot (webhook needs the bot's webhook server)")
     drill.add_argument("--no-postgres-restart", action="store_true", help="skip restarting PostgreSQL mid-run")
     drill.add_argument("--seed", type=int, default=None, help="seed for fault injection and kill times")
+    drill.add_argument("--telegram-flood-control", action="store_true",
+                       help="Telegram's flood limits on (the users act faster than people: many 429s)")
     drill.add_argument("--workdir", default="var/drill", help="logs and SQLite files (default var/drill)")
     drill.set_defaults(func=cmd_drill)

@@ -5,7 +5,7 @@ Retry-After, requests that hang past the client timeout, connections reset, at `
 the real bot runs as a child process, and simulated users walk the guide and paste valid keys. During
 the chaos phase the bot is SIGKILLed at random moments and restarted, and the PostgreSQL cluster holding
 its database is restarted once (when this machine allows it). Then the services recover, the users
-finish, the bot is stopped, and the five counts of ``drill_checks`` are taken; all must be 0.
+finish, the bot is stopped, and the six counts of ``drill_checks`` are taken; all must be 0.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from flows.steps import Step
 __all__ = ["COUNTS", "DrillOptions", "run_drill"]
 
 COUNTS = ("conversations lost", "keys verified but neither connected nor reported", "duplicate connections",
-          "duplicate messages or notifications", "plaintext occurrences")
+          "duplicate messages or notifications", "plaintext occurrences", "pasted keys still visible")
 USER_BASE = 7_000_000
 
 
@@ -64,6 +64,7 @@ class DrillOptions:
     chaos_s: float | None = None
     settle_s: float | None = None
     log_level: str = "INFO"
+    flood_control: bool = False  # Telegram's flood limits on in the stand-in: 429s the bot did not expect
 
     def __post_init__(self) -> None:
         self.users = self.users if self.users is not None else (12 if self.quick else 60)
@@ -93,6 +94,7 @@ class Drill:
         self.options = options
         self.rng = random.Random(options.seed)
         self.standins = StandIns(openai_latency_ms=options.openai_latency_ms, seed=options.seed)
+        self.standins.telegram.configure(flood_control=options.flood_control)
         self.chaos = Chaos()
         self.notes: list[str] = []
         self.bot: BotProcess | None = None
@@ -228,8 +230,9 @@ class Drill:
         scanner_ok = not users or checks.scanner_works(users[0].key)
         if not scanner_ok:
             self.notes.append("the plaintext scanner failed its self-check: its count means nothing")
-        counts = dict(zip(COUNTS, (len(lost), len(unreported), len(duplicates), repeated + done_twice, len(findings)),
-                          strict=True))
+        visible = checks.keys_left_visible(self.standins, users)
+        counts = dict(zip(COUNTS, (len(lost), len(unreported), len(duplicates), repeated + done_twice, len(findings),
+                                   len(visible)), strict=True))
         finished = sum(1 for u in users if u.done)
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
         requests = self.standins.openai.requests
@@ -243,7 +246,7 @@ class Drill:
                 "lost": lost[:20], "unreported": unreported[:20], "connected_but_not_told": untold[:20],
                 "duplicate_connections": [d for d in duplicates if d][:20],
                 "connect_replays": checks.connect_replays(self.standins),
-                "repeated_messages": repeated, "done_shown_twice": done_twice,
+                "repeated_messages": repeated, "done_shown_twice": done_twice, "keys_left_visible": visible[:20],
                 "plaintext": checks.summarise(findings),
                 "users": len(users), "users_finished": finished,
                 "unfinished": [f"chat {u.chat_id}: at {u.last_step.value if u.last_step else 'nothing'}; "

@@ -1,4 +1,4 @@
-"""The drill's five counts, each computed from what the outside world saw, never from the bot's word.
+"""The drill's six counts, each computed from what the outside world saw, never from the bot's word.
 
 1. conversations lost: a user who talked to the bot has no stored conversation at the end, or the
    stored step differs from the step the user's chat shows (the bot said something the database does
@@ -11,7 +11,9 @@
    more than once;
 5. plaintext occurrences: the key, a long piece of it, or its hex/base64/base64url/URL-encoded forms in
    anything the bot wrote: logs, database files (or every row of every PostgreSQL table), outbound Bot
-   API requests, /metrics.
+   API requests, /metrics;
+6. pasted keys still visible: a user's key message is still in their chat at the end (its deletion was
+   lost, e.g. to a SIGKILL while it waited out a flood wait).
 """
 
 from __future__ import annotations
@@ -119,6 +121,13 @@ def count_duplicates(standins: StandIns, users: Sequence[DrillUser]) -> tuple[in
         repeated += sum(n - 1 for text, n in texts.items() if text and n > 1)
         done_twice += max(0, sum(1 for m in visible if shown_step([m])[0] == Step.CONNECTED) - 1)
     return repeated, done_twice
+
+
+def keys_left_visible(standins: StandIns, users: Sequence[DrillUser]) -> list[str]:
+    """Pasted keys still in a chat at the end (a deletion lost, e.g. to a kill during a flood wait)."""
+    return [f"chat {user.chat_id}: message {m['message_id']}" for user in users
+            for m in standins.telegram.messages(user.chat_id)
+            if not m.get("from_bot") and not m.get("deleted") and user.key in (m.get("text") or "")]
 
 
 async def stored_steps(database: Database, chat_ids: Sequence[int]) -> dict[int, str]:

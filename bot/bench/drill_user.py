@@ -100,6 +100,15 @@ class DrillUser:
             await asyncio.sleep(0.05)
         return False
 
+    async def _shown_change(self, shown: tuple[Step | None, int | None], within_s: float) -> bool:
+        """True once the chat shows another step or guide message than ``shown``."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if self.look() != shown:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def run(self, deadline: float) -> None:
         """Walk to "You're done" or until ``deadline`` (monotonic)."""
         while time.monotonic() < deadline:
@@ -113,7 +122,11 @@ class DrillUser:
             if did is not None:
                 self.actions += 1
                 self.log.append(did)
-            if not await self._progress(before, self.patience_s):
+            if did == "paste":
+                # A person pastes again only when the chat shows nothing new; a deletion retried through
+                # Telegram's flood waits makes calls, but shows nothing yet.
+                await self._shown_change((step, guide_id), self.patience_s)
+            elif not await self._progress(before, self.patience_s):
                 self.nudges += 1
                 self.log.append("/start (nudge)")
                 self.telegram.send(self.user_id, "/start", first_name=f"Drill{self.user_id}")

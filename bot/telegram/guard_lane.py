@@ -5,8 +5,10 @@ renders, a 1 ms deletion waits behind everything already runnable, and the custo
 for as long as the backlog (seconds at a few hundred pastes per second). Here the ``getUpdates`` long poll,
 the secret guard and ``deleteMessage`` run on their own thread, with their own event loop and HTTP client;
 only then is each update handed to the main loop, in order per chat, with the guard's verdict attached.
-The main loop's backlog can delay a verification, never a deletion. (The GIL still interleaves the two
-threads; the switch interval is lowered so the lane waits at most about a millisecond for its turn.)
+The main loop's backlog can delay a verification, never a deletion. And an update is confirmed to
+Telegram only once its deletion is done (:class:`Confirmations`), so a process killed mid-deletion
+leaves it for the next one. (The GIL still interleaves the two threads; the switch interval is lowered
+so the lane waits at most about a millisecond for its turn.)
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from bot.core.ports import GuardVerdict
 from bot.telegram.messenger import Messenger
 from bot.telegram.secret_guard import SecretGuard
 
-__all__ = ["GuardLane", "serve_with_lane"]
+__all__ = ["Confirmations", "GuardLane", "serve_with_lane"]
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10  # getUpdates long-poll timeout, as PTB's run_polling uses
+BATCH_LIMIT = 100  # getUpdates' own maximum (https://core.telegram.org/bots/api#getupdates)
+HELD_POLL_S = 0.1  # while an update is held back for its deletion, getUpdates answers at once: pace it
 SWITCH_INTERVAL_S = 0.001  # how long the lane may wait for the GIL (CPython's default is 5 ms)
 Handover = Callable[[dict[str, Any], GuardVerdict | None], None]
 
@@ -118,14 +122,14 @@ class GuardLane:
                 await bot.shutdown()
 
     async def _poll(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
-        offset = 0
+        confirmations = Confirmations(BATCH_LIMIT)
         last_of_chat: dict[int | None, asyncio.Task[None]] = {}
         backoff = 1.0
         while True:
             try:
                 batch = await bot.do_api_request(
-                    "getUpdates", api_kwargs={"offset": offset, "timeout": POLL_TIMEOUT_S,
-                                              "allowed_updates": self.allowed_updates})
+                    "getUpdates", api_kwargs={"offset": confirmations.offset(), "limit": BATCH_LIMIT,
+                                              "timeout": POLL_TIMEOUT_S, "allowed_updates": self.allowed_updates})
                 backoff = 1.0
             except InvalidToken:
                 raise
@@ -138,17 +142,25 @@ class GuardLane:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            for raw in batch if isinstance(batch, list) else []:
-                offset = max(offset, int(raw["update_id"]) + 1)
+            raws = batch if isinstance(batch, list) else []
+            fresh = [raw for raw in raws if confirmations.take(int(raw["update_id"]))]
+            for raw in fresh:
                 chat = _chat_of(raw)
-                task = asyncio.create_task(self._guard_then_hand_over(bot, guard, raw, last_of_chat.get(chat)))
+                task = asyncio.create_task(self._guard_then_hand_over(bot, guard, raw, last_of_chat.get(chat),
+                                                                      confirmations))
                 last_of_chat[chat] = task
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 task.add_done_callback(functools.partial(_forget, last_of_chat, chat))
+            if raws and not fresh:  # only updates held back for a deletion under way: poll again shortly
+                if len(raws) >= BATCH_LIMIT:
+                    confirmations.release(max(int(raw["update_id"]) for raw in raws))
+                    log.warning("a key deletion is still waiting; its update is confirmed so that other chats "
+                                "go on (not crash-safe any more)")
+                await asyncio.sleep(HELD_POLL_S)
 
     async def _guard_then_hand_over(self, bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any],
-                                    before: asyncio.Task[None] | None) -> None:
+                                    before: asyncio.Task[None] | None, confirmations: Confirmations) -> None:
         """Delete first; then hand over, after the same chat's earlier update (so order is kept)."""
         verdict: GuardVerdict | None = None
         try:
@@ -157,9 +169,52 @@ class GuardLane:
             verdict = guard.verdict_for(update)
         except Exception:  # the main loop's guard will look at it again
             log.exception("guard lane could not check update %s", raw.get("update_id"))
+        finally:
+            confirmations.settle(int(raw["update_id"]))
         if before is not None:
             await asyncio.wait([before])
         self.handover(raw, verdict)
+
+
+class Confirmations:
+    """The ``getUpdates`` offset: it never passes an update whose deletion is still under way.
+
+    Why: an offset confirms every update below it, and Telegram then forgets them. Were a pasted key's
+    deletion still waiting out a flood wait when the process dies, nothing would delete it any more. Held
+    back, the update comes again, to the next process (whose guard deletes the key) or to this one (which
+    skips what it has seen). The hold is bounded: once a whole batch is updates seen before, the offset
+    moves past them, so one stuck deletion never stalls every other chat.
+    """
+
+    def __init__(self, batch_limit: int) -> None:
+        self.batch_limit = batch_limit
+        self._unsettled: set[int] = set()
+        self._seen: set[int] = set()
+        self._next = 0  # one past the newest update seen
+        self._floor = 0  # released: confirmed even if unsettled
+
+    def take(self, update_id: int) -> bool:
+        """True the first time ``update_id`` comes (guard it and hand it over), False for a repeat."""
+        if update_id in self._seen or update_id < self._floor:
+            return False
+        self._seen.add(update_id)
+        self._unsettled.add(update_id)
+        self._next = max(self._next, update_id + 1)
+        return True
+
+    def settle(self, update_id: int) -> None:
+        """The guard is done with ``update_id`` (deleted, or nothing to delete): it may be confirmed."""
+        self._unsettled.discard(update_id)
+
+    def release(self, newest: int) -> None:
+        """Confirm everything up to ``newest``, settled or not."""
+        self._floor = max(self._floor, newest + 1)
+
+    def offset(self) -> int:
+        held = [u for u in self._unsettled if u >= self._floor]
+        offset = min(held) if held else max(self._next, self._floor)
+        self._seen = {u for u in self._seen if u >= offset}  # below the offset Telegram never sends again
+        return offset
 
 
 def _forget(last_of_chat: dict[int | None, asyncio.Task[None]], chat: int | None, done: asyncio.Task[None]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.standins.telegram import FakeTelegram
 from bot.telegram.application import ALLOWED_UPDATES, build_bot
-from bot.telegram.guard_lane import serve_with_lane
+from bot.telegram.guard_lane import Confirmations, serve_with_lane
 from tests.bot.support import sandbox_settings
 
 USER = 5151
@@ -98,3 +98,71 @@ async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[Fake
     finally:
         stop.set()
         await asyncio.wait_for(serving, 60)
+
+
+async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tuple[FakeTelegram, str],
+                                                                   tmp_path: Path) -> None:
+    """A deletion waiting out a 429 keeps its update unconfirmed at Telegram (a process killed meanwhile
+    gets it again, and its guard deletes the key); other chats go on, and nothing is handed over twice."""
+    fake, url = telegram
+    bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
+    from storage.migrate import upgrade
+
+    await upgrade(bot_app.settings.database_url)
+    handed: list[int] = []
+    original = bot_app.application.update_queue.put_nowait
+
+    def record(update: Any) -> None:
+        if getattr(update, "update_id", None) is not None:
+            handed.append(update.update_id)
+        original(update)
+
+    bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
+    await _until(lambda: fake.calls(method="getUpdates"))
+
+    def confirmed(update_id: int) -> bool:
+        return bool(next(u for u in fake.updates() if u["update_id"] == update_id)["confirmed"])
+
+    try:
+        fake.send(USER, "/start")
+        await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
+        fake.fail_next("deleteMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
+        pasted = fake.send(USER, KEY)
+        await _until(lambda: _deletions(fake, pasted["message_id"]))
+        other = fake.send(USER + 1, "/start")
+        await _until(lambda: [m for m in fake.messages(USER + 1) if m.get("from_bot")])
+        assert not confirmed(pasted["update_id"]), "confirmed while its key was still in the chat"
+        await _until(lambda: any(c["ok"] for c in _deletions(fake, pasted["message_id"])), timeout=10)
+        await _until(lambda: confirmed(pasted["update_id"]), timeout=15)
+        await _until(lambda: confirmed(other["update_id"]), timeout=15)
+        assert handed.count(pasted["update_id"]) == 1 and handed.count(other["update_id"]) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 60)
+
+
+def test_confirmations_hold_the_offset_at_the_oldest_unsettled_update() -> None:
+    confirmations = Confirmations(batch_limit=3)
+    assert [confirmations.take(u) for u in (10, 11, 12)] == [True, True, True]
+    confirmations.settle(10)
+    confirmations.settle(12)
+    assert confirmations.offset() == 11  # 11's deletion is under way: 11 and 12 come again
+    assert [confirmations.take(u) for u in (11, 12, 13)] == [False, False, True]  # only 13 is new
+    confirmations.settle(13)
+    confirmations.settle(11)
+    assert confirmations.offset() == 14
+
+
+def test_a_whole_batch_of_repeats_releases_the_hold() -> None:
+    """One stuck deletion must not keep every later update of every chat from being fetched."""
+    confirmations = Confirmations(batch_limit=3)
+    for update_id in (1, 2, 3):
+        confirmations.take(update_id)
+    confirmations.settle(2)
+    confirmations.settle(3)
+    assert confirmations.offset() == 1
+    confirmations.release(3)
+    assert confirmations.offset() == 4
+    assert not confirmations.take(1)  # never handed over twice, even if it came again
