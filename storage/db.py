@@ -7,13 +7,14 @@ way, with the same SQLite pragmas and the same async drivers, whatever URL form 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -28,6 +29,7 @@ __all__ = [
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/onboarding.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_AFTER_IDLE_S = 5.0  # a PostgreSQL connection idle this long is pinged before use
 
 _SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
 _POSTGRES_DRIVERS = {
@@ -195,7 +197,7 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
     SQLite's own lock (WAL + busy_timeout). An
     in-memory SQLite database only exists inside one connection, so it gets a ``StaticPool`` (one
     shared connection; fine for throwaway use, not for concurrent writers). PostgreSQL gets asyncpg
-    with a small pre-pinged pool: this bot's load is a few queries per Telegram update.
+    with a small pool whose idle connections are pinged before use: a few queries per Telegram update.
     """
     parsed = make_url(normalise_database_url(url))
     if parsed.drivername.startswith("sqlite"):
@@ -211,14 +213,34 @@ def create_engine(url: str | URL = DEFAULT_DATABASE_URL, *, echo: bool = False) 
         if path is not None:  # in-memory: one shared connection, throwaway use
             _GATES[engine.sync_engine] = _WriterGate()
         return engine
-    return create_async_engine(
-        parsed,
-        echo=echo,
-        pool_size=5,
-        max_overflow=5,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+    engine = create_async_engine(parsed, echo=echo, pool_size=5, max_overflow=5, pool_recycle=1800)
+    _ping_after_idle(engine, PING_AFTER_IDLE_S)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Ping a pooled connection at checkout only when it sat idle for ``idle_s`` or more.
+
+    Why not ``pool_pre_ping``: that pings at every checkout, one extra round trip per session, about a
+    tenth of the bot's CPU under load (py-spy, docs/benchmarks.md). A connection used a moment ago is
+    alive; one that sat idle may have been cut (a server restart, an idle timeout on the way). Should a
+    busy connection still turn out dead, SQLAlchemy invalidates the whole pool on that disconnect error,
+    so one operation fails, not one per pooled connection. Raising ``DisconnectionError`` here makes the
+    pool replace the connection and try again (SQLAlchemy's "pessimistic disconnect handling" recipe).
+    """
+    @event.listens_for(engine.sync_engine, "checkin")
+    def idle_from(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"idle connection is gone ({type(error).__name__})") from error
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

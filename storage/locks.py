@@ -66,7 +66,7 @@ class CrossProcessLocks(Protocol):
 
 
 class NoCrossProcessLocks:
-    """SQLite: a single process, so every lock is granted at once."""
+    """SQLite, or the only process that receives updates (polling): every lock is granted at once."""
 
     @asynccontextmanager
     async def hold(self, key: int) -> AsyncIterator[None]:

@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_webhook(settings)
     from telegram.error import InvalidToken, NetworkError
 
-    bot_app = build_bot(settings)
+    bot_app = build_bot(settings, sole_consumer=True)  # polling: Telegram has one consumer
     bot_app.application.post_stop = lambda app: bot_app.close()
     if settings.public_base_url:  # the Mini App needs an HTTP server even when polling
         from bot.web.beside_polling import serve_beside_polling

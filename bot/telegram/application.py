@@ -37,7 +37,7 @@ from flows.secret import SecretKey
 from flows.steps import SPECS
 from flows.urls import button_url_problem
 from storage.db import create_engine, session_factory
-from storage.locks import cross_process_locks
+from storage.locks import NoCrossProcessLocks, cross_process_locks
 from storage.repositories import (
     AuditLog,
     ConversationRepository,
@@ -103,8 +103,13 @@ class BotApp:
             await close()
 
 
-def build_bot(settings: Settings) -> BotApp:
-    """The real bot; only the base URLs in ``settings`` decide whether it talks to stand-ins."""
+def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
+    """The real bot; only the base URLs in ``settings`` decide whether it talks to stand-ins.
+
+    ``sole_consumer``: this process is the only one that receives updates (polling: Telegram answers a
+    second ``getUpdates`` caller with 409 Conflict), so no other process steps its chats and the
+    cross-process advisory locks are skipped (one connection and transaction fewer per update).
+    """
     if settings.telegram_bot_token is None:
         raise SystemExit("TELEGRAM_BOT_TOKEN is not set (see README: 'Run it for real').")
     if settings.fingerprint_secret is None:
@@ -154,7 +159,7 @@ def build_bot(settings: Settings) -> BotApp:
                       fingerprint_secret=settings.fingerprint_secret.get_secret_value().encode(),
                       holder=SealedOutbox(outbox_repo, keyring, retry))
     conversations = ConversationRepository(sessions)
-    locks = cross_process_locks(settings.database_url)
+    locks = NoCrossProcessLocks() if sole_consumer else cross_process_locks(settings.database_url)
     runtime = Runtime(conversations=conversations, updates=ProcessedUpdateRepository(sessions),
                       audit=AuditLog(sessions), messenger=messenger, keyflow=keyflow, policy=settings.policy,
                       view_settings=settings.view_settings(), cross_locks=locks)

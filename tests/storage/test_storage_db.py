@@ -93,3 +93,47 @@ async def test_in_memory_sqlite_shares_one_connection() -> None:
 
 async def test_is_postgres_tells_the_backends_apart(backend: str, engine: AsyncEngine) -> None:
     assert is_postgres(engine) is (backend == "postgres")
+
+
+async def test_postgres_pings_only_connections_that_sat_idle(backend: str, database_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No round trip per checkout for a busy pool; an idle connection the server cut is replaced unseen."""
+    if backend != "postgres":
+        pytest.skip("the pool and its pings are PostgreSQL's")
+    import asyncio
+
+    from sqlalchemy import text
+
+    import storage.db as db
+
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.3)
+    engine = db.create_engine(database_url)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
+    try:
+        async with engine.connect() as connection:
+            backend_pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        for _ in range(5):  # busy: checked out again at once, never pinged
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert pings == []
+        await _postgres_terminate(database_url, backend_pid)  # the server cuts the pooled connection
+        await asyncio.sleep(0.4)
+        async with engine.connect() as connection:  # idle: pinged, found dead, replaced
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+            assert (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one() != backend_pid
+        assert len(pings) == 1
+    finally:
+        await engine.dispose()
+
+
+async def _postgres_terminate(database_url: str, pid: int) -> None:
+    import asyncpg
+
+    plain = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(plain)
+    try:
+        await connection.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await connection.close()
