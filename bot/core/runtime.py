@@ -211,11 +211,15 @@ class Runtime:
         async with self._locks.hold(chat.chat_id), self._cross.hold(chat_key):
             # Under both locks only this task can claim this update (its chat is fixed), so a read
             # here plus the claim committed with the save is enough (see ConversationRepository.save).
-            if update_id is not None and await self.updates.seen(update_id):
-                log.info("update %s was already processed; skipped", update_id)
-                return HandleResult(), [], None
+            loaded: ConversationRow | None = None
+            if update_id is not None:
+                seen, loaded = await self.conversations.get_unless_processed(chat.chat_id, update_id)
+                if seen:
+                    log.info("update %s was already processed; skipped", update_id)
+                    return HandleResult(), [], None
             for _ in range(MAX_SAVE_ATTEMPTS):
-                row = await self._load(chat)
+                row = loaded or await self._load(chat)
+                loaded = None  # a retry after a concurrent change reads afresh
                 conv = Conversation.from_record(row.state) if row.state else Conversation(
                     step_entered_at=self.clock())
                 concrete = event if not callable(event) else await event(conv)

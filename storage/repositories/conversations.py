@@ -37,6 +37,15 @@ class ConversationRepository:
             result = await session.scalars(select(Conversation).where(col(Conversation.chat_id) == chat_id))
             return result.first()
 
+    async def get_unless_processed(self, chat_id: int, update_id: int) -> tuple[bool, Conversation | None]:
+        """(was ``update_id`` processed already, the chat's conversation): the two reads every update
+        starts with, in one session (one checkout and transaction instead of two)."""
+        async with self._sessions() as session:
+            if await session.get(ProcessedUpdate, update_id) is not None:
+                return True, None
+            result = await session.scalars(select(Conversation).where(col(Conversation.chat_id) == chat_id))
+            return False, result.first()
+
     async def create(
         self,
         *,
