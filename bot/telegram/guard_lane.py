@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10  # getUpdates long-poll timeout, as PTB's run_polling uses
 BATCH_LIMIT = 100  # getUpdates' own maximum (https://core.telegram.org/bots/api#getupdates)
-HELD_POLL_S = 0.1  # while an update is held back for its deletion, getUpdates answers at once: pace it
+HELD_POLL_S = 0.02  # at most this long between polls while a deletion is under way (it holds the offset)
 SWITCH_INTERVAL_S = 0.001  # how long the lane may wait for the GIL (CPython's default is 5 ms)
 Handover = Callable[[dict[str, Any], GuardVerdict | None], None]
 
@@ -123,6 +123,7 @@ class GuardLane:
 
     async def _poll(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
         confirmations = Confirmations(BATCH_LIMIT)
+        guarding: set[asyncio.Task[GuardVerdict | None]] = set()
         last_of_chat: dict[int | None, asyncio.Task[None]] = {}
         backoff = 1.0
         while True:
@@ -146,31 +147,38 @@ class GuardLane:
             fresh = [raw for raw in raws if confirmations.take(int(raw["update_id"]))]
             for raw in fresh:
                 chat = _chat_of(raw)
-                task = asyncio.create_task(self._guard_then_hand_over(bot, guard, raw, last_of_chat.get(chat),
-                                                                      confirmations))
+                guarded = asyncio.create_task(self._guard(bot, guard, raw, confirmations))
+                guarding.add(guarded)
+                guarded.add_done_callback(guarding.discard)
+                task = asyncio.create_task(self._hand_over(raw, guarded, last_of_chat.get(chat)))
                 last_of_chat[chat] = task
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 task.add_done_callback(functools.partial(_forget, last_of_chat, chat))
-            if raws and not fresh:  # only updates held back for a deletion under way: poll again shortly
-                if len(raws) >= BATCH_LIMIT:
-                    confirmations.release(max(int(raw["update_id"]) for raw in raws))
-                    log.warning("a key deletion is still waiting; its update is confirmed so that other chats "
-                                "go on (not crash-safe any more)")
-                await asyncio.sleep(HELD_POLL_S)
+            if raws and not fresh and len(raws) >= BATCH_LIMIT:
+                confirmations.release(max(int(raw["update_id"]) for raw in raws))
+                log.warning("a key deletion is still waiting; its update is confirmed so that other chats "
+                            "go on (not crash-safe any more)")
+            if guarding:  # let deletions finish before the next offset (a few ms), but never wait long:
+                await asyncio.wait(set(guarding), timeout=HELD_POLL_S)  # held updates come back at once
 
-    async def _guard_then_hand_over(self, bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any],
-                                    before: asyncio.Task[None] | None, confirmations: Confirmations) -> None:
-        """Delete first; then hand over, after the same chat's earlier update (so order is kept)."""
-        verdict: GuardVerdict | None = None
+    async def _guard(self, bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any],
+                     confirmations: Confirmations) -> GuardVerdict | None:
+        """Delete first; the update may be confirmed to Telegram only after this."""
         try:
             update = Update.de_json(raw, bot)
             await guard.check(update)
-            verdict = guard.verdict_for(update)
+            return guard.verdict_for(update)
         except Exception:  # the main loop's guard will look at it again
             log.exception("guard lane could not check update %s", raw.get("update_id"))
+            return None
         finally:
             confirmations.settle(int(raw["update_id"]))
+
+    async def _hand_over(self, raw: dict[str, Any], guarded: asyncio.Task[GuardVerdict | None],
+                         before: asyncio.Task[None] | None) -> None:
+        """Hand over once guarded, after the same chat's earlier update (so order is kept)."""
+        verdict = await guarded
         if before is not None:
             await asyncio.wait([before])
         self.handover(raw, verdict)
