@@ -191,6 +191,38 @@ def test_links_with_47_open_links_and_status_with_the_longest_values_are_shown(b
     run(bot, scenario())
 
 
+def test_status_of_a_busy_workspace_with_the_longest_id_pages_through_all_its_customers(bot: FaultyBot) -> None:
+    async def scenario() -> None:
+        workspace = "ws_" + ("busy.retail-" * 6)[:61]  # 64: too long for a button, so it carries start + hash
+        conversations = bot.app.runtime.conversations
+        handoffs = bot.app.support.desk.handoffs  # type: ignore[union-attr]
+        for n in range(10):  # the ten a workspace lookup reads, each bound by a link with the longest values
+            chat = 8_800_000 + n
+            await conversations.create(chat_id=chat, user_id=chat, step="paste_key",
+                                       username=f"c{n:02d}_" + "customer" * 3 + "x" * 4, workspace_id=workspace)
+            link = await handoffs.create(workspace, via="api", workspace_name=("Busy Retail Group " * 8)[:128],
+                                         label=(f"{n:02d} " + "follow up on the pilot " * 3)[:64], created_by=ADMIN)
+            assert await handoffs.links.claim(link.id, user_id=chat, chat_id=chat)
+        bot.sandbox.telegram.send(ADMIN, f"/status {workspace}")
+        await bot.pump()
+        message = [m for m in bot.sandbox.telegram.messages(ADMIN) if m["from_bot"]][-1]
+        texts = [str(message["text"])]
+        buttons = [b for row in (message.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+        assert "Page 1 of 2" in texts[0] and [b["text"] for b in buttons] == ["Next ▶️"]
+        assert len(buttons[0]["callback_data"].encode()) <= 64 and workspace not in buttons[0]["callback_data"]
+        bot.sandbox.telegram.press(ADMIN, message["message_id"], buttons[0]["callback_data"])
+        await bot.pump()
+        texts.append(str(next(m for m in bot.sandbox.telegram.messages(ADMIN)
+                              if m["message_id"] == message["message_id"])["text"]))
+        assert "Page 2 of 2" in texts[1]
+        for text in texts:
+            assert workspace in text and len(text.encode("utf-16-le")) // 2 <= 4096  # the workspace on each page
+        names = [n for text in texts for n in re.findall(r"@(c\d\d_\w+)", text)]
+        assert sorted(set(names)) == sorted(names) and len(names) == 10
+
+    run(bot, scenario())
+
+
 def test_a_slow_deletion_says_deleting_then_cleans_up(bot: FaultyBot) -> None:
     async def scenario() -> None:
         user = bot.user()
