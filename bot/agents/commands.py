@@ -11,10 +11,18 @@ import logging
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from telegram import Bot, Message, Update
-from telegram.constants import ParseMode
+from telegram import Bot, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType, ParseMode
 from telegram.error import Forbidden, TelegramError
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, TypeHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from bot.agents.links import (
     MAX_LABEL,
@@ -27,16 +35,28 @@ from bot.agents.links import (
     token_from,
 )
 from bot.agents.notifications import AgentNotifier, Customer, agent_text
+from bot.agents.pages import (
+    LINKS,
+    MAX_PAGE,
+    PAGE_PATTERN,
+    STATUS,
+    PageRequest,
+    is_key_of,
+    page_buttons,
+    parse_page_callback,
+    shortened_key,
+    split_pages,
+)
 from bot.agents.roles import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
 from bot.agents.signed_links import SignedLinkOutcome, looks_signed, verify_payload
-from bot.agents.status import StatusDesk, StatusScope, when
+from bot.agents.status import LINK_NUMBER, StatusDesk, StatusReport, StatusScope, when
 from bot.core.ports import ChatRef
 from bot.core.runtime import Runtime
 from bot.telegram.handlers import chat_of
 from flows import events as ev
 from flows.content import Content, load_content
 from flows.inspection import might_carry_secret
-from flows.numbers import count
+from flows.numbers import count, number
 from flows.state import Conversation
 from storage.models import HandoffLink
 from storage.repositories import AuditLog, ProcessedUpdateRepository
@@ -47,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 MENU_GROUP = -2  # before everything else, never stops the update
+Page = tuple[str, InlineKeyboardMarkup | None]  # one page of /links or /status: its text and ◀️/▶️ buttons
 SIGNED_REFUSALS = {SignedLinkOutcome.EXPIRED: "signed_expired", SignedLinkOutcome.FORGED: "signed_forged",
                    SignedLinkOutcome.NOT_ENABLED: "signed_disabled"}
 # The texts of the agent command being handled, in that agent's language (set per update in ``command``).
@@ -93,6 +114,7 @@ class AgentDesk:
         app.add_handler(CommandHandler("start", self.open_link, PRIVATE, has_args=True))
         app.add_handler(MessageHandler(PASTED_LINK, self.open_pasted_link))
         app.add_handler(CommandHandler([*AGENT_COMMANDS, *ADMIN_COMMANDS], self.command, PRIVATE))
+        app.add_handler(CallbackQueryHandler(self.page_pressed, pattern=PAGE_PATTERN))  # before the guide's
 
     @property
     def texts(self) -> Content:
@@ -222,10 +244,11 @@ class AgentDesk:
         handler = getattr(self, f"_{name}")
         await handler(context, chat_id, user_id, role, args)
 
-    async def _reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str) -> None:
+    async def _reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str,
+                     markup: InlineKeyboardMarkup | None = None) -> None:
         """Answer an agent (fitted to Telegram's limits by the rate limiter); a refusal is logged, not raised."""
         try:
-            await context.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+            await context.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
         except Forbidden:
             log.info("agent chat %s refuses our messages", chat_id)
         except TelegramError as exc:  # flood wait past the limiter's patience, 5xx, timeout: ask again
@@ -248,27 +271,87 @@ class AgentDesk:
                              expires=when(link.expires_at))
         await context.bot.send_photo(chat_id, photo=link.qr_png(), caption=caption, parse_mode=ParseMode.HTML)
 
+    # -- pages (/links, /status and their ◀️/▶️ buttons) --------------------------------------------------
+    def _paged(self, kind: str, head: str, entries: list[str], joiner: str, page: int, key: str = "") -> Page:
+        """Page ``page`` (clamped to the pages there are now) of a list, in the agent's language."""
+        texts = self.texts
+
+        def marker(at: int, total: int) -> str:
+            return self._text("page_marker", page=number(texts.locale, at), pages=number(texts.locale, total))
+
+        pages = split_pages(head, entries, marker, joiner=joiner)
+        at = min(max(page, 1), len(pages))
+        return pages[at - 1], page_buttons(texts, kind, at, len(pages), key)
+
+    async def page_pressed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """◀️/▶️ under /links or /status: answered at once, then the page as it is now, if still an agent."""
+        query, user = update.callback_query, update.effective_user
+        if query is None:
+            return
+        try:  # first: Telegram refuses an answer once the query is ~15 s old
+            await query.answer()
+        except TelegramError as exc:
+            log.info("page button answer refused: %s", type(exc).__name__)
+        message, request = query.message, parse_page_callback(query.data)
+        if user is None or request is None or not isinstance(message, Message) \
+                or message.chat.type != ChatType.PRIVATE or not await self.updates.claim(update.update_id):
+            return
+        role = await self.directory.role_of(user.id)
+        if role < Role.AGENT:  # no longer an agent: nothing, not even a refusal
+            await self.audit.record("agent.refused", chat_id=message.chat_id, actor_user_id=user.id, command="page")
+            return
+        language = await self.runtime.language_of(ChatRef(message.chat_id, user.id, user.username,
+                                                          user.language_code or "en"))
+        token = _CONTENT.set(load_content(language))
+        try:
+            if request.kind == LINKS:
+                await self.audit.record("agent.links", chat_id=message.chat_id, actor_user_id=user.id,
+                                        page=request.page)
+                shown = await self._links_page(user.id, role, request.page)
+            else:
+                shown = await self._status_pressed(message.chat_id, user.id, role, request)
+            await self._edit(context, message, *shown)
+        finally:
+            _CONTENT.reset(token)
+
+    async def _edit(self, context: ContextTypes.DEFAULT_TYPE, message: Message, text: str,
+                    markup: InlineKeyboardMarkup | None) -> None:
+        """The pressed message becomes the page; "not modified" (a page already shown) is no error."""
+        try:
+            await context.bot.edit_message_text(text, chat_id=message.chat_id, message_id=message.message_id,
+                                                parse_mode=ParseMode.HTML, reply_markup=markup)
+        except TelegramError as exc:
+            log.info("page not shown in agent chat %s: %s", message.chat_id, type(exc).__name__)
+
     async def _links(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
                      args: list[str]) -> None:
-        await self.audit.record("agent.links", chat_id=chat_id, actor_user_id=user_id)
+        """/links, or /links 3 for page 3."""
+        raw = args[0].lstrip("#") if args else ""
+        page = (int(raw) if len(raw) <= 5 else MAX_PAGE) if raw.isascii() and raw.isdigit() else 1
+        await self.audit.record("agent.links", chat_id=chat_id, actor_user_id=user_id, page=page)
+        await self._reply(context, chat_id, *await self._links_page(user_id, role, page))
+
+    async def _links_page(self, user_id: int, role: Role, page: int) -> Page:
         links = await self.handoffs.open_links(None if role >= Role.ADMIN else user_id)
         if not links:
-            await self._reply(context, chat_id, self._text("links_none"))
-            return
+            return self._text("links_none"), None
         now = self.handoffs.clock()
         texts = self.texts
-        lines = [self._text("links_header", count=count(texts.locale, texts.plural("open_links"), len(links)))]
+        opened = [link for link in links if LinkState.of(link, now) == LinkState.OPENED]
+        chats = await self.handoffs.links.conversations_of_chats([link.redeemed_chat_id or 0 for link in opened])
+        entries = []
         for link in links:
             state = self._text("state_waiting")
             if LinkState.of(link, now) == LinkState.OPENED:
-                conv = await self.handoffs.links.conversation_of_chat(link.redeemed_chat_id or 0)
+                conv = chats.get(link.redeemed_chat_id or 0)
                 who = Customer(link.redeemed_by_user_id or 0, conv.username if conv else None)
                 state = agent_text(texts, "state_opened", safe={"customer": who.describe(texts)})
-            lines.append(agent_text(texts, "link_line", id=link.id,
-                                    workspace=link.workspace_name or link.workspace_id,
-                                    label=f" · {link.label}" if link.label else None, expires=when(link.expires_at),
-                                    safe={"state": state}))
-        await self._reply(context, chat_id, "\n".join(lines))
+            entries.append(agent_text(texts, "link_line", id=link.id,
+                                      workspace=link.workspace_name or link.workspace_id,
+                                      label=f" · {link.label}" if link.label else None,
+                                      expires=when(link.expires_at), safe={"state": state}))
+        head = self._text("links_header", count=count(texts.locale, texts.plural("open_links"), len(links)))
+        return self._paged(LINKS, head, entries, "\n", page)
 
     async def _revoke_link(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, user_id: int, role: Role,
                            args: list[str]) -> None:
@@ -296,17 +379,36 @@ class AgentDesk:
             await self._reply(context, chat_id, self._text("status_usage"))
             return
         query = " ".join(args)
-        kind = "link" if token_from(query) else ("username" if query.startswith("@") else "workspace")
+        kind = "link" if token_from(query) else ("username" if query.startswith("@") else
+                                                 "number" if LINK_NUMBER.fullmatch(query) else "workspace")
         # Never audit a link's token: only which kind of lookup it was (and the public workspace/username).
         await self.audit.record("agent.status", chat_id=chat_id, actor_user_id=user_id, lookup=kind,
                                 query=None if kind == "link" else query[:64])
+        await self._reply(context, chat_id, *await self._status_shown(chat_id, user_id, role, query, 1))
+
+    async def _status_pressed(self, chat_id: int, user_id: int, role: Role, request: PageRequest) -> Page:
+        """A /status page button: the lookup again (the customers may have moved on), at that page."""
+        query = request.key
+        if (short := shortened_key(query)) is not None:  # a workspace id too long for the button
+            start, digest = short
+            found = await self.handoffs.links.workspace_ids_starting(start)
+            query = next((candidate for candidate in found if is_key_of(candidate, digest)), query)
+        await self.audit.record("agent.status", chat_id=chat_id, actor_user_id=user_id, lookup="page",
+                                query=query[:64], page=request.page)
+        return await self._status_shown(chat_id, user_id, role, query, request.page)
+
+    async def _status_shown(self, chat_id: int, user_id: int, role: Role, query: str, page: int) -> Page:
+        """What an agent may see of ``query``, at ``page``; the key on the buttons is never a link's token."""
         scope = StatusScope(None if role >= Role.ADMIN else user_id)
-        if kind == "username" and scope.agent_id is not None and await self._names_another_agent(query, user_id):
+        if query.startswith("@") and scope.agent_id is not None and await self._names_another_agent(query, user_id):
             await self.audit.record("agent.status_refused", chat_id=chat_id, actor_user_id=user_id)
-            await self._reply(context, chat_id, self._text("status_not_allowed"))
-            return
-        report = await self.status.lookup(query, scope)
-        await self._reply(context, chat_id, self.status.render(report, self.texts))
+            return self._text("status_not_allowed"), None
+        report: StatusReport = await self.status.lookup(query, scope)
+        if report.empty:
+            return self.status.render(report, self.texts), None
+        head, entries = self.status.render_parts(report, self.texts)
+        # report.query: a workspace id, an @username or #<link number> (a link found by its token)
+        return self._paged(STATUS, head, entries, "\n\n", page, key=report.query)
 
     async def _names_another_agent(self, query: str, user_id: int) -> bool:
         """``/status @someone`` where someone is a support agent (known by their chats with this bot)."""

@@ -293,4 +293,5 @@ class HandoffService:
         return await self.links.get(link_id)
 
     async def open_links(self, created_by: int | None) -> list[HandoffLink]:
-        return await self.links.open_links(created_by, now=self.clock())
+        """All of them: /links shows them in pages, so none is left out."""
+        return await self.links.open_links(created_by, now=self.clock(), limit=None)

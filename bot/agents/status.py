@@ -7,6 +7,7 @@ characters and a 12-character prefix of the keyed fingerprint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,6 +78,7 @@ class StatusScope:
 
 
 EVERYTHING = StatusScope()
+LINK_NUMBER = re.compile(r"#[0-9]{1,9}")  # /status #12: the number /links shows
 
 
 class StatusDesk:
@@ -102,8 +104,11 @@ class StatusDesk:
         return [c for c in customers if scope.sees_link(c.link)]
 
     async def lookup(self, query: str, scope: StatusScope = EVERYTHING) -> StatusReport:
-        """By link (or its token), by ``@username`` or by workspace id; only what ``scope`` may see."""
+        """By link (its token, or ``#number``), by ``@username`` or by workspace id; only what ``scope`` may see."""
         query = query.strip()
+        if LINK_NUMBER.fullmatch(query):
+            numbered = await self.links.get(int(query[1:]))
+            return await self.for_link(numbered) if numbered and scope.sees_link(numbered) else StatusReport(query)
         token = token_from(query)
         if token is not None:
             link = await self.links.by_digest(digest_of(token))
@@ -122,10 +127,16 @@ class StatusDesk:
         return StatusReport(query)
 
     def render(self, report: StatusReport, content: Content) -> str:
-        """Telegram HTML for an agent."""
+        """Telegram HTML for an agent, all on one page (the bot pages it with ``render_parts``)."""
         if report.empty:
             return agent_text(content, "status_none", query=report.query)
-        parts: list[str] = []
+        head, entries = self.render_parts(report, content)
+        return "\n\n".join(part for part in (head, *entries) if part)
+
+    def render_parts(self, report: StatusReport, content: Content) -> tuple[str, list[str]]:
+        """The workspace line (repeated on every page; empty without a workspace) and one entry per link
+        and customer (what pages split)."""
+        head = ""
         if report.workspace_id is not None:
             connection = agent_text(content, "status_not_connected")
             if report.connection is not None:
@@ -133,8 +144,9 @@ class StatusDesk:
                 connection = agent_text(content, "status_connected", family=self._family(content, key.family),
                                         last_four=key.last_four, fingerprint=fingerprint_prefix(key.fingerprint),
                                         since=when(key.connected_at))
-            parts.append(agent_text(content, "status_workspace", workspace=report.workspace_id,
-                                    safe={"connection": connection}))
+            head = agent_text(content, "status_workspace", workspace=report.workspace_id,
+                              safe={"connection": connection})
+        parts: list[str] = []
         now = self.clock()
         for link in report.links:
             label = f" · {link.label}" if link.label else None
@@ -144,7 +156,7 @@ class StatusDesk:
                                     expires=when(link.expires_at)))
         for customer in report.customers:
             parts.append(self._render_customer(customer, content))
-        return "\n\n".join(parts)
+        return head, parts
 
     @staticmethod
     def _link_state(content: Content, state: LinkState) -> str:

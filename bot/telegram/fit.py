@@ -7,9 +7,10 @@ entities parsing", captions "0-1024 characters after entities parsing"
 code units, so that is what is measured here (never fewer than Python's characters).
 
 How: a text that fits goes out unchanged. A longer HTML text is cut at whole blocks (paragraphs, then
-lines) so every tag stays balanced, with "… N more not shown" at the end (lists like /links and
-/status lose their tail, and say how much). If not even that works, the text goes out as plain text,
-cut to the limit: better a plain message than none.
+lines) so every tag stays balanced, with "… N more not shown" at the end. If not even that works, the
+text goes out as plain text, cut to the limit: better a plain message than none. That is the last
+resort: agent lists (/links, /status) never reach it, they are split into pages that fit by
+``bot/agents/pages.py`` with ``telegram_length`` from here.
 """
 
 from __future__ import annotations

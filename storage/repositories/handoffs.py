@@ -103,14 +103,17 @@ class HandoffRepository:
             return rowcount(await session.execute(stmt)) == 1
 
     async def open_links(self, created_by: int | None, *, now: datetime | None = None,
-                         limit: int = 50) -> list[HandoffLink]:
-        """Unrevoked, unexpired links (of one agent, or everyone's when ``created_by`` is None), newest first."""
+                         limit: int | None = 50) -> list[HandoffLink]:
+        """Unrevoked, unexpired links (of one agent, or everyone's when ``created_by`` is None), newest first;
+        ``limit=None``: all of them (/links pages them)."""
         stmt = select(HandoffLink).where(
             col(HandoffLink.revoked_at).is_(None), col(HandoffLink.expires_at) > (now or self._clock())
         )
         if created_by is not None:
             stmt = stmt.where(col(HandoffLink.created_by) == created_by)
-        stmt = stmt.order_by(col(HandoffLink.created_at).desc(), col(HandoffLink.id).desc()).limit(limit)
+        stmt = stmt.order_by(col(HandoffLink.created_at).desc(), col(HandoffLink.id).desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
         async with self._sessions() as session:
             return list((await session.scalars(stmt)).all())
 
@@ -135,6 +138,16 @@ class HandoffRepository:
         )
         async with self._sessions() as session:
             return list((await session.scalars(stmt)).all())
+
+    async def workspace_ids_starting(self, start: str, limit: int = 50) -> list[str]:
+        """Workspace ids on links or conversations that begin with ``start`` (a page button carries only the
+        start of a long id, plus a hash that picks the one)."""
+        found: set[str] = set()
+        async with self._sessions() as session:
+            for column in (col(HandoffLink.workspace_id), col(Conversation.workspace_id)):
+                stmt = select(column).where(func.substr(column, 1, len(start)) == start).distinct().limit(limit)
+                found.update(value for value in (await session.scalars(stmt)).all() if value)
+        return sorted(found)
 
     async def known_workspace_name(self, workspace_id: str) -> str | None:
         """The name given for this workspace on its newest link that had one."""
@@ -216,6 +229,16 @@ class HandoffRepository:
         )
         async with self._sessions() as session:
             return list((await session.scalars(stmt)).all())
+
+    async def conversations_of_chats(self, chat_ids: Collection[int]) -> dict[int, Conversation]:
+        """Many chats' conversations in one query (/links names every customer who opened a link)."""
+        wanted = sorted(set(chat_ids))
+        found: dict[int, Conversation] = {}
+        async with self._sessions() as session:
+            for start in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+                stmt = select(Conversation).where(col(Conversation.chat_id).in_(wanted[start:start + 500]))
+                found.update((row.chat_id, row) for row in (await session.scalars(stmt)).all())
+        return found
 
     async def conversation_of_chat(self, chat_id: int) -> Conversation | None:
         async with self._sessions() as session:

@@ -1,6 +1,6 @@
 """Telegram's limits and refusals: every text fits, button URLs are checked at start, impossible is said.
 
-Issue 9 scenarios 4-6: a DoubleTick message of ~3,800 characters, /links with 47 open links, /status
+Issue 9 scenarios 4-6: a DoubleTick message of ~3,800 characters, /links with 47 open links (in pages), /status
 with the longest allowed label, name and id; SUPPORT_URL that Telegram would refuse on a button;
 ChatMigrated and Forbidden; and the deletion of a pasted key that takes long or is impossible.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,27 +153,72 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
 
 
 
-def _last_bot_text(bot: FaultyBot, chat_id: int) -> str:
-    return str([m for m in bot.sandbox.telegram.messages(chat_id) if m["from_bot"]][-1]["text"])
-
-
 def test_links_with_47_open_links_and_status_with_the_longest_values_are_shown(bot: FaultyBot) -> None:
     async def scenario() -> None:
         handoffs = bot.app.support.desk.handoffs  # type: ignore[union-attr]
         workspace = "ws_" + ("acme.retail-" * 6)[:61]  # the longest id (64); one long run would look like a key
+        made = []
         for n in range(47):
             # the longest name (128) and label (64), in words: one long run of letters would look like a key
-            await handoffs.create(workspace, via="api", workspace_name=("Acme Retail Group " * 8)[:128],
-                                  label=(f"{n:02d} " + "follow up on the pilot " * 3)[:64],
-                                  created_by=ADMIN)
+            link = await handoffs.create(workspace, via="api", workspace_name=("Acme Retail Group " * 8)[:128],
+                                         label=(f"{n:02d} " + "follow up on the pilot " * 3)[:64],
+                                         created_by=ADMIN)
+            made.append(link.id)
         bot.sandbox.telegram.send(ADMIN, "/links")
         await bot.pump()
-        text = _last_bot_text(bot, ADMIN)
-        assert "more not shown" in text and len(text.encode("utf-16-le")) // 2 <= 4096
+        message = [m for m in bot.sandbox.telegram.messages(ADMIN) if m["from_bot"]][-1]
+        seen: list[int] = []
+        pages = 0
+        while pages < 10:  # paged, not trimmed: Next until there is no Next
+            pages += 1
+            text = str(message["text"])
+            assert "more not shown" not in text and len(text.encode("utf-16-le")) // 2 <= 4096
+            seen += [int(n) for n in re.findall(r"^#(\d+) ", text, re.MULTILINE)]
+            following = [b for row in (message.get("reply_markup") or {}).get("inline_keyboard", []) for b in row
+                         if b["text"].startswith("Next")]
+            if not following:
+                break
+            bot.sandbox.telegram.press(ADMIN, message["message_id"], following[0]["callback_data"])
+            await bot.pump()
+            message = next(m for m in bot.sandbox.telegram.messages(ADMIN) if m["message_id"] == message["message_id"])
+        assert sorted(n for n in seen if n in made) == sorted(made) and len(seen) == len(set(seen))
+        assert pages >= 2 and f"Page {pages} of {pages}" in str(message["text"])
         bot.sandbox.telegram.send(ADMIN, f"/status {workspace}")
         await bot.pump()
         status = [c for c in bot.sandbox.telegram.calls(method="sendMessage") if c["chat_id"] == ADMIN][-1]
         assert status["ok"], status["description"]
+
+    run(bot, scenario())
+
+
+def test_status_of_a_busy_workspace_with_the_longest_id_pages_through_all_its_customers(bot: FaultyBot) -> None:
+    async def scenario() -> None:
+        workspace = "ws_" + ("busy.retail-" * 6)[:61]  # 64: too long for a button, so it carries start + hash
+        conversations = bot.app.runtime.conversations
+        handoffs = bot.app.support.desk.handoffs  # type: ignore[union-attr]
+        for n in range(10):  # the ten a workspace lookup reads, each bound by a link with the longest values
+            chat = 8_800_000 + n
+            await conversations.create(chat_id=chat, user_id=chat, step="paste_key",
+                                       username=f"c{n:02d}_" + "customer" * 3 + "x" * 4, workspace_id=workspace)
+            link = await handoffs.create(workspace, via="api", workspace_name=("Busy Retail Group " * 8)[:128],
+                                         label=(f"{n:02d} " + "follow up on the pilot " * 3)[:64], created_by=ADMIN)
+            assert await handoffs.links.claim(link.id, user_id=chat, chat_id=chat)
+        bot.sandbox.telegram.send(ADMIN, f"/status {workspace}")
+        await bot.pump()
+        message = [m for m in bot.sandbox.telegram.messages(ADMIN) if m["from_bot"]][-1]
+        texts = [str(message["text"])]
+        buttons = [b for row in (message.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+        assert "Page 1 of 2" in texts[0] and [b["text"] for b in buttons] == ["Next ▶️"]
+        assert len(buttons[0]["callback_data"].encode()) <= 64 and workspace not in buttons[0]["callback_data"]
+        bot.sandbox.telegram.press(ADMIN, message["message_id"], buttons[0]["callback_data"])
+        await bot.pump()
+        texts.append(str(next(m for m in bot.sandbox.telegram.messages(ADMIN)
+                              if m["message_id"] == message["message_id"])["text"]))
+        assert "Page 2 of 2" in texts[1]
+        for text in texts:
+            assert workspace in text and len(text.encode("utf-16-le")) // 2 <= 4096  # the workspace on each page
+        names = [n for text in texts for n in re.findall(r"@(c\d\d_\w+)", text)]
+        assert sorted(set(names)) == sorted(names) and len(names) == 10
 
     run(bot, scenario())
 

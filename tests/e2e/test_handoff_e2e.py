@@ -380,6 +380,80 @@ def test_status_shows_progress_but_never_the_key(desk: Desk) -> None:
     assert "found nothing" in agent_says(desk, "/status @nobody_here", "nothing")
 
 
+def _page(driver: ChatDriver, message_id: int, number: int) -> str:
+    """The plain text of ``message_id`` once it shows page ``number``."""
+    return str(driver.wait_for(lambda: (text := plain_text(driver.message(message_id)["text"] or ""))
+                               and f"Page {number} of" in text and text, timeout=20, what=f"page {number}"))
+
+
+def _ids(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"^#(\d+) · ", text, re.MULTILINE)]
+
+
+def test_links_come_in_pages_with_previous_and_next_and_a_former_agent_gets_nothing(desk: Desk) -> None:
+    pager_id = 7979
+    seen = desk.admin.last_id()
+    desk.admin.send(f"/add_agent {pager_id} pages")
+    desk.admin.wait_text("is now a support agent", after=seen)
+    pager = ChatDriver(desk.stack.sandbox.telegram_url, pager_id, first_name="Pia", username="pia_pages")
+    desk.stack.drivers.append(pager)
+    workspace = desk.workspace("Paging Co")
+    made = []
+    for n in range(60):  # the longest name and label, in words (one long run of letters would look like a key)
+        body = {"workspace_id": workspace, "workspace_name": ("Acme Retail Group " * 8)[:128],
+                "label": (f"{n:02d} " + "follow up on the pilot " * 3)[:64], "agent_user_id": pager_id}
+        created = api(desk, "POST", "/api/handoffs", json=body)
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+
+    mark = pager.last_id()
+    pager.send("/links")
+    pager.wait_text("Page 1 of", after=mark)
+    message = next(m for m in pager.bot_messages_after(mark) if "Page 1 of" in plain_text(m["text"] or ""))
+    first = plain_text(message["text"])
+    total = int(re.search(r"Page 1 of (\d+)", first).group(1))  # type: ignore[union-attr]
+    assert total >= 3 and "(60 links)" in first and pager.labels(message) == ["Next ▶️"]
+    pages = [first]
+    calls = pager.calls()[-1]["seq"]
+    for number in range(2, total + 1):  # Next to the end ...
+        pager.press("Next", message["message_id"])
+        pages.append(_page(pager, message["message_id"], number))
+    assert pager.labels(pager.message(message["message_id"])) == ["◀️ Previous"]
+    for number in range(total - 1, 0, -1):  # ... and back: the same pages again
+        pager.press("Previous", message["message_id"])
+        assert _page(pager, message["message_id"], number) == pages[number - 1]
+    ids = [n for text in pages for n in _ids(text)]
+    assert sorted(ids) == sorted(made) and len(ids) == len(set(ids)) == 60  # each link exactly once
+    assert all(len(text.encode("utf-16-le")) // 2 <= 4096 for text in pages)
+    done = [c for c in pager.calls(since=calls) if c["ok"] and c["chat_id"] in (pager_id, None)]
+    answers = [c for c in done if c["method"] == "answerCallbackQuery"]
+    edits = [c for c in done if c["method"] == "editMessageText"]
+    assert len(answers) == len(edits) == 2 * (total - 1)
+    assert all(answer["seq"] < edit["seq"] for answer, edit in zip(answers, edits, strict=True))  # answer first
+
+    mark = pager.last_id()
+    pager.send("/links 3")  # a page by number
+    assert _ids(pager.wait_text("Page 3 of", after=mark)) == _ids(pages[2])
+
+    for link_id in _ids(pages[0]):  # the list shrinks: an old Next shows what page 2 holds now
+        agent_mark = pager.last_id()
+        pager.send(f"/revoke_link {link_id}")
+        pager.wait_text("is revoked", after=agent_mark)
+    pager.press("Next", message["message_id"])
+    now = _page(pager, message["message_id"], 2)
+    assert f"of {total - 1}" in now and _ids(now) == _ids(pages[2])
+
+    seen = desk.admin.last_id()
+    desk.admin.send(f"/remove_agent {pager_id}")
+    desk.admin.wait_text("no longer a support agent", after=seen)
+    before = pager.message(message["message_id"])
+    pressed = pager.press("Next", message["message_id"])
+    pager.wait_for(lambda: any(c["params"].get("callback_query_id") == pressed["callback_query_id"] and c["ok"]
+                               for c in pager.calls("answerCallbackQuery")), what="the press to be answered")
+    pager.wait_idle()
+    assert pager.message(message["message_id"]) == before  # not an agent any more: nothing changes
+
+
 def test_a_link_to_a_connected_workspace_says_so_and_offers_replace(desk: Desk) -> None:
     workspace = desk.workspace("Connected Co")
     first = open_link(desk, handoff_in_bot(desk, workspace)[0])

@@ -206,6 +206,26 @@ class TestStatusReads:
         assert await repo.conversations_of_username("nobody") == []
 
 
+    async def test_what_agent_pages_read_all_links_many_chats_and_a_long_workspace_by_its_start(
+            self, sessions: Sessions) -> None:
+        repo = HandoffRepository(sessions, clock=FakeClock(T0))
+        for n in range(60):
+            await new_link(repo, f"many{n}")
+        assert len(await repo.open_links(AGENT)) == 50  # the old default
+        assert len(await repo.open_links(AGENT, limit=None)) == 60  # /links pages them all
+        conversations = ConversationRepository(sessions)
+        long_a, long_b = "ws_" + "a" * 55 + "_one", "ws_" + "a" * 55 + "_two"
+        await conversations.create(chat_id=11, user_id=11, step="welcome", workspace_id=long_a)
+        await conversations.create(chat_id=12, user_id=12, step="welcome", username="bo")
+        await new_link(repo, "long", workspace=long_b)
+        assert await repo.workspace_ids_starting("ws_" + "a" * 50) == [long_a, long_b]
+        assert await repo.workspace_ids_starting("ws_" + "a" * 55 + "_t") == [long_b]
+        assert await repo.workspace_ids_starting("ws_b") == []
+        found = await repo.conversations_of_chats([11, 12, 13, 11])
+        assert sorted(found) == [11, 12] and found[12].username == "bo"
+        assert await repo.conversations_of_chats([]) == {}
+
+
 class TestAgents:
     async def test_agents_are_added_once_listed_and_removed(self, sessions: Sessions) -> None:
         repo = AgentRepository(sessions, clock=FakeClock(T0))
