@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 10  # getUpdates long-poll timeout, as PTB's run_polling uses
 BATCH_LIMIT = 100  # getUpdates' own maximum (https://core.telegram.org/bots/api#getupdates)
+HOLD_WINDOW = 10  # updates fetched again per poll while a deletion holds the offset, at most
 HELD_POLL_S = 0.02  # at most this long between polls while a deletion is under way (it holds the offset)
 SWITCH_INTERVAL_S = 0.001  # how long the lane may wait for the GIL (CPython's default is 5 ms)
 Handover = Callable[[dict[str, Any], GuardVerdict | None], None]
@@ -122,14 +123,17 @@ class GuardLane:
                 await bot.shutdown()
 
     async def _poll(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
-        confirmations = Confirmations(BATCH_LIMIT)
+        confirmations = Confirmations(HOLD_WINDOW)
         guarding: set[asyncio.Task[GuardVerdict | None]] = set()
         last_of_chat: dict[int | None, asyncio.Task[None]] = {}
         backoff = 1.0
         while True:
+            released, offset = confirmations.released, confirmations.offset()
+            if confirmations.released > released:
+                log.info("a key deletion is still under way; its update is confirmed so that polls stay cheap")
             try:
                 batch = await bot.do_api_request(
-                    "getUpdates", api_kwargs={"offset": confirmations.offset(), "limit": BATCH_LIMIT,
+                    "getUpdates", api_kwargs={"offset": offset, "limit": BATCH_LIMIT,
                                               "timeout": POLL_TIMEOUT_S, "allowed_updates": self.allowed_updates})
                 backoff = 1.0
             except InvalidToken:
@@ -155,12 +159,8 @@ class GuardLane:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 task.add_done_callback(functools.partial(_forget, last_of_chat, chat))
-            if raws and not fresh and len(raws) >= BATCH_LIMIT:
-                confirmations.release(max(int(raw["update_id"]) for raw in raws))
-                log.warning("a key deletion is still waiting; its update is confirmed so that other chats "
-                            "go on (not crash-safe any more)")
-            if guarding:  # let deletions finish before the next offset (a few ms), but never wait long:
-                await asyncio.wait(set(guarding), timeout=HELD_POLL_S)  # held updates come back at once
+            if guarding and confirmations.holding:  # let deletions finish before the next offset (a few
+                await asyncio.wait(set(guarding), timeout=HELD_POLL_S)  # ms); held updates come back at once
 
     async def _guard(self, bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any],
                      confirmations: Confirmations) -> GuardVerdict | None:
@@ -185,21 +185,24 @@ class GuardLane:
 
 
 class Confirmations:
-    """The ``getUpdates`` offset: it never passes an update whose deletion is still under way.
+    """The ``getUpdates`` offset: it does not pass an update whose deletion is still under way.
 
     Why: an offset confirms every update below it, and Telegram then forgets them. Were a pasted key's
     deletion still waiting out a flood wait when the process dies, nothing would delete it any more. Held
     back, the update comes again, to the next process (whose guard deletes the key) or to this one (which
-    skips what it has seen). The hold is bounded: once a whole batch is updates seen before, the offset
-    moves past them, so one stuck deletion never stalls every other chat.
+    skips what it has seen). The hold is bounded by ``window``: each poll fetches the held updates again,
+    so once more than ``window`` updates arrived after the oldest held one (update ids are sequential), the
+    offset moves past it. A quiet bot, where a lone paste meets a flood wait, keeps every hold; a burst
+    costs at most ``window`` repeated updates per poll.
     """
 
-    def __init__(self, batch_limit: int) -> None:
-        self.batch_limit = batch_limit
+    def __init__(self, window: int) -> None:
+        self.window = window
         self._unsettled: set[int] = set()
         self._seen: set[int] = set()
         self._next = 0  # one past the newest update seen
         self._floor = 0  # released: confirmed even if unsettled
+        self.released = 0  # holds given up (for the log)
 
     def take(self, update_id: int) -> bool:
         """True the first time ``update_id`` comes (guard it and hand it over), False for a repeat."""
@@ -214,13 +217,17 @@ class Confirmations:
         """The guard is done with ``update_id`` (deleted, or nothing to delete): it may be confirmed."""
         self._unsettled.discard(update_id)
 
-    def release(self, newest: int) -> None:
-        """Confirm everything up to ``newest``, settled or not."""
-        self._floor = max(self._floor, newest + 1)
+    @property
+    def holding(self) -> bool:
+        return any(u >= self._floor for u in self._unsettled)
 
     def offset(self) -> int:
-        held = [u for u in self._unsettled if u >= self._floor]
-        offset = min(held) if held else max(self._next, self._floor)
+        held = sorted(u for u in self._unsettled if u >= self._floor)
+        while held and self._next - held[0] > self.window:
+            self._floor = held.pop(0) + 1
+            self.released += 1
+        offset = held[0] if held else max(self._next, self._floor)
+        self._unsettled = {u for u in self._unsettled if u >= self._floor}
         self._seen = {u for u in self._seen if u >= offset}  # below the offset Telegram never sends again
         return offset
 

@@ -144,25 +144,26 @@ async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tu
 
 
 def test_confirmations_hold_the_offset_at_the_oldest_unsettled_update() -> None:
-    confirmations = Confirmations(batch_limit=3)
+    confirmations = Confirmations(window=10)
     assert [confirmations.take(u) for u in (10, 11, 12)] == [True, True, True]
     confirmations.settle(10)
     confirmations.settle(12)
-    assert confirmations.offset() == 11  # 11's deletion is under way: 11 and 12 come again
+    assert confirmations.holding and confirmations.offset() == 11  # 11's deletion is under way
     assert [confirmations.take(u) for u in (11, 12, 13)] == [False, False, True]  # only 13 is new
     confirmations.settle(13)
     confirmations.settle(11)
-    assert confirmations.offset() == 14
+    assert not confirmations.holding and confirmations.offset() == 14
 
 
-def test_a_whole_batch_of_repeats_releases_the_hold() -> None:
-    """One stuck deletion must not keep every later update of every chat from being fetched."""
-    confirmations = Confirmations(batch_limit=3)
-    for update_id in (1, 2, 3):
+def test_a_burst_releases_the_hold_so_polls_stay_cheap() -> None:
+    """Each poll fetches held updates again: past ``window`` newer updates the oldest hold is given up."""
+    confirmations = Confirmations(window=3)
+    confirmations.take(1)  # its deletion is stuck
+    for update_id in (2, 3):
         confirmations.take(update_id)
-    confirmations.settle(2)
-    confirmations.settle(3)
-    assert confirmations.offset() == 1
-    confirmations.release(3)
-    assert confirmations.offset() == 4
+        confirmations.settle(update_id)
+    assert confirmations.offset() == 1  # 3 updates from the held one: still held
+    confirmations.take(4)
+    confirmations.settle(4)
+    assert confirmations.offset() == 5 and confirmations.released == 1
     assert not confirmations.take(1)  # never handed over twice, even if it came again
