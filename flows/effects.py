@@ -44,6 +44,7 @@ class Verify:
 
     attempt: int
     workspace_id: str | None = None  # "already connected" is judged within this workspace only
+    wait_s: float = 0.0  # checks are busy: the slot booked for this key comes this much later
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,8 @@ def _notice_params(content: Content, values: Mapping[str, str] | None) -> dict[s
         out["kind"] = str(content.data.get("media_kinds", {}).get(out["kind"], out["kind"]))
     if out.get("warning") in KEY_WARNINGS:
         out["warning"] = str(content.data.get("key_warnings", {}).get(KEY_WARNINGS[out["warning"]], out["warning"]))
+    if out.get("seconds", "").isdigit():  # checks busy: "about 7 seconds", with the locale's plural
+        out["wait"] = duration(content.locale, int(out.pop("seconds")), "second")
     return {name: isolate(value, content.locale) if name != "kind" else value
             for name, value in _escaped(out).items()}
 

@@ -159,6 +159,7 @@ class Runtime:
         replica. Without this the user would stare at "Checking your key…" until they typed /start.
         The /start transition for such a conversation is the message needed; it goes out as a new message
         under the same per-chat locks as any update, and is skipped if the conversation moved on meanwhile.
+        A key queued for a busy check is timed from its slot (``pipeline_since``), not from the paste.
         """
         limit = self.policy.pipeline_timeout_s
         idle_since = datetime.fromtimestamp(self.clock() - limit, UTC)
@@ -167,7 +168,7 @@ class Runtime:
             chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
 
             async def interrupted(conv: Conversation) -> ev.Event:
-                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.step_entered_at <= limit:
+                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.pipeline_since <= limit:
                     raise _StillRunning
                 return ev.Started(None)
 
@@ -449,6 +450,8 @@ class Runtime:
         try:
             while queue:
                 effect = queue.pop(0)
+                if isinstance(effect, fx.Verify) and effect.wait_s > 0 and not await self._slot_came(chat, effect):
+                    return  # the user moved on while the key waited: it is dropped unchecked
                 event = await self.keyflow.perform(chat, effect, key)
                 if event is None:
                     continue
@@ -461,6 +464,12 @@ class Runtime:
                 await self._apply(chat, failure, key=key)
         finally:
             del key
+
+    async def _slot_came(self, chat: ChatRef, effect: fx.Verify) -> bool:
+        """Checks were busy: sleep until the slot booked for this key, then say whether it is still wanted."""
+        await asyncio.sleep(effect.wait_s)
+        conv = conversation_of(await self.conversations.get(chat.chat_id))
+        return conv is not None and conv.step == Step.VERIFYING and conv.attempt == effect.attempt
 
 
 def _copy_into(row: ConversationRow, conv: Conversation) -> None:
