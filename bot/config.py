@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     reminder_check_interval_s: float = 300.0
     key_submissions_per_user_per_hour: int = 5
     verifications_per_minute: int = 60
+    # Keys this process keeps in memory while checks are busy (no KEY_ENCRYPTION_KEYS); beyond: refused.
+    verification_queue_per_process: int = 200
     log_level: str = "INFO"
     # Polling: receive updates and delete pasted keys on a thread of their own, so a busy event loop never
     # delays a deletion (bot/telegram/guard_lane.py). False: PTB's own updater, in the main loop.

@@ -164,7 +164,8 @@ def build_bot(settings: Settings) -> BotApp:
                           keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s,
                           lease_s=settings.pipeline_timeout_s)
     limits = SubmissionLimits(LimitRepository(sessions), settings.key_submissions_per_user_per_hour,
-                              settings.verifications_per_minute)
+                              settings.verifications_per_minute,
+                              max_waiting=settings.verification_queue_per_process)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)
