@@ -35,6 +35,8 @@ class Policy:
     pipeline_timeout_s: float = 120.0  # a verifying/connecting step older than this was interrupted
     hold_timeout_s: float = 16 * 60.0  # a held key older than this is gone (the outbox expired it)
     requires_invitation: bool = False  # closed mode: keys only from users bound by an agent's link
+    # Checks busy (issue 14): a queued key waits sealed in the outbox up to this long; 0: in the pipeline task.
+    queue_hold_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +325,12 @@ def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now:
 def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, str]) -> Transition:
     """Checks are busy (the bot-wide limit): the key waits for its booked slot, the user hears when.
 
-    Sealed in the outbox when the deployment can hold keys (the outbox worker checks it at its slot),
-    else in the pipeline task, which sleeps until then. Either way it is checked and answered.
+    Sealed in the outbox when the deployment can hold keys for a while (the outbox worker checks it at
+    its slot), else in the pipeline task, which sleeps until then. Either way it is checked and answered.
     """
     busy = {**params, "seconds": str(max(1, math.ceil(wait)))}
     audit = fx.Audit("checks_busy", {"wait_s": busy["seconds"]})
-    if policy.can_hold:
+    if policy.can_hold and policy.queue_hold_s > 0:
         held = moved.with_(step=Step.HELD, check_at=None)
         return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait),
                                  fx.Render(fresh=True, notice="checks_busy", notice_params=busy)))

@@ -22,7 +22,7 @@ from flows.steps import PIPELINE_STEPS, Step
 from storage.repositories import LimitRepository
 from storage.repositories.limits import Window
 
-__all__ = ["PASTE_STEPS", "Admission", "Intake", "SubmissionLimits", "hold_margin"]
+__all__ = ["PASTE_STEPS", "Admission", "Intake", "SubmissionLimits", "queues_sealed"]
 
 PASTE_STEPS = frozenset({Step.PASTE_KEY, Step.KEY_PROBLEM})
 REASONS = {DeleteOutcome.NO_RIGHTS: "no_rights", DeleteOutcome.TOO_OLD: "too_old"}
@@ -114,8 +114,10 @@ class Intake:
         # sent before the workspace is known).
         checked = paste_is_checked(conv, self.policy) if self.policy else conv.step not in PIPELINE_STEPS
         counts = pasted.should_verify and checked
-        admission = await self.limits.admit(user_id, can_hold=self.policy is not None and self.policy.can_hold,
-                                            max_wait_s=hold_margin(self.policy)) if counts else Admission()
+        sealed = queues_sealed(self.policy)
+        longest = self.policy.queue_hold_s if sealed and self.policy is not None else None
+        admission = await self.limits.admit(user_id, can_hold=sealed, max_wait_s=longest) \
+            if counts else Admission()
         return ev.KeyPasted(pasted, forwarded=forwarded, retry_in_minutes=admission.retry_in_minutes,
                             queued_s=admission.queued_s)
 
@@ -128,6 +130,6 @@ class Intake:
         return ev.MediaSent(kind, deleted=verdict is not None)
 
 
-def hold_margin(policy: Policy | None) -> float | None:
-    """A key queued in the outbox must be checked well before its hold runs out."""
-    return policy.hold_timeout_s / 2 if policy is not None and policy.can_hold else None
+def queues_sealed(policy: Policy | None) -> bool:
+    """Whether a key queued for a busy check waits sealed in the outbox (as the machine decides), not here."""
+    return policy is not None and policy.can_hold and policy.queue_hold_s > 0

@@ -17,7 +17,7 @@ from flows.view import ViewSettings, render_step
 
 KEY = "sk-proj-" + "Ab3dEf5hIj7lMn9pQr1t" + "T3Blbk" + "FJ" + "Uv2xYz4bCd6fGh8jKl0n"
 MEMORY = Policy(auto_connect=True, asks_workspace=True, can_hold=False, pipeline_timeout_s=120.0)
-SEALED = replace(MEMORY, can_hold=True)
+SEALED = replace(MEMORY, can_hold=True, queue_hold_s=450.0)
 
 
 def at_paste() -> Conversation:
@@ -47,6 +47,11 @@ def test_with_an_outbox_the_key_is_sealed_until_its_slot() -> None:
     assert fx.HoldKey(1, "verify", 41.2) in effects
     assert busy_notice(effects).notice_params["seconds"] == "42"
     assert not any(isinstance(e, fx.Verify) for e in effects)
+
+
+def test_an_outbox_without_a_hold_time_leaves_the_key_in_the_pipeline() -> None:
+    conv, effects = queued(replace(SEALED, queue_hold_s=0.0))
+    assert conv.step == Step.VERIFYING and fx.Verify(1, "ws_demo", wait_s=41.2) in effects
 
 
 def test_the_eta_is_at_least_one_second() -> None:
