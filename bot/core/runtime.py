@@ -102,6 +102,8 @@ class Runtime:
         self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
         # Called with (chat, locale code) after /language switched a chat, e.g. to republish its command menu.
         self.language_hooks: list[Callable[[ChatRef, str], Awaitable[None]]] = []
+        # Set at shutdown: keys waiting in memory for a busy check's slot are dropped, not waited for.
+        self._stopping = asyncio.Event()
         keyflow.on_foreign.append(self._tell_owner)
 
     # -- entry points ---------------------------------------------------------------------------
@@ -128,6 +130,11 @@ class Runtime:
         """Wait for running key pipelines (graceful shutdown); pending repaints are left to /start."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    def stop_queued(self) -> None:
+        """Shutdown: keys waiting in memory for their slot die with the process now, not after the drain
+        timeout; recovery tells their users once the slot plus the pipeline timeout has passed."""
+        self._stopping.set()
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait for key pipelines and pending repaints (tests, and a shutdown that can afford it)."""
@@ -467,7 +474,12 @@ class Runtime:
 
     async def _slot_came(self, chat: ChatRef, effect: fx.Verify) -> bool:
         """Checks were busy: sleep until the slot booked for this key, then say whether it is still wanted."""
-        await asyncio.sleep(effect.wait_s)
+        try:
+            await asyncio.wait_for(self._stopping.wait(), effect.wait_s)
+            log.info("key of chat %s dropped while it waited for a busy check (shutdown)", chat.chat_id)
+            return False
+        except TimeoutError:
+            pass  # the slot has come
         conv = conversation_of(await self.conversations.get(chat.chat_id))
         return conv is not None and conv.step == Step.VERIFYING and conv.attempt == effect.attempt
 

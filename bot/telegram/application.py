@@ -95,6 +95,7 @@ class BotApp:
                 job.stop()
         if self.background:
             await asyncio.wait(self.background, timeout=30)
+        self.runtime.stop_queued()
         await self.runtime.drain()
         await self.runtime.stop_repaints()  # a step not shown yet is shown by the user's next /start
         if isinstance(self.runtime.messenger, Messenger):
