@@ -331,7 +331,7 @@ def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, 
     busy = {**params, "seconds": str(max(1, math.ceil(wait)))}
     audit = fx.Audit("checks_busy", {"wait_s": busy["seconds"]})
     if policy.can_hold and policy.queue_hold_s > 0:
-        held = moved.with_(step=Step.HELD, check_at=None)
+        held = moved.with_(step=Step.HELD)  # check_at kept: the view says it waits its turn, not fails
         return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait),
                                  fx.Render(fresh=True, notice="checks_busy", notice_params=busy)))
     return Transition(moved, (audit, fx.Render(fresh=True, notice="checks_busy", notice_params=busy),
@@ -353,6 +353,7 @@ def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Trans
 def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Policy, now: float) -> Transition:
     if event.attempt != conv.attempt or conv.step not in (Step.VERIFYING, Step.HELD):
         return Transition(conv)  # a verdict for an abandoned paste: nothing to say
+    conv = conv.with_(check_at=None)  # a queued check has had its turn
     outcome = event.result.outcome
     audit = fx.Audit("verified", {"outcome": outcome.value})
     if outcome == VerificationOutcome.VALID:
@@ -382,6 +383,7 @@ def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Poli
 def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Policy, now: float) -> Transition:
     if event.attempt != conv.attempt or conv.step not in (Step.CONNECTING, Step.HELD):
         return Transition(conv)
+    conv = conv.with_(check_at=None)
     outcome = event.result.outcome
     audit = fx.Audit("connection", {"outcome": outcome.value})
     if outcome == ConnectionOutcome.CONNECTED:

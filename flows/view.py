@@ -224,6 +224,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     """The guide message for the conversation's current step."""
     spec = SPECS[conv.step]
     texts = content.step(conv.step)
+    if conv.step == Step.HELD and conv.check_at is not None:  # queued for a busy check (issue 14), not failing
+        texts = {**texts, "title": texts["title_queued"], "text": texts["text_queued"]}
     params = {**_params(conv, settings, content), **_permission_params(conv, content, settings)}
     if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
         if conv.problem == "deletion_failed":  # a reason code; say it in words

@@ -43,7 +43,7 @@ def test_without_an_outbox_the_key_waits_in_the_pipeline_for_its_slot() -> None:
 
 def test_with_an_outbox_the_key_is_sealed_until_its_slot() -> None:
     conv, effects = queued(SEALED)
-    assert conv.step == Step.HELD and conv.check_at is None
+    assert conv.step == Step.HELD and conv.check_at == 1041.2
     assert fx.HoldKey(1, "verify", 41.2) in effects
     assert busy_notice(effects).notice_params["seconds"] == "42"
     assert not any(isinstance(e, fx.Verify) for e in effects)
@@ -94,3 +94,21 @@ def test_every_locale_says_the_key_is_deleted_and_when_the_answer_comes() -> Non
         assert len(view.text) <= 4096
     english = render_step(conv, load_content("en"), ViewSettings(), render.notice, render.notice_params)
     assert "Checks are busy right now" in english.text and "about 7 seconds" in english.text
+
+
+def test_a_key_sealed_for_its_turn_is_not_called_a_failure() -> None:
+    conv, effects = queued(SEALED)
+    render = busy_notice(effects)
+    for code in LOCALE_CODES:
+        view = render_step(conv, load_content(code), ViewSettings(), render.notice, render.notice_params)
+        assert load_content(code).step(Step.HELD)["title_queued"] in view.text, code
+    english = render_step(conv, load_content("en"), ViewSettings()).text
+    assert "waits its turn" in english and "isn't answering" not in english
+
+
+def test_a_queued_check_that_ends_up_held_is_held_for_a_failure() -> None:
+    conv, _ = queued(replace(SEALED, queue_hold_s=0.0))  # waited in memory, then OpenAI failed
+    unsure = ev.VerificationFinished(1, VerificationResult(VerificationOutcome.INDETERMINATE))
+    held = advance(conv, unsure, SEALED, 1050.0).conversation
+    assert held.step == Step.HELD and held.check_at is None
+    assert "isn't answering" in render_step(held, load_content("en"), ViewSettings()).text
