@@ -61,6 +61,7 @@ class HoldKey:
     attempt: int
     purpose: str
     retry_after_s: float | None = None  # the service asked for at least this pause (Retry-After)
+    at_slot: bool = False  # queued for a busy check: try exactly after retry_after_s (its booked slot)
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,7 +332,7 @@ def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, 
     audit = fx.Audit("checks_busy", {"wait_s": busy["seconds"]})
     if policy.can_hold and policy.queue_hold_s > 0:
         held = moved.with_(step=Step.HELD)  # check_at kept: the view says it waits its turn, not fails
-        return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait),
+        return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait, at_slot=True),
                                  fx.Render(fresh=True, notice="checks_busy", notice_params=busy)))
     return Transition(moved, (audit, fx.Render(fresh=True, notice="checks_busy", notice_params=busy),
                               fx.Verify(moved.attempt, moved.workspace_id, wait_s=wait)))

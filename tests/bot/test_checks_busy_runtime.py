@@ -97,3 +97,28 @@ async def test_a_user_who_moved_on_is_not_checked_and_shutdown_drops_waiting_key
     await runtime.drain(timeout=10)
     assert time.monotonic() - started < 2 and runtime.pipelines_running == 0
     assert recorder.at == []  # neither key went to OpenAI
+
+
+async def test_a_key_sealed_for_its_slot_is_tried_exactly_then_not_after_backoff() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.core.outbox import RetryPolicy, SealedOutbox
+    from storage.models import OutboxItem
+    from storage.sealing import KeyRing
+
+    class Repo:
+        def __init__(self) -> None:
+            self.items: list[OutboxItem] = []
+
+        async def put(self, item: OutboxItem) -> OutboxItem:
+            self.items.append(item)
+            return item
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    repo = Repo()
+    outbox = SealedOutbox(repo, KeyRing([("k1", b"\x02" * 32)]), RetryPolicy(first_delay_s=5.0),  # type: ignore[arg-type]
+                          clock=lambda: now)
+    await outbox.hold(1, 1, 1, "verify", SecretKey(fresh_key()), "ws_1", retry_after_s=1.5, at_slot=True)
+    await outbox.hold(2, 2, 1, "verify", SecretKey(fresh_key()), "ws_2", retry_after_s=1.5)
+    assert repo.items[0].next_attempt_at == now + timedelta(seconds=1.5)
+    assert repo.items[1].next_attempt_at >= now + timedelta(seconds=4)  # backoff: 5 s with jitter

@@ -44,7 +44,7 @@ def test_without_an_outbox_the_key_waits_in_the_pipeline_for_its_slot() -> None:
 def test_with_an_outbox_the_key_is_sealed_until_its_slot() -> None:
     conv, effects = queued(SEALED)
     assert conv.step == Step.HELD and conv.check_at == 1041.2
-    assert fx.HoldKey(1, "verify", 41.2) in effects
+    assert fx.HoldKey(1, "verify", 41.2, at_slot=True) in effects
     assert busy_notice(effects).notice_params["seconds"] == "42"
     assert not any(isinstance(e, fx.Verify) for e in effects)
 
