@@ -64,17 +64,11 @@ class SubmissionLimits:
         del self._slots[:bisect.bisect_right(self._slots, now)]
         return len(self._slots)
 
-    async def retry_in_minutes(self, user_id: int) -> int | None:
-        """Consume one submission from both windows, refusing at either (no queue); minutes to wait."""
-        mine = Window(f"keys:user:{user_id}", self._per_user, timedelta(hours=1))
-        wait = await self._repo.consume((mine, self._global), self._clock())
-        return None if wait is None else _minutes(wait)
-
     async def admit(self, user_id: int, *, can_hold: bool, max_wait_s: float | None = None) -> Admission:
         """Consume one submission; a full bot-wide window books a later slot instead of refusing.
 
         ``can_hold``: the key can wait sealed in the outbox, so it takes no seat here. ``max_wait_s``
-        lowers the longest wait (the outbox hold must outlast it).
+        lowers the longest wait (the outbox hold must outlast it); 0 refuses at either window.
         """
         mine = Window(f"keys:user:{user_id}", self._per_user, timedelta(hours=1))
         now = self._clock()
