@@ -317,12 +317,12 @@ def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now:
                        step_entered_at=now, check_at=now + wait if wait is not None else None)
     params = {"warning": pasted.shape_warning} if pasted.shape_warning else {}
     if wait is not None:
-        return _queued(moved, wait, policy, params)
+        return _queued(moved, wait, policy, params, "checks_busy_miniapp" if event.via_miniapp else "checks_busy")
     return Transition(moved, (fx.Render(fresh=True, notice=notice, notice_params=params),
                               fx.Verify(attempt, conv.workspace_id)))
 
 
-def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, str]) -> Transition:
+def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, str], notice: str) -> Transition:
     """Checks are busy (the bot-wide limit): the key waits for its booked slot, the user hears when.
 
     Sealed in the outbox when the deployment can hold keys for a while (the outbox worker checks it at
@@ -333,8 +333,8 @@ def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, 
     if policy.can_hold and policy.queue_hold_s > 0:
         held = moved.with_(step=Step.HELD)  # check_at kept: the view says it waits its turn, not fails
         return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait, at_slot=True),
-                                 fx.Render(fresh=True, notice="checks_busy", notice_params=busy)))
-    return Transition(moved, (audit, fx.Render(fresh=True, notice="checks_busy", notice_params=busy),
+                                 fx.Render(fresh=True, notice=notice, notice_params=busy)))
+    return Transition(moved, (audit, fx.Render(fresh=True, notice=notice, notice_params=busy),
                               fx.Verify(moved.attempt, moved.workspace_id, wait_s=wait)))
 
 

@@ -112,3 +112,11 @@ def test_a_queued_check_that_ends_up_held_is_held_for_a_failure() -> None:
     held = advance(conv, unsure, SEALED, 1050.0).conversation
     assert held.step == Step.HELD and held.check_at is None
     assert "isn't answering" in render_step(held, load_content("en"), ViewSettings()).text
+
+
+def test_a_key_typed_in_the_mini_app_is_not_called_a_deleted_message() -> None:
+    t = advance(at_paste(), ev.KeyPasted(inspect_pasted_text(KEY), queued_s=3.0, via_miniapp=True), MEMORY, 10.0)
+    render = next(e for e in t.effects if isinstance(e, fx.Render))
+    assert render.notice == "checks_busy_miniapp"
+    text = render_step(t.conversation, load_content("en"), ViewSettings(), render.notice, render.notice_params).text
+    assert "about 3 seconds" in text and "deleted" not in text.split("\n\n")[0]
