@@ -338,13 +338,13 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
 
 def _checks_busy(run: CanaryRun) -> None:
     """Issue 14: over the bot-wide limit the key waits (sealed here) for its slot, then is checked."""
-    # The run allows 10,000 checks a minute: fill that window with hits from 58 s ago, so the slot frees
-    # in about 2 s. (The in-memory wait is scanned by tests/e2e/test_checks_busy_e2e.py.)
-    since = (datetime.now(UTC) - timedelta(seconds=58)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    user = run.at_paste_step()
+    # The run allows 10,000 checks a minute: fill that window, just before the paste, with hits from 56 s
+    # ago, so the slot frees in about 4 s. (The in-memory wait is scanned by test_checks_busy_e2e.py.)
+    since = (datetime.now(UTC) - timedelta(seconds=56)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with contextlib.closing(sqlite3.connect(run.database, timeout=30)) as db, db:
         db.execute("INSERT OR IGNORE INTO limit_bucket (name) VALUES ('keys:all')")
         db.executemany("INSERT INTO limit_hit (bucket, at) VALUES ('keys:all', ?)", [(since,)] * 10_000)
-    user = run.at_paste_step()
     send_and_wait(user, run.canary("checks busy"), "Checks are busy right now")
     wait_reply(user, "You're done", timeout=20)
 
