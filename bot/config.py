@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     reminder_check_interval_s: float = 300.0
     key_submissions_per_user_per_hour: int = 5
     verifications_per_minute: int = 60
+    # Keys this process keeps in memory while checks are busy (keys cannot be held); beyond: refused.
+    verification_queue_per_process: int = 200
     log_level: str = "INFO"
     # Polling: receive updates and delete pasted keys on a thread of their own, so a busy event loop never
     # delays a deletion (bot/telegram/guard_lane.py). False: PTB's own updater, in the main loop.
@@ -326,6 +328,8 @@ class Settings(BaseSettings):
         return Policy(auto_connect=self.auto_connect, asks_workspace=demo and self.auto_connect,
                       can_hold=self.key_encryption_keys is not None,
                       hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
+                      # a key queued for a busy check waits sealed for at most half the hold (none: in memory)
+                      queue_hold_s=self.outbox_hold_minutes * 30.0 if self.key_encryption_keys is not None else 0.0,
                       requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s)
 
     def view_settings(self) -> ViewSettings:

@@ -179,6 +179,8 @@ def missing_content(content: Content) -> list[str]:
     need("meta.progress", content.meta, "progress")
     need("buttons.enter_securely", content.button, "enter_securely")
     need("steps.verifying.text_miniapp", lambda: content.step(Step.VERIFYING)["text_miniapp"])
+    need("steps.held.text_queued", lambda: content.step(Step.HELD)["text_queued"])
+    need("steps.held.title_queued", lambda: content.step(Step.HELD)["title_queued"])
     for name in MINIAPP_TEXTS:
         need(f"miniapp.{name}", content.miniapp, name)
     for permission in dict.fromkeys(c.permission for c in CAPABILITIES.values()):

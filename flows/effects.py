@@ -44,6 +44,7 @@ class Verify:
 
     attempt: int
     workspace_id: str | None = None  # "already connected" is judged within this workspace only
+    wait_s: float = 0.0  # checks are busy: the slot booked for this key comes this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class HoldKey:
     attempt: int
     purpose: str
     retry_after_s: float | None = None  # the service asked for at least this pause (Retry-After)
+    at_slot: bool = False  # queued for a busy check: try exactly after retry_after_s (its booked slot)
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ class KeyPasted:
     pasted: PastedText
     forwarded: bool = False
     retry_in_minutes: int | None = None  # set when the user is over the submission limit
+    queued_s: float | None = None  # checks are busy (bot-wide limit): the check starts this much later
     via_miniapp: bool = False  # typed in the Mini App: it never was a message, nothing was deleted
 
 

@@ -7,6 +7,7 @@ Verdicts from OpenAI and DoubleTick come back as events into this same function.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Policy:
     pipeline_timeout_s: float = 120.0  # a verifying/connecting step older than this was interrupted
     hold_timeout_s: float = 16 * 60.0  # a held key older than this is gone (the outbox expired it)
     requires_invitation: bool = False  # closed mode: keys only from users bound by an agent's link
+    # Checks busy (issue 14): a queued key waits sealed in the outbox up to this long; 0: in the pipeline task.
+    queue_hold_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,7 @@ def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) ->
 
 def _on_start(conv: Conversation, policy: Policy, now: float) -> Transition:
     timeout = policy.hold_timeout_s if conv.step == Step.HELD else policy.pipeline_timeout_s
-    if conv.step in PIPELINE_STEPS and now - conv.step_entered_at > timeout:
+    if conv.step in PIPELINE_STEPS and now - conv.pipeline_since > timeout:
         return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="interrupted")
     if conv.step == Step.WELCOME:
         return _show(conv)
@@ -306,14 +309,33 @@ def _paste_verdict(conv: Conversation, event: ev.KeyPasted, policy: Policy, now:
         return _go(conv, Step.ENTER_WORKSPACE, now, fresh=True, notice="workspace_first")
     attempt = conv.attempt + 1
     replacing = conv.replacing or conv.step == Step.CONNECTED
+    wait = event.queued_s if event.queued_s is not None and event.queued_s > 0 else None
     moved = conv.with_(step=Step.VERIFYING, attempt=attempt, key_last_four=pasted.key.last_four,
                        key_family=pasted.kind, problem=None, problem_detail=None, help_shown=False,
                        replacing=replacing, key_via="miniapp" if event.via_miniapp else "chat",
-                       connected_last_four=conv.live_last_four,
-                       connected_family=conv.live_family, step_entered_at=now)
+                       connected_last_four=conv.live_last_four, connected_family=conv.live_family,
+                       step_entered_at=now, check_at=now + wait if wait is not None else None)
     params = {"warning": pasted.shape_warning} if pasted.shape_warning else {}
+    if wait is not None:
+        return _queued(moved, wait, policy, params, "checks_busy_miniapp" if event.via_miniapp else "checks_busy")
     return Transition(moved, (fx.Render(fresh=True, notice=notice, notice_params=params),
                               fx.Verify(attempt, conv.workspace_id)))
+
+
+def _queued(moved: Conversation, wait: float, policy: Policy, params: dict[str, str], notice: str) -> Transition:
+    """Checks are busy (the bot-wide limit): the key waits for its booked slot, the user hears when.
+
+    Sealed in the outbox when the deployment can hold keys for a while (the outbox worker checks it at
+    its slot), else in the pipeline task, which sleeps until then. Either way it is checked and answered.
+    """
+    busy = {**params, "seconds": str(max(1, math.ceil(wait)))}
+    audit = fx.Audit("checks_busy", {"wait_s": busy["seconds"]})
+    if policy.can_hold and policy.queue_hold_s > 0:
+        held = moved.with_(step=Step.HELD)  # check_at kept: the view says it waits its turn, not fails
+        return Transition(held, (audit, fx.HoldKey(held.attempt, "verify", wait, at_slot=True),
+                                 fx.Render(fresh=True, notice=notice, notice_params=busy)))
+    return Transition(moved, (audit, fx.Render(fresh=True, notice=notice, notice_params=busy),
+                              fx.Verify(moved.attempt, moved.workspace_id, wait_s=wait)))
 
 
 def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Transition:
@@ -331,6 +353,7 @@ def _on_text(conv: Conversation, text: str, policy: Policy, now: float) -> Trans
 def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Policy, now: float) -> Transition:
     if event.attempt != conv.attempt or conv.step not in (Step.VERIFYING, Step.HELD):
         return Transition(conv)  # a verdict for an abandoned paste: nothing to say
+    conv = conv.with_(check_at=None)  # a queued check has had its turn
     outcome = event.result.outcome
     audit = fx.Audit("verified", {"outcome": outcome.value})
     if outcome == VerificationOutcome.VALID:
@@ -360,6 +383,7 @@ def _on_verdict(conv: Conversation, event: ev.VerificationFinished, policy: Poli
 def _on_connection(conv: Conversation, event: ev.ConnectionFinished, policy: Policy, now: float) -> Transition:
     if event.attempt != conv.attempt or conv.step not in (Step.CONNECTING, Step.HELD):
         return Transition(conv)
+    conv = conv.with_(check_at=None)
     outcome = event.result.outcome
     audit = fx.Audit("connection", {"outcome": outcome.value})
     if outcome == ConnectionOutcome.CONNECTED:

@@ -40,10 +40,16 @@ class Conversation:
     attempt: int = 0  # correlates verdicts with the paste they belong to
     resume_step: Step | None = None  # where "keep it" returns to from the disconnect question
     step_entered_at: float = 0.0  # unix seconds
+    check_at: float | None = None  # a queued check (checks busy) starts then: its pipeline is timed from it
     key_via: str = "chat"  # where the key being checked came from: "chat" (a deleted message) or "miniapp"
     reminded: bool = False  # the one "come back to the guide" reminder was sent for this conversation
     came_back: bool = False  # ... and the user has done something since (the funnel counts it once)
     reminders_off: bool = False  # /stop_reminders
+
+    @property
+    def pipeline_since(self) -> float:
+        """When the running key pipeline began: a queued check only begins at its slot."""
+        return max(self.step_entered_at, self.check_at or 0.0)
 
     @property
     def live_last_four(self) -> str | None:

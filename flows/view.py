@@ -213,6 +213,8 @@ def _notice_params(content: Content, values: Mapping[str, str] | None) -> dict[s
         out["kind"] = str(content.data.get("media_kinds", {}).get(out["kind"], out["kind"]))
     if out.get("warning") in KEY_WARNINGS:
         out["warning"] = str(content.data.get("key_warnings", {}).get(KEY_WARNINGS[out["warning"]], out["warning"]))
+    if out.get("seconds", "").isdigit():  # checks busy: "about 7 seconds", with the locale's plural
+        out["wait"] = duration(content.locale, int(out.pop("seconds")), "second")
     return {name: isolate(value, content.locale) if name != "kind" else value
             for name, value in _escaped(out).items()}
 
@@ -222,6 +224,8 @@ def render_step(conv: Conversation, content: Content, settings: ViewSettings, no
     """The guide message for the conversation's current step."""
     spec = SPECS[conv.step]
     texts = content.step(conv.step)
+    if conv.step == Step.HELD and conv.check_at is not None:  # queued for a busy check (issue 14), not failing
+        texts = {**texts, "title": texts["title_queued"], "text": texts["text_queued"]}
     params = {**_params(conv, settings, content), **_permission_params(conv, content, settings)}
     if conv.step == Step.KEY_PROBLEM and conv.problem in PROBLEMS:
         if conv.problem == "deletion_failed":  # a reason code; say it in words

@@ -192,6 +192,11 @@ DOCS: dict[str, SettingDoc] = {
         "Limits",
         "Verifications sent to OpenAI per minute, whole bot (counted in the database: all replicas together).",
         "120"),
+    "verification_queue_per_process": SettingDoc(
+        "Limits",
+        "Over VERIFICATIONS_PER_MINUTE a paste waits for its slot; when keys cannot be held (OUTBOX_HOLD_MINUTES "
+        "0) it waits in memory, at most this many per process (more are refused with 'try again in N minutes').",
+        "500"),
     "telegram_max_rate_per_s": SettingDoc(
         "Limits", "The bot's whole outbound Telegram Bot API budget, requests per second, shared by the replicas.",
         "25"),

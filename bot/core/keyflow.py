@@ -69,7 +69,8 @@ class KeyHolder(Protocol):
     """The sealed retry outbox (see bot/core/outbox.py)."""
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str,
-                   key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None) -> None: ...
+                   key: SecretKey, workspace_id: str | None, retry_after_s: float | None = None,
+                   at_slot: bool = False) -> None: ...
 
     async def release(self, chat_id: int) -> int: ...
 
@@ -218,10 +219,10 @@ class KeyFlow:
                                     family=family, outcome=outcome,
                                     workspace_id=conv.workspace_id,
                                     connected_at=self.clock() if connected else None)
-            case fx.HoldKey(attempt=attempt, purpose=purpose, retry_after_s=wait) \
+            case fx.HoldKey(attempt=attempt, purpose=purpose, retry_after_s=wait, at_slot=at_slot) \
                     if self.holder and conversation_id is not None:
                 await self.holder.hold(chat.chat_id, conversation_id, attempt, purpose, key, conv.workspace_id,
-                                       retry_after_s=wait)
+                                       retry_after_s=wait, at_slot=at_slot)
 
     async def release(self, chat: ChatRef) -> None:
         """Shred a held key the user gave up on (no key in hand needed)."""

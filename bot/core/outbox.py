@@ -69,14 +69,16 @@ class SealedOutbox:
         self.clock = clock
 
     async def hold(self, chat_id: int, conversation_id: int, attempt: int, purpose: str, key: SecretKey,
-                   workspace_id: str | None, retry_after_s: float | None = None) -> None:
+                   workspace_id: str | None, retry_after_s: float | None = None, at_slot: bool = False) -> None:
+        """Seal ``key``; the first try comes after backoff, or exactly at the booked slot (``at_slot``)."""
         aad = aad_for(conversation_id, chat_id, purpose, attempt=attempt, workspace_id=workspace_id)
         sealed, kek_id = self.keyring.seal(key, aad)
         now = self.clock()
+        first = (retry_after_s or 0.0) if at_slot else self.policy.delay(1, retry_after_s)
         await self.repo.put(OutboxItem(chat_id=chat_id, conversation_id=conversation_id,
                                        purpose=OutboxPurpose(purpose).value, sealed=sealed, kek_id=kek_id,
                                        attempts=0,
-                                       next_attempt_at=now + timedelta(seconds=self.policy.delay(1, retry_after_s)),
+                                       next_attempt_at=now + timedelta(seconds=first),
                                        expires_at=now + self.policy.hold, created_at=now))
         log.info("key of chat %s held in the outbox for %s (purpose %s)", chat_id, self.policy.hold, purpose)
 

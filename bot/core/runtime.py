@@ -102,6 +102,8 @@ class Runtime:
         self.observers: list[Callable[[ChatRef, Conversation, Conversation], None]] = []
         # Called with (chat, locale code) after /language switched a chat, e.g. to republish its command menu.
         self.language_hooks: list[Callable[[ChatRef, str], Awaitable[None]]] = []
+        # Set at shutdown: keys waiting in memory for a busy check's slot are dropped, not waited for.
+        self._stopping = asyncio.Event()
         keyflow.on_foreign.append(self._tell_owner)
 
     # -- entry points ---------------------------------------------------------------------------
@@ -128,6 +130,11 @@ class Runtime:
         """Wait for running key pipelines (graceful shutdown); pending repaints are left to /start."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    def stop_queued(self) -> None:
+        """Shutdown: keys waiting in memory for their slot die with the process now, not after the drain
+        timeout; recovery tells their users once the slot plus the pipeline timeout has passed."""
+        self._stopping.set()
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait for key pipelines and pending repaints (tests, and a shutdown that can afford it)."""
@@ -159,6 +166,7 @@ class Runtime:
         replica. Without this the user would stare at "Checking your key…" until they typed /start.
         The /start transition for such a conversation is the message needed; it goes out as a new message
         under the same per-chat locks as any update, and is skipped if the conversation moved on meanwhile.
+        A key queued for a busy check is timed from its slot (``pipeline_since``), not from the paste.
         """
         limit = self.policy.pipeline_timeout_s
         idle_since = datetime.fromtimestamp(self.clock() - limit, UTC)
@@ -167,7 +175,7 @@ class Runtime:
             chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
 
             async def interrupted(conv: Conversation) -> ev.Event:
-                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.step_entered_at <= limit:
+                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.pipeline_since <= limit:
                     raise _StillRunning
                 return ev.Started(None)
 
@@ -453,6 +461,8 @@ class Runtime:
         try:
             while queue:
                 effect = queue.pop(0)
+                if isinstance(effect, fx.Verify) and effect.wait_s > 0 and not await self._slot_came(chat, effect):
+                    return  # the user moved on while the key waited: it is dropped unchecked
                 event = await self.keyflow.perform(chat, effect, key)
                 if event is None:
                     continue
@@ -465,6 +475,17 @@ class Runtime:
                 await self._apply(chat, failure, key=key)
         finally:
             del key
+
+    async def _slot_came(self, chat: ChatRef, effect: fx.Verify) -> bool:
+        """Checks were busy: sleep until the slot booked for this key, then say whether it is still wanted."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), effect.wait_s)
+            log.info("key of chat %s dropped while it waited for a busy check (shutdown)", chat.chat_id)
+            return False
+        except TimeoutError:
+            pass  # the slot has come
+        conv = conversation_of(await self.conversations.get(chat.chat_id))
+        return conv is not None and conv.step == Step.VERIFYING and conv.attempt == effect.attempt
 
 
 def _copy_into(row: ConversationRow, conv: Conversation) -> None:

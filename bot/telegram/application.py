@@ -95,6 +95,7 @@ class BotApp:
                 job.stop()
         if self.background:
             await asyncio.wait(self.background, timeout=30)
+        self.runtime.stop_queued()
         await self.runtime.drain()
         await self.runtime.stop_repaints()  # a step not shown yet is shown by the user's next /start
         if isinstance(self.runtime.messenger, Messenger):
@@ -169,7 +170,8 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
                           keyflow=keyflow, policy=retry, poll_s=settings.outbox_poll_s,
                           lease_s=settings.pipeline_timeout_s)
     limits = SubmissionLimits(LimitRepository(sessions), settings.key_submissions_per_user_per_hour,
-                              settings.verifications_per_minute)
+                              settings.verifications_per_minute,
+                              max_waiting=settings.verification_queue_per_process)
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.core.intake import PASTE_STEPS, SubmissionLimits
+from bot.core.intake import PASTE_STEPS, Admission, SubmissionLimits, queues_sealed
 from bot.core.ports import ChatRef
 from bot.core.runtime import Runtime, conversation_of
 from bot.web.initdata import InitData, InvalidInitData, validate_init_data
@@ -277,8 +277,12 @@ class MiniApp:
             if conv.step not in PASTE_STEPS or (policy.requires_invitation and not conv.workspace_id):
                 raise _NotAtPasteStep
             # as for a paste: only a key that will really be checked uses up the allowance
-            retry = await self.limits.retry_in_minutes(auth.user_id) if paste_is_checked(conv, policy) else None
-            return ev.KeyPasted(pasted, forwarded=False, retry_in_minutes=retry, via_miniapp=True)
+            sealed = queues_sealed(policy)
+            admission = await self.limits.admit(auth.user_id, can_hold=sealed,
+                                                max_wait_s=policy.queue_hold_s if sealed else None) \
+                if paste_is_checked(conv, policy) else Admission()
+            return ev.KeyPasted(pasted, forwarded=False, retry_in_minutes=admission.retry_in_minutes,
+                                queued_s=admission.queued_s, via_miniapp=True)
 
         try:
             await self.runtime.handle(chat, event)

@@ -233,6 +233,7 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
             yield
         finally:
             web.stopping = True
+            bot_app.runtime.stop_queued()
             await bot_app.runtime.drain(DRAIN_TIMEOUT_S)
             await application.stop()
             await bot_app.close()

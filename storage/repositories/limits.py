@@ -13,6 +13,11 @@ never both take the last slot:
   lock, so counting and adding are one serialised step as well, across processes too.
 
 Hits older than the window are deleted in the same transaction, so the table stays small.
+
+A window can also be a queue (:meth:`LimitRepository.book`): when it is full the request books the
+earliest slot that frees, as a hit dated in the future, and is told when that is. Later requests count
+booked hits like any other, so the bookings line up one after another and the window never holds more
+than its limit, across replicas too.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlmodel import col
 from storage.models import LimitBucket, LimitHit
 from storage.repositories._sql import dialect_name, insert_ignoring_conflict
 
-__all__ = ["LimitRepository", "Window"]
+__all__ = ["Booking", "LimitRepository", "Window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,14 @@ class Window:
             raise ValueError("a window needs a limit >= 0, a positive period and a 1-96 character name")
 
 
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """The answer of :meth:`LimitRepository.book`: a slot at ``at`` (now or later), or a ``refused`` wait."""
+
+    at: datetime | None = None
+    refused: timedelta | None = None
+
+
 class LimitRepository:
     """Consume one hit from several windows at once, or none."""
 
@@ -55,7 +68,18 @@ class LimitRepository:
 
         The wait is the longest over the full windows: when it has passed, this request would be allowed.
         """
-        ordered = sorted(windows, key=lambda w: w.bucket)
+        booking = await self.book(windows, None, now, timedelta(0))
+        return booking.refused
+
+    async def book(self, windows: Sequence[Window], queue: Window | None, now: datetime,
+                   max_wait: timedelta) -> Booking:
+        """Take one hit now from each of ``windows`` and one slot of ``queue``, the earliest that frees.
+
+        All or nothing: a full window among ``windows``, or a queue slot further than ``max_wait`` ahead,
+        books nothing and returns the wait (the longest) in ``refused``. Otherwise the queue's hit is dated
+        at its slot (``at``; ``now`` when it has room) and the caller starts its work then.
+        """
+        ordered = sorted([*windows, *([queue] if queue is not None else [])], key=lambda w: w.bucket)
         names = [w.bucket for w in ordered]
         if len(set(names)) != len(names):
             raise ValueError("each bucket may appear once")
@@ -70,6 +94,7 @@ class LimitRepository:
                     .with_for_update()
                 )
             wait = timedelta(0)
+            slot = now
             for window in ordered:
                 since = now - window.period
                 await session.execute(
@@ -80,12 +105,17 @@ class LimitRepository:
                 used = int((await session.execute(
                     select(func.count()).select_from(LimitHit).where(col(LimitHit.bucket) == window.bucket)
                 )).scalar_one())
-                if used >= window.limit:
-                    wait = max(wait, await self._until_free(session, window, used, now))
+                if used < window.limit:
+                    continue
+                free_in = await self._until_free(session, window, used, now)
+                if window is queue and window.limit > 0 and free_in <= max_wait:
+                    slot = now + free_in
+                else:
+                    wait = max(wait, free_in)
             if wait > timedelta(0):
-                return wait
-            session.add_all(LimitHit(bucket=window.bucket, at=now) for window in ordered)
-        return None
+                return Booking(refused=wait)
+            session.add_all(LimitHit(bucket=w.bucket, at=slot if w is queue else now) for w in ordered)
+        return Booking(at=slot)
 
     @staticmethod
     async def _until_free(session: AsyncSession, window: Window, used: int, now: datetime) -> timedelta:

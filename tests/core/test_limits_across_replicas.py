@@ -29,7 +29,9 @@ async def _replica(url: str, users: list[int], per_user: int, per_minute: int, s
     try:
         limits = SubmissionLimits(LimitRepository(session_factory(engine)), per_user, per_minute)
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        return list(await asyncio.gather(*(limits.retry_in_minutes(user) for user in users)))
+        # no queue (max_wait_s=0): the bot-wide window refuses like the per-user one (see test_checks_queue.py)
+        answers = await asyncio.gather(*(limits.admit(user, can_hold=True, max_wait_s=0) for user in users))
+        return [answer.retry_in_minutes for answer in answers]
     finally:
         await engine.dispose()
 

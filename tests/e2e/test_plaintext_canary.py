@@ -1,16 +1,15 @@
 """The plaintext canary (shared/DESIGN.md, testing layer 5): no pasted key survives anywhere we write.
 
 A real bot process (its CLI, SQLite in a scratch working directory, LOG_LEVEL=DEBUG so PTB logs every raw
-update and Bot API payload) is taken through every outcome class with keys made for this run only:
-connected, each verification failure, held-and-retried, each DoubleTick failure, secrets that are not
-OpenAI keys, captions, forwards, edits, groups, undeletable messages, /replace and /disconnect, and a
-SIGKILL while one key waits sealed in the outbox and another is being verified, and keys typed in the Mini
-App (PUBLIC_BASE_URL set: every answer of POST /miniapp/api/key). Then every byte the
-system wrote is searched for each key, for long pieces of it and for its base64, base64url, hex and
-URL-encoded forms: the database and its -wal/-shm/-journal (also as the crash left them), the log, every
-other file in the working directory, every outbound Bot API request, and /metrics of a webhook-mode run
-over the same database, every Mini App answer. A self-check plants a canary and proves the scan would have
-found it.
+update and Bot API payload) is taken through every outcome class with keys made for this run only: connected,
+each verification failure, held-and-retried, queued while checks are busy (issue 14), each DoubleTick failure,
+secrets that are not OpenAI keys, captions, forwards, edits, groups, undeletable messages, /replace and
+/disconnect, and a SIGKILL while one key waits sealed in the outbox and another is being verified, and keys
+typed in the Mini App (PUBLIC_BASE_URL set: every answer of POST /miniapp/api/key). Then every byte the system
+wrote is searched for each key, for long pieces of it and for its base64, base64url, hex and URL-encoded
+forms: the database and its -wal/-shm/-journal (also as the crash left them), the log, every other file in the
+working directory, every outbound Bot API request, and /metrics of a webhook-mode run over the same database,
+every Mini App answer. A self-check plants a canary and proves the scan would have found it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +336,19 @@ def _crash_with_a_sealed_key_and_one_in_flight(run: CanaryRun) -> None:
     assert state is not None and state.key_sha256 == sha256(held)  # opened by the new process
 
 
+def _checks_busy(run: CanaryRun) -> None:
+    """Issue 14: over the bot-wide limit the key waits (sealed here) for its slot, then is checked."""
+    user = run.at_paste_step()
+    # The run allows 10,000 checks a minute: fill that window, just before the paste, with hits from 56 s
+    # ago, so the slot frees in about 4 s. (The in-memory wait is scanned by test_checks_busy_e2e.py.)
+    since = (datetime.now(UTC) - timedelta(seconds=56)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with contextlib.closing(sqlite3.connect(run.database, timeout=30)) as db, db:
+        db.execute("INSERT OR IGNORE INTO limit_bucket (name) VALUES ('keys:all')")
+        db.executemany("INSERT INTO limit_hit (bucket, at) VALUES ('keys:all', ?)", [(since,)] * 10_000)
+    send_and_wait(user, run.canary("checks busy"), "Checks are busy right now")
+    wait_reply(user, "You're done", timeout=20)
+
+
 def _metrics_of_a_webhook_run(run: CanaryRun) -> bytes:
     """The same database served by `run --webhook`: a few more pastes, then /metrics (b"" if absent)."""
     if importlib.util.find_spec("bot.web.server") is None:
@@ -444,6 +456,7 @@ def test_no_key_plaintext_is_written_anywhere(run: CanaryRun) -> None:
     _mini_app(run)
     _delete_first_variants(run)
     _commands_carrying_keys(run)
+    _checks_busy(run)
     _crash_with_a_sealed_key_and_one_in_flight(run)
     run.stack.drivers[0].wait_idle()
     run.stack.bot.stop()  # graceful: drains pipelines, closes the database
