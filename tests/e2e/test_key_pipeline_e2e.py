@@ -318,24 +318,32 @@ def test_a_redelivered_update_connects_once(db_stack: Stack) -> None:
     before = connect_count(db_stack)
     user = db_stack.user()
     reach_paste_step(user)
-    # getUpdates fails until the test says so, so the update below is handled but never confirmed;
-    # killing the bot then makes Telegram hand it over again to the restarted bot, as after a crash.
-    # (A fixed count of failures made this depend on how fast the pipeline ran: flood waits from the
-    # stand-in's rate limiter let the failures run out before "You're done".)
-    bad_gateway = {"method": "getUpdates", "error_code": 502, "description": "Bad Gateway"}
-    user._post("config", fail_next=[bad_gateway] * 1000)
+    # The update below must be handled but never confirmed, so that killing the bot makes Telegram hand it
+    # over again, as after a crash. A 429 on deleting the key holds the guard lane's offset for 2 s (an
+    # update is confirmed only once its key is deleted); meanwhile getUpdates starts failing until the test
+    # says so. (Timing the failures against an in-flight long poll raced, and lost once in CI.)
+    flood = {"method": "deleteMessage", "error_code": 429, "description": "Too Many Requests: retry after 2",
+             "retry_after": 2}
+    user.wait_idle()  # the old guide's deletion must not take the 429 meant for the key's
+    user._post("config", fail_next=[flood])
     sent = user.send(key)
-    user.wait_guide("You're done")
 
     def update() -> dict[str, Any]:
         found = [u for u in user.http.get(f"{user.base}/updates").json() if u["update_id"] == sent["update_id"]]
         return dict(found[0])
 
+    user.wait_for(lambda: any(c["params"].get("message_id") == sent["message_id"] and not c["ok"]
+                              for c in user.calls("deleteMessage")), what="the first deletion meeting its 429")
+    bad_gateway = {"method": "getUpdates", "error_code": 502, "description": "Bad Gateway"}
+    user._post("config", fail_next=[bad_gateway] * 1000)
     assert not update()["confirmed"]
+    user.wait_guide("You're done", 30)
+    assert not update()["confirmed"]
+    handed_before_the_crash = update()["attempts"]  # 1, or more: the held offset fetched it again
     db_stack.restart_bot(while_down=lambda: user._post("config", clear_fail_next=True))
     user.wait_for(lambda: update()["confirmed"], 30, "the redelivered update to be confirmed")
     user.wait_idle()
-    assert update()["attempts"] == 2
+    assert update()["attempts"] == handed_before_the_crash + 1
     assert f"update {sent['update_id']} was already processed; skipped" in db_stack.bot.log()
     assert connect_count(db_stack) == before + 1
     assert sum("You're done" in t for t in bot_texts(user)) == 1
