@@ -342,9 +342,18 @@ def _checks_busy(run: CanaryRun) -> None:
     # The run allows 10,000 checks a minute: fill that window, just before the paste, with hits from 56 s
     # ago, so the slot frees in about 4 s. (The in-memory wait is scanned by test_checks_busy_e2e.py.)
     since = (datetime.now(UTC) - timedelta(seconds=56)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    with contextlib.closing(sqlite3.connect(run.database, timeout=30)) as db, db:
-        db.execute("INSERT OR IGNORE INTO limit_bucket (name) VALUES ('keys:all')")
-        db.executemany("INSERT INTO limit_hit (bucket, at) VALUES ('keys:all', ?)", [(since,)] * 10_000)
+    for attempt in range(20):
+        # SQLite answers SQLITE_PROTOCOL ("locking protocol") when opening a WAL database races the bot's own
+        # connections; the documented remedy is to try again.
+        try:
+            with contextlib.closing(sqlite3.connect(run.database, timeout=30)) as db, db:
+                db.execute("INSERT OR IGNORE INTO limit_bucket (name) VALUES ('keys:all')")
+                db.executemany("INSERT INTO limit_hit (bucket, at) VALUES ('keys:all', ?)", [(since,)] * 10_000)
+            break
+        except sqlite3.OperationalError as error:
+            if "locking protocol" not in str(error) or attempt == 19:
+                raise
+            time.sleep(0.1)
     send_and_wait(user, run.canary("checks busy"), "Checks are busy right now")
     wait_reply(user, "You're done", timeout=20)
 
