@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +38,39 @@ def _deletions(fake: FakeTelegram, message_id: int) -> list[dict[str, Any]]:
                                                                                              str(message_id))]
 
 
-async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[FakeTelegram, str],
-                                                                tmp_path: Path) -> None:
+@asynccontextmanager
+async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
+                   handed: list[Any] | None = None) -> AsyncIterator[Any]:
+    """The real bot served through the guard lane until the block ends; ``handed`` collects every update
+    the lane hands to the main loop."""
     fake, url = telegram
     bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
     from storage.migrate import upgrade
 
     await upgrade(bot_app.settings.database_url)
+    if handed is not None:
+        original = bot_app.application.update_queue.put_nowait
+
+        def record(update: Any) -> None:
+            if getattr(update, "update_id", None) is not None:  # PTB puts a plain object() in on stop
+                handed.append(update)
+            original(update)
+
+        bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
     stop = asyncio.Event()
     serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
     await _until(lambda: fake.calls(method="getUpdates"))
     try:
+        yield bot_app
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 60)
+
+
+async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[FakeTelegram, str],
+                                                                tmp_path: Path) -> None:
+    fake, _ = telegram
+    async with _serving(telegram, tmp_path):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         pasted = fake.send(USER, KEY)
@@ -62,70 +86,36 @@ async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[F
         await asyncio.sleep(0.5)
         assert len(_deletions(fake, pasted["message_id"])) == 1
         assert all(KEY not in (m.get("text") or "") for m in fake.messages(USER) if m.get("from_bot"))
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 60)
 
 
 async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[FakeTelegram, str],
                                                             tmp_path: Path) -> None:
     """A slow deletion holds back that chat's later updates (so a /start never overtakes the paste),
     while other chats' updates go on."""
-    fake, url = telegram
-    bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
-    from storage.migrate import upgrade
-
-    await upgrade(bot_app.settings.database_url)
-    seen: list[int] = []
-    original = bot_app.application.update_queue.put_nowait
-
-    def record(update: Any) -> None:
-        chat = getattr(update, "effective_chat", None)  # PTB puts a plain object() in on stop
-        if chat is not None and chat.id == USER:
-            seen.append(update.update_id)
-        original(update)
-
-    bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
-    await _until(lambda: fake.calls(method="getUpdates"))
-    try:
+    fake, _ = telegram
+    handed: list[Any] = []
+    async with _serving(telegram, tmp_path, handed):
         first = fake.send(USER, "/start")
         paste = fake.send(USER, KEY)
         last = fake.send(USER, "/help")
-        await _until(lambda: len(seen) >= 3)
-        assert seen[:3] == [first["update_id"], paste["update_id"], last["update_id"]]
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 60)
+        def mine() -> list[int]:
+            return [u.update_id for u in handed if u.effective_chat.id == USER]
+
+        await _until(lambda: len(mine()) >= 3)
+        assert mine()[:3] == [first["update_id"], paste["update_id"], last["update_id"]]
 
 
 async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tuple[FakeTelegram, str],
                                                                    tmp_path: Path) -> None:
     """A deletion waiting out a 429 keeps its update unconfirmed at Telegram (a process killed meanwhile
     gets it again, and its guard deletes the key); other chats go on, and nothing is handed over twice."""
-    fake, url = telegram
-    bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
-    from storage.migrate import upgrade
-
-    await upgrade(bot_app.settings.database_url)
-    handed: list[int] = []
-    original = bot_app.application.update_queue.put_nowait
-
-    def record(update: Any) -> None:
-        if getattr(update, "update_id", None) is not None:
-            handed.append(update.update_id)
-        original(update)
-
-    bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
-    await _until(lambda: fake.calls(method="getUpdates"))
+    fake, _ = telegram
+    handed: list[Any] = []
 
     def confirmed(update_id: int) -> bool:
         return bool(next(u for u in fake.updates() if u["update_id"] == update_id)["confirmed"])
 
-    try:
+    async with _serving(telegram, tmp_path, handed):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         fake.fail_next("deleteMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
@@ -137,10 +127,8 @@ async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tu
         await _until(lambda: any(c["ok"] for c in _deletions(fake, pasted["message_id"])), timeout=10)
         await _until(lambda: confirmed(pasted["update_id"]), timeout=15)
         await _until(lambda: confirmed(other["update_id"]), timeout=15)
-        assert handed.count(pasted["update_id"]) == 1 and handed.count(other["update_id"]) == 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 60)
+        ids = [u.update_id for u in handed]
+        assert ids.count(pasted["update_id"]) == 1 and ids.count(other["update_id"]) == 1
 
 
 def test_confirmations_hold_the_offset_at_the_oldest_unsettled_update() -> None:
