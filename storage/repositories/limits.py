@@ -5,14 +5,18 @@ the limit. One transaction per request locks the buckets it touches, counts thei
 window, and adds one hit to each only if every bucket has room (all or nothing), so two replicas can
 never both take the last slot:
 
-* PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` makes sure each bucket row exists, then
-  ``SELECT ... FOR UPDATE`` (buckets in name order, so two requests never deadlock) holds them until
-  COMMIT; the count runs under that lock.
+* PostgreSQL: one ``INSERT ... ON CONFLICT DO UPDATE`` makes sure each bucket row exists *and* locks it
+  (buckets in name order, so two requests never deadlock) until COMMIT; the count runs under that lock.
 * SQLite: the whole step is one write transaction (behind the process's writer gate, see
   :mod:`storage.db`) whose first statement is that INSERT, which takes the database's single write
   lock, so counting and adding are one serialised step as well, across processes too.
 
-Hits older than the window are deleted in the same transaction, so the table stays small.
+Hits are counted per bucket and second (:class:`~storage.models.LimitCount`), a hit at ``t`` in the
+second that ends at or after ``t`` (rounded up), so a window never undercounts: at most ``limit`` hits in
+any ``period``, exactly so for hits on whole seconds, and a fractional hit stays counted up to a second
+longer. The lock is held for three short statements (lock, read at most ``period`` rows, one upsert),
+whatever the load: a row per hit made the busiest bucket count 30,000 rows per paste at 500/s.
+Seconds that left the window are deleted in the same transaction, so the table stays small.
 
 A window can also be a queue (:meth:`LimitRepository.book`): when it is full the request books the
 earliest slot that frees, as a hit dated in the future, and is told when that is. Later requests count
@@ -22,16 +26,19 @@ than its limit, across replicas too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import col
 
-from storage.models import LimitBucket, LimitHit
-from storage.repositories._sql import dialect_name, insert_ignoring_conflict
+from storage.models import LimitBucket, LimitCount
+from storage.repositories._sql import dialect_name
 
 __all__ = ["Booking", "LimitRepository", "Window"]
 
@@ -84,58 +91,99 @@ class LimitRepository:
         if len(set(names)) != len(names):
             raise ValueError("each bucket may appear once")
         async with self._sessions.begin() as session:
-            for name in names:  # the first write: on SQLite this takes the write lock for the whole step
-                await session.execute(insert_ignoring_conflict(session, LimitBucket, {"name": name}, ["name"]))
-            if dialect_name(session) == "postgresql":
-                await session.execute(
-                    select(col(LimitBucket.name))
-                    .where(col(LimitBucket.name).in_(names))
-                    .order_by(col(LimitBucket.name))
-                    .with_for_update()
-                )
+            await session.execute(_locking_upsert(session, names))
+            counts = await _counts(session, names)
+            stale = [w for w in ordered if counts.get(w.bucket) and counts[w.bucket][0][0] <= _edge(w, now)]
+            if stale:
+                await session.execute(delete(LimitCount).where(or_(*(
+                    and_(col(LimitCount.bucket) == w.bucket, col(LimitCount.second) <= _edge(w, now))
+                    for w in stale))).execution_options(synchronize_session=False))
             wait = timedelta(0)
             slot = now
             for window in ordered:
-                since = now - window.period
-                await session.execute(
-                    delete(LimitHit)
-                    .where(col(LimitHit.bucket) == window.bucket, col(LimitHit.at) <= since)
-                    .execution_options(synchronize_session=False)
-                )
-                used = int((await session.execute(
-                    select(func.count()).select_from(LimitHit).where(col(LimitHit.bucket) == window.bucket)
-                )).scalar_one())
+                live = [(second, hits) for second, hits in counts.get(window.bucket, [])
+                        if second > _edge(window, now)]
+                used = sum(hits for _, hits in live)
                 if used < window.limit:
                     continue
-                free_in = await self._until_free(session, window, used, now)
+                free_in = _until_free(window, live, used, now)
                 if window is queue and window.limit > 0 and free_in <= max_wait:
                     slot = now + free_in
                 else:
                     wait = max(wait, free_in)
             if wait > timedelta(0):
                 return Booking(refused=wait)
-            session.add_all(LimitHit(bucket=w.bucket, at=slot if w is queue else now) for w in ordered)
+            await session.execute(_adding_upsert(session, [
+                {"bucket": w.bucket, "second": _second(slot if w is queue else now), "hits": 1}
+                for w in ordered]))
         return Booking(at=slot)
-
-    @staticmethod
-    async def _until_free(session: AsyncSession, window: Window, used: int, now: datetime) -> timedelta:
-        """How long until ``used - limit + 1`` hits have left the window (at least one second)."""
-        if window.limit == 0:
-            return window.period
-        oldest = (await session.scalars(
-            select(col(LimitHit.at))
-            .where(col(LimitHit.bucket) == window.bucket)
-            .order_by(col(LimitHit.at), col(LimitHit.id))
-            .offset(used - window.limit)
-            .limit(1)
-        )).first()
-        free_at = (oldest or now) + window.period
-        return max(timedelta(seconds=1), free_at - now)
 
     async def used(self, bucket: str, period: timedelta, now: datetime) -> int:
         """Hits of ``bucket`` in the window ending ``now`` (for tests and /status)."""
+        window = Window(bucket, 0, period)
         async with self._sessions() as session:
-            return int((await session.execute(
-                select(func.count()).select_from(LimitHit)
-                .where(col(LimitHit.bucket) == bucket, col(LimitHit.at) > now - period)
-            )).scalar_one())
+            counts = await _counts(session, [bucket])
+        return sum(hits for second, hits in counts.get(bucket, []) if second > _edge(window, now))
+
+
+def _second(at: datetime) -> int:
+    """The whole Unix second a hit at ``at`` is counted in: rounded up, so a window never undercounts."""
+    return math.ceil(at.timestamp())
+
+
+def _edge(window: Window, now: datetime) -> float:
+    """Seconds at or before this (Unix time) have left ``window`` at ``now``."""
+    return (now - window.period).timestamp()
+
+
+def _until_free(window: Window, live: list[tuple[int, int]], used: int, now: datetime) -> timedelta:
+    """How long until ``used - limit + 1`` hits have left the window (at least one second)."""
+    if window.limit == 0:
+        return window.period
+    must_leave = used - window.limit + 1
+    left = 0
+    for second, hits in live:  # oldest first
+        left += hits
+        if left >= must_leave:
+            free_at = datetime.fromtimestamp(second, UTC) + window.period
+            return max(timedelta(seconds=1), free_at - now)
+    raise AssertionError("the live seconds hold every used hit")
+
+
+async def _counts(session: AsyncSession, names: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """Every counted second of these buckets, oldest first (at most a window's length each)."""
+    rows = await session.execute(
+        select(col(LimitCount.bucket), col(LimitCount.second), col(LimitCount.hits))
+        .where(col(LimitCount.bucket).in_(names))
+        .order_by(col(LimitCount.bucket), col(LimitCount.second))
+    )
+    counts: dict[str, list[tuple[int, int]]] = {}
+    for bucket, second, hits in rows:
+        counts.setdefault(bucket, []).append((int(second), int(hits)))
+    return counts
+
+
+def _insert(session: AsyncSession, model: type[LimitBucket] | type[LimitCount]) -> postgresql.Insert | sqlite.Insert:
+    name = dialect_name(session)
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"unsupported database dialect {name!r}")
+
+
+def _locking_upsert(session: AsyncSession, names: Sequence[str]) -> Insert:
+    """Create the bucket rows that are missing and lock all of them, in the given (sorted) order.
+
+    ``ON CONFLICT DO UPDATE`` locks the existing row like ``SELECT ... FOR UPDATE`` would, in one round
+    trip instead of an insert per bucket plus a select.
+    """
+    statement = _insert(session, LimitBucket).values([{"name": name} for name in names])
+    return statement.on_conflict_do_update(index_elements=["name"], set_={"name": statement.excluded.name})
+
+
+def _adding_upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Insert:
+    """Add one hit to each (bucket, second), creating the row when it is the second's first hit."""
+    statement = _insert(session, LimitCount).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=["bucket", "second"], set_={"hits": col(LimitCount.hits) + statement.excluded.hits})

@@ -13,10 +13,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.intake import SubmissionLimits
 from storage.db import create_engine, session_factory
+from storage.models import LimitCount
 from storage.repositories import LimitRepository
 from storage.repositories.limits import Window
 
@@ -86,3 +88,31 @@ async def test_all_or_nothing_across_windows(sessions: async_sessionmaker[AsyncS
     assert await repo.consume([bob, everyone], T0 + timedelta(seconds=10)) == timedelta(seconds=50)
     assert await repo.used("keys:user:2", bob.period, T0 + timedelta(seconds=10)) == 0
     assert await repo.consume([bob, everyone], T0 + timedelta(seconds=61)) is None
+
+
+async def test_a_busy_bucket_keeps_a_row_per_second_not_per_hit(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Issue 14: 1,000 hits in 2 s are 3 rows to count under the lock, and old seconds are deleted."""
+    repo = LimitRepository(sessions)
+    everyone = Window("keys:all", 10_000, timedelta(minutes=1))
+    for i in range(1000):
+        assert await repo.consume([everyone], T0 + timedelta(milliseconds=2 * i)) is None
+    assert await _count_rows(sessions) == 3  # the seconds ending at T0 (the first hit), T0 + 1 s and T0 + 2 s
+    assert await repo.used("keys:all", everyone.period, T0 + timedelta(seconds=2)) == 1000
+    assert await repo.consume([everyone], T0 + timedelta(seconds=61)) is None
+    assert await _count_rows(sessions) == 2  # T0 + 2 s and T0 + 61 s: the two that left were deleted
+
+
+async def test_a_hit_between_seconds_is_counted_until_the_next_whole_second(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Rounded up, never down: a window may free up to a second late, never early (no undercount)."""
+    repo = LimitRepository(sessions)
+    one = Window("keys:user:9", 1, timedelta(minutes=1))
+    assert await repo.consume([one], T0 + timedelta(milliseconds=300)) is None
+    # the true window would free at 60.3 s; the count frees at 61 s (waits are told in whole seconds)
+    assert await repo.consume([one], T0 + timedelta(seconds=60, milliseconds=500)) == timedelta(seconds=1)
+    assert await repo.consume([one], T0 + timedelta(seconds=61)) is None
+
+
+async def _count_rows(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(LimitCount))).scalar_one())

@@ -18,7 +18,7 @@ from storage.models import metadata
 
 TABLES = {"conversation", "processed_update", "key_record", "audit_event", "outbox_item",
           "agent", "handoff_link", "agent_notification", "miniapp_init_data",
-          "reminder", "limit_bucket", "limit_hit"}
+          "reminder", "limit_bucket", "limit_count", "limit_hit"}
 
 # Column names that would suggest a place for a key, token, password or ciphertext.
 SECRET_HOLDER = re.compile(
@@ -63,7 +63,7 @@ async def test_a_fresh_database_is_not_current(database_url: str) -> None:
 
 async def test_upgrade_builds_every_table_and_is_current(database_url: str) -> None:
     await migrate.upgrade(database_url)
-    assert await migrate.current_revision(database_url) == migrate.head_revision() == "0006_agent_language"
+    assert await migrate.current_revision(database_url) == migrate.head_revision() == "0007_limit_counts"
     assert await migrate.is_current(database_url) is True
     assert _tables_without_alembic(await _inspect(database_url, _tables)) == TABLES
 
