@@ -52,7 +52,7 @@ from bot.agents.signed_links import SignedLinkOutcome, looks_signed, verify_payl
 from bot.agents.status import LINK_NUMBER, StatusDesk, StatusReport, StatusScope, when
 from bot.core.ports import ChatRef
 from bot.core.runtime import Runtime
-from bot.telegram.handlers import chat_of
+from bot.updates import chat_of
 from flows import events as ev
 from flows.content import Content, load_content
 from flows.inspection import might_carry_secret

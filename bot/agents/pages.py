@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.telegram.fit import TEXT_LIMIT, telegram_length
+from bot.core.chat_text import TEXT_LIMIT, telegram_length
 from flows.content import Content
 
 __all__ = ["LINKS", "PAGE_PATTERN", "STATUS", "PageRequest", "page_buttons", "page_callback", "parse_page_callback",
@@ -44,7 +44,7 @@ def split_pages(head: str, entries: Sequence[str], marker: Callable[[int, int], 
     A page is ``head``, the marker ("page X of Y", only when there are several pages), then its entries.
     While packing, the marker is measured at its widest (page and total = the number of entries), so the
     real one never makes a page longer. An entry too long even alone still gets a page of its own
-    (``bot/telegram/fit.py`` then cuts that one message rather than Telegram refusing it).
+    (``bot/telegram/fit.py`` would otherwise cut that one message rather than Telegram refusing it).
     """
     def render(chunk: Sequence[str], page: int, total: int) -> str:
         top = head if total == 1 else "\n".join(part for part in (head, marker(page, total)) if part)

@@ -1,16 +1,14 @@
 """The one place that owns Telegram's length limits: every outgoing text and caption is fitted here.
 
 Why: a message over the limit is refused with 400 "message is too long" and never shown, which left
-users stuck until /restart (issue 9). sendMessage / editMessageText take "1-4096 characters after
-entities parsing", captions "0-1024 characters after entities parsing"
-(https://core.telegram.org/bots/api#sendmessage, #editmessagetext, #sendphoto). Telegram counts UTF-16
-code units, so that is what is measured here (never fewer than Python's characters).
+users stuck until /restart (issue 9). The limits and the way Telegram measures
+(after entity parsing, in UTF-16 code units) are the chat port's contract, in :mod:`bot.core.chat_text`.
 
 How: a text that fits goes out unchanged. A longer HTML text is cut at whole blocks (paragraphs, then
 lines) so every tag stays balanced, with "… N more not shown" at the end. If not even that works, the
 text goes out as plain text, cut to the limit: better a plain message than none. That is the last
 resort: agent lists (/links, /status) never reach it, they are split into pages that fit by
-``bot/agents/pages.py`` with ``telegram_length`` from here.
+``bot/agents/pages.py`` with the same ``telegram_length``.
 """
 
 from __future__ import annotations
@@ -19,27 +17,14 @@ import html
 import re
 from typing import Any
 
+from bot.core.chat_text import CAPTION_LIMIT, TEXT_LIMIT, telegram_length, utf16_units, visible_text
 from flows.content import load_content
 
-__all__ = ["CAPTION_LIMIT", "TEXT_LIMIT", "fit_html", "fit_request", "telegram_length"]
+__all__ = ["fit_html", "fit_request"]
 
-TEXT_LIMIT = 4096
-CAPTION_LIMIT = 1024
-_TAG = re.compile(r"<[^>]*>")
 _OPEN = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)(?:\s[^>]*)?>")
 _CLOSE = re.compile(r"</([a-zA-Z][a-zA-Z0-9-]*)\s*>")
 _TEXT_METHODS = frozenset({"sendMessage", "editMessageText"})
-
-
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def telegram_length(text: str, parse_mode: str | None) -> int:
-    """Length as Telegram counts it: after entity parsing (tags removed, entities decoded), UTF-16."""
-    if parse_mode and parse_mode.upper() == "HTML":
-        text = html.unescape(_TAG.sub("", text))
-    return _units(text)
 
 
 def _balanced(text: str) -> bool:
@@ -69,11 +54,11 @@ def _cut(pieces: list[str], joiner: str, limit: int) -> str | None:
 
 
 def _plain(text: str, parse_mode: str | None, limit: int) -> str:
-    plain = html.unescape(_TAG.sub("", text)) if parse_mode and parse_mode.upper() == "HTML" else text
+    plain = visible_text(text, parse_mode)
     out: list[str] = []
     used = 0
     for char in plain:
-        size = _units(char)
+        size = utf16_units(char)
         if used + size > limit - 1:
             break
         out.append(char)

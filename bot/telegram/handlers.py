@@ -26,6 +26,7 @@ from bot.core.intake import Intake
 from bot.core.ports import ChatRef, ChatUnreachable
 from bot.core.runtime import HandleResult, Runtime
 from bot.telegram.secret_guard import SecretGuard, message_of
+from bot.updates import chat_of
 from flows import events as ev
 from flows.content import load_content
 from flows.inspection import might_carry_secret
@@ -51,15 +52,6 @@ MEDIA = (filters.PHOTO | filters.Sticker.ALL | filters.Document.ALL | filters.VI
          | filters.POLL | filters.Dice.ALL)
 PRIVATE = filters.ChatType.PRIVATE
 ANSWER_RETRY_PAUSES_S = (0.3, 1.0, None)  # well inside Telegram's ~15 s for answering a query
-
-
-def chat_of(update: Update) -> ChatRef | None:
-    user = update.effective_user
-    chat = update.effective_chat
-    if user is None:
-        return None
-    chat_id = chat.id if chat is not None else user.id
-    return ChatRef(chat_id, user.id, user.username, user.language_code or "en")
 
 
 def media_kind(update: Update) -> str:

@@ -26,7 +26,7 @@ from bot.agents.pages import (
     split_pages,
 )
 from bot.agents.status import CustomerStatus, StatusDesk, StatusReport
-from bot.telegram.fit import TEXT_LIMIT, telegram_length
+from bot.core.chat_text import TEXT_LIMIT, telegram_length
 from flows.content import Content, load_content
 from flows.locales import LOCALE_CODES
 from flows.numbers import count, number

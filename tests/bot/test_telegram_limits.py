@@ -18,9 +18,10 @@ import pytest
 from pydantic import ValidationError
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
 
+from bot.core.chat_text import CAPTION_LIMIT, TEXT_LIMIT, telegram_length
 from bot.core.ports import DeleteOutcome
 from bot.telegram.application import check_button_urls
-from bot.telegram.fit import CAPTION_LIMIT, TEXT_LIMIT, fit_html, fit_request, telegram_length
+from bot.telegram.fit import fit_html, fit_request
 from bot.telegram.messenger import classify_delete_error
 from bot.telegram.ratelimit import ChatRateLimiter
 from flows.capabilities import CAPABILITIES
