@@ -6,6 +6,7 @@ at start, not fail on the first paste an hour later.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from typing import Annotated
@@ -39,7 +40,14 @@ def _raw_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+def _is_loopback(host: str) -> bool:
+    """An address of this machine (127.0.0.0/8, ::1) or ``localhost``; ``127.attacker.example`` is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def public_origin(value: str) -> str:
@@ -48,7 +56,7 @@ def public_origin(value: str) -> str:
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("https", "http") or not host:
         raise ValueError("PUBLIC_BASE_URL must be an origin like https://bot.example.com")
-    if parts.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
+    if parts.scheme == "http" and not _is_loopback(host):
         raise ValueError("PUBLIC_BASE_URL must use https:// (plain http is allowed for loopback hosts only)")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("PUBLIC_BASE_URL must be an origin with an optional path, without query or credentials")

@@ -87,7 +87,8 @@ class GuardLane:
         if self._loop is not None and self._main is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._main.cancel)
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # not when the bot stopped before the lane started (a failed post_init)
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         try:

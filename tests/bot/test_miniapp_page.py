@@ -24,12 +24,14 @@ from tests.bot.support import sandbox_settings
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ("http://localhost:8080", "http://localhost:8080"),
     ("http://[::1]:8080", "http://[::1]:8080"),
+    ("http://127.0.0.2:8080", "http://127.0.0.2:8080"),
 ])
 def test_public_base_url_accepts_https_and_loopback_http(value: str, origin: str) -> None:
     assert public_origin(value) == origin
 
 
 @pytest.mark.parametrize("value", ["http://bot.example.com", "http://10.0.0.5", "ftp://x.example",
+                                   "http://127.attacker.example", "http://127.0.0.1.nip.io", "http://localhost.evil",
                                    "bot.example.com", "https://u:p@bot.example.com", "https://x.example/?a=1"])
 def test_public_base_url_refuses_plain_http_elsewhere_and_non_origins(value: str) -> None:
     with pytest.raises(ValueError, match="PUBLIC_BASE_URL"):

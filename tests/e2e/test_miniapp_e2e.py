@@ -6,14 +6,17 @@ Telegram would for an inline-button launch. Order of the answers: 401, 400, 422,
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.standins.chat_driver import ChatDriver, plain_text
+from bot.standins.sandbox import Sandbox
 from tests.e2e.conftest import BACKENDS, _backend_param
-from tests.e2e.harness import new_database_url
+from tests.e2e.harness import BotProcess, new_database_url
 from tests.e2e.miniapp import PUBLIC_BASE_URL, MiniAppStack, init_data_for, start_miniapp_stack
 from tests.e2e.pasting import fresh_key, fresh_secret, reach_paste_step
 
@@ -139,3 +142,25 @@ def test_one_init_data_submits_at_most_three_times(mini: MiniAppStack) -> None:
     replay = mini.submit(init_data, "not a key at all")
     assert (replay.status_code, replay.json()) == (401, {"error": "bad_init_data"})
     assert mini.submit(init_data_for(user), "not a key at all").status_code == 422  # reopening the page helps
+
+
+def test_a_bot_that_cannot_serve_the_mini_app_does_not_start(tmp_path: Path) -> None:
+    """Its paste step would offer a button that leads nowhere: the port is taken, so the bot exits, saying why."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sandbox = Sandbox().start()
+        try:
+            env = sandbox.bot_environment(new_database_url("sqlite", tmp_path), public_base_url=PUBLIC_BASE_URL,
+                                          webhook_listen="127.0.0.1", webhook_port=taken.getsockname()[1])
+            bot = BotProcess(env, tmp_path / "bot.log")
+            bot.start()
+            assert bot.process is not None
+            try:
+                code = bot.process.wait(60)
+            finally:
+                bot.kill()
+        finally:
+            sandbox.stop()
+    assert code != 0
+    assert "the Mini App server could not listen on 127.0.0.1" in bot.log(), bot.log()[-2000:]
