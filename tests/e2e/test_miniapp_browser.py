@@ -23,6 +23,7 @@ import pytest
 
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.demo_keys import DEMO_KEYS
+from flows.locales import LOCALE_CODES
 from tests.e2e.harness import new_database_url
 from tests.e2e.miniapp import MiniAppStack, init_data_for, start_miniapp_stack
 from tests.e2e.pasting import reach_paste_step
@@ -123,10 +124,15 @@ def _open(browser: WebDriver, mini: MiniAppStack, user: ChatDriver, init_data: s
     buttons = [b for row in user.guide()["reply_markup"]["inline_keyboard"] for b in row if "web_app" in b]
     assert [b["text"] for b in buttons] == ["🔐 Enter the key securely"]
     target = urlsplit(buttons[0]["web_app"]["url"])
+    _load(browser, f"{mini.url}{target.path}?{target.query}", init_data)
+
+
+def _load(browser: WebDriver, url: str, init_data: str) -> None:
+    """Open ``url`` as Telegram's webview would: ``Telegram.WebApp`` (the stand-in) is there before the page."""
     source = STAND_IN.replace("__INIT_DATA__", json.dumps(init_data)).replace("__THEME__", json.dumps(THEME))
     script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
     try:
-        browser.get(f"{mini.url}{target.path}?{target.query}")
+        browser.get(url)
         _wait(browser, lambda d: d.execute_script("return window.__telegram && window.__telegram.ready"))
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
@@ -223,3 +229,21 @@ def test_the_page_fits_a_360_pixel_phone_and_takes_telegrams_theme(browser: WebD
     target = os.environ.get("MINIAPP_SCREENSHOT")
     if target:
         Path(target).write_bytes(png)
+
+
+@pytest.mark.parametrize("language", LOCALE_CODES)
+def test_every_language_fits_a_360_pixel_phone(browser: WebDriver, mini: MiniAppStack, language: str) -> None:
+    """No sideways scrolling and nothing cut at the right edge in any language; Arabic reads right to left."""
+    user = _at_paste_step(mini)
+    _load(browser, f"{mini.url}/miniapp/key?lang={language}", init_data_for(user, language=language))
+    browser.find_element(By.ID, "key").send_keys("sk-proj-" + "•" * 40)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTH
+    overflowing = browser.execute_script(
+        "return Array.from(document.querySelectorAll('body *')).filter(e => e.offsetParent !== null)"
+        ".filter(e => { const r = e.getBoundingClientRect(); return r.left < -0.5 || r.right > innerWidth + 0.5; })"
+        ".map(e => e.id || e.tagName)")
+    assert overflowing == [], overflowing
+    assert browser.execute_script("return document.documentElement.dir") == ("rtl" if language == "ar" else "ltr")
+    main = browser.find_element(By.ID, "tg-main-button")
+    assert main.is_displayed() and main.text.strip()
+    assert (main.text == "Connect key") == (language == "en"), main.text  # said in the page's language
