@@ -78,5 +78,16 @@ def bench_tables(report: dict[str, Any]) -> str:
                               [[size, point.get("rss_mb"), point.get("peak_rss_mb"), point.get("seed_s")]
                                for size, point in memory.items()]))
     out.append("")
+    key_entry = report.get("key_entry") or {}
+    if key_entry:
+        out.append(f"Key entry, {key_entry.get('users_per_path')} users per path on one polling bot (the Mini App's"
+                   " key is never a message: no exposure window in the chat), ms:")
+        out.append("")
+        out.append(markdown_table(["path", "p50", "p95", "max", "count"], [
+            [label, figures.get("p50"), figures.get("p95"), figures.get("max"), figures.get("count")]
+            for label, figures in (("chat paste: message sent -> verdict", key_entry["chat_paste_to_verdict_ms"]),
+                                   ("Mini App: POST -> verdict", key_entry["miniapp_post_to_verdict_ms"]),
+                                   ("Mini App: POST -> 202", key_entry["miniapp_post_to_202_ms"]))]))
+        out.append("")
     out.append("Machine: " + machine_line(report.get("machine", {})))
     return "\n".join(out)

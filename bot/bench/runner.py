@@ -23,6 +23,7 @@ from typing import Any, Literal
 import httpx
 
 from bot.bench.exposure import PasteWave, paste_wave
+from bot.bench.key_entry import PUBLIC_BASE_URL, compare_key_entry
 from bot.bench.machine import load_average, machine_info
 from bot.bench.memory import measure_memory
 from bot.bench.seed import AT_PASTE_STEP, migrate, seed_conversations
@@ -74,12 +75,15 @@ class BenchOptions:
     light_users: int | None = None
     saturated_users: int | None = None
     saturated_concurrency: int = 30  # users walking at once in the throughput phase (see walk_saturated)
+    key_entry_users: int | None = None  # per path in the chat-paste vs Mini App comparison (0 skips it)
 
     def __post_init__(self) -> None:
         self.wave_s = self.wave_s if self.wave_s is not None else (0.3 if self.quick else 2.0)
         self.light_users = self.light_users if self.light_users is not None else (4 if self.quick else 40)
         self.saturated_users = self.saturated_users if self.saturated_users is not None else \
             (30 if self.quick else 300)
+        self.key_entry_users = self.key_entry_users if self.key_entry_users is not None else \
+            (4 if self.quick else 30)
 
     def pastes_at(self, rate: int) -> int:
         assert self.wave_s is not None
@@ -130,8 +134,9 @@ class Bench:
         self.standins.doubletick.configure(workspaces={name: f"Bench {name}" for name in names})
 
     # -- processes --------------------------------------------------------------------------------------
-    async def start_ours(self, database: Database, transport: Transport, label: str) -> BotProcess:
-        extra: dict[str, str] = {"TELEGRAM_MAX_RATE_PER_S": "1000000", "LOG_LEVEL": "WARNING"}
+    async def start_ours(self, database: Database, transport: Transport, label: str,
+                         **settings: str) -> BotProcess:
+        extra: dict[str, str] = {"TELEGRAM_MAX_RATE_PER_S": "1000000", "LOG_LEVEL": "WARNING", **settings}
         args = ["run"]
         port = 0
         if transport == "webhook":
@@ -242,6 +247,34 @@ class Bench:
             await database.drop()
         return run
 
+    async def key_entry(self) -> dict[str, Any]:
+        """Chat paste against the Mini App, alternating users on one polling bot that serves both."""
+        count = self.options.key_entry_users or 0
+        self.standins.fresh_telegram()
+        database = await Database.create(self.workdir, self.options.postgres_url, label="bench_key_entry")
+        try:
+            await migrate(database.url)
+            ids = self.ids.take(2 * count)
+            names = [f"ws_k{user_id}" for user_id in ids]
+            self.workspaces(names)
+            await seed_conversations(database.url, ids, step=AT_PASTE_STEP, workspaces=names)
+            port = loopback_port()
+            bot = await self.start_ours(database, "polling", "bot-key-entry", PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+                                        WEBHOOK_LISTEN="127.0.0.1", WEBHOOK_PORT=str(port))
+            try:
+                await wait_for_listener(f"http://127.0.0.1:{port}/")
+                users = [self.user(user_id, workspace=name) for user_id, name in zip(ids, names, strict=True)]
+                for user in users:  # their private chats exist, as after the /start that began their guides
+                    self.standins.telegram.block(user.user_id, blocked=False)  # (creates the chat, no update)
+                result = await compare_key_entry(self.standins.openai, self.tap, list(zip(users[::2], users[1::2],
+                                                                                          strict=True)),
+                                                 f"http://127.0.0.1:{port}")
+            finally:
+                bot.stop()
+            return {**result.to_json(), "users_per_path": count, "bot_log_errors": _log_errors(bot.log_text())}
+        finally:
+            await database.drop()
+
     async def memory(self) -> dict[str, Any]:
         self.standins.fresh_telegram()
         async def start(database: Database, label: str) -> BotProcess:
@@ -262,19 +295,21 @@ class Bench:
         self.standins.start()
         runs: dict[str, TransportRun] = {}
         memory: dict[str, Any] = {}
+        key_entry: dict[str, Any] = {}
         try:
             for transport in self.options.transports:
                 if transport == "webhook" and not webhook_available():
                     continue
                 runs[transport] = await self.transport_run(transport)
+            key_entry = await self.key_entry() if self.options.key_entry_users else {}
             memory = await self.memory()
         finally:
             for process in self.processes:
                 with contextlib.suppress(Exception):
                     process.stop()
             self.standins.stop()
-        return assemble(self.options, runs, memory, machine={**machine_info(), "load_before": load_before,
-                                                             "load_after": load_average()},
+        machine = {**machine_info(), "load_before": load_before, "load_after": load_average()}
+        return assemble(self.options, runs, memory, key_entry=key_entry, machine=machine,
                         elapsed_s=time.monotonic() - started)
 
 
@@ -375,7 +410,7 @@ def _worst(transports: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[str, Any], *,
-             machine: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+             machine: dict[str, Any], elapsed_s: float, key_entry: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: every transport below, and at the top level the worse of them per figure."""
     transports = {name: _transport_figures(run) for name, run in runs.items()}
     primary = "polling" if "polling" in transports else next(iter(transports), None)
@@ -397,12 +432,13 @@ def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[
     report["targets"] = _targets(report, memory)
     report["transports"] = transports
     report["memory"] = memory
+    report["key_entry"] = key_entry or {}
     report["settings"] = {"quick": options.quick, "openai_latency_ms": options.openai_latency_ms,
                           "database": "postgresql" if options.postgres_url else "sqlite",
                           "rates_per_s": list(options.rates), "wave_s": options.wave_s,
                           "light_users": options.light_users, "saturated_users": options.saturated_users,
                           "saturated_concurrency": options.saturated_concurrency,
-                          "memory_sizes": list(options.memory_sizes),
+                          "memory_sizes": list(options.memory_sizes), "key_entry_users": options.key_entry_users,
                           "webhook_available": webhook_available()}
     report["machine"] = machine
     report["elapsed_s"] = round(elapsed_s, 1)

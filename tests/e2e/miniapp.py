@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 from bot.standins.chat_driver import ChatDriver
 from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.server import free_port
-from bot.web.initdata import sign_init_data
+from bot.standins.telegram_webapp import launch_init_data
 from tests.e2e.harness import Stack
 
 __all__ = ["PUBLIC_BASE_URL", "MiniAppStack", "init_data_for", "start_miniapp_stack"]
@@ -24,11 +23,7 @@ def init_data_for(user: ChatDriver | int, *, token: str = SANDBOX_BOT_TOKEN, age
                   language: str = "en", **extra: str) -> str:
     """The initData Telegram would give a Mini App opened by ``user`` from an inline button ``age_s`` ago."""
     user_id = user if isinstance(user, int) else user.user_id
-    profile = {"id": user_id, "first_name": "Ana", "username": f"user{user_id}", "language_code": language}
-    fields = {"query_id": f"AAH{user_id}q{time.time_ns()}", "user": json.dumps(profile, separators=(",", ":")),
-              "auth_date": str(int(time.time() - age_s)), "chat_instance": "-5000", "chat_type": "private",
-              "signature": "c2lnbmF0dXJlLWZvci10ZXN0cw", **extra}
-    return sign_init_data(fields, token)
+    return launch_init_data(user_id, token=token, age_s=age_s, language=language, **extra)
 
 
 class MiniAppStack:
