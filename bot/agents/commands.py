@@ -75,7 +75,7 @@ _CONTENT: ContextVar[Content | None] = ContextVar("agent_content", default=None)
 
 
 def carries_secret(text: str) -> bool:
-    """Key-shaped text, not counting a signed self-serve payload (``s1`` + hex expiry + tag + workspace).
+    """Key-shaped text, not counting a signed self-serve payload (``s2``/``s1`` + hex times + tag + workspace).
 
     A signed payload is a run of 32+ key characters, so the guard may delete the message that carries it
     (harmless: it is a link, not a secret); it must still be redeemed rather than refused as a key.
