@@ -136,14 +136,18 @@ class DisconnectFinished:
 
 @dataclass(frozen=True, slots=True)
 class InvitationRedeemed:
-    """The user opened an agent's handoff link (checked by the runtime): bind them to its workspace."""
+    """The user opened an agent's handoff link or a signed link (checked by the runtime): bind them to its
+    workspace."""
 
     workspace_id: str
     workspace_name: str | None = None
     already_connected: bool = False  # the workspace has a connected key already (by our records)
     connected_last_four: str | None = None  # of that key, so the user can recognise it
     via: str = "agent_link"  # or "signed_link" (a self-serve link from the dashboard)
-    bound_at: float | None = None  # when the link was first opened by this user (None: now)
+    # Since when the link proves the right to change the workspace's connection: an agent link's first
+    # opening, a signed link's mint time. None proves nothing (a legacy signed link without a mint time):
+    # such a chat may connect a workspace nobody connected, never replace or disconnect another chat's key.
+    bound_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

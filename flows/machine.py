@@ -440,7 +440,7 @@ def _on_invitation(conv: Conversation, event: ev.InvitationRedeemed, now: float)
         conv = Conversation(step_entered_at=now)
     bound = conv.with_(workspace_id=event.workspace_id,
                        workspace_name=event.workspace_name or conv.workspace_name,
-                       bound_via=event.via, bound_at=event.bound_at if event.bound_at is not None else now)
+                       bound_via=event.via, bound_at=event.bound_at)
     if event.already_connected and not bound.connected:
         return _go(bound, Step.CONNECTED, now, fresh=True, notice="invitation_already_connected",
                    connected=True, key_last_four=event.connected_last_four, key_family=None,

@@ -48,7 +48,7 @@ from bot.agents.pages import (
     split_pages,
 )
 from bot.agents.roles import ADMIN_COMMANDS, AGENT_COMMANDS, AgentDirectory, CommandMenus, RemoveOutcome, Role
-from bot.agents.signed_links import SignedLinkOutcome, looks_signed, verify_payload
+from bot.agents.signed_links import SignedLinkOutcome, looks_signed, proof_time, verify_payload
 from bot.agents.status import LINK_NUMBER, StatusDesk, StatusReport, StatusScope, when
 from bot.core.ports import ChatRef
 from bot.core.runtime import Runtime
@@ -75,7 +75,7 @@ _CONTENT: ContextVar[Content | None] = ContextVar("agent_content", default=None)
 
 
 def carries_secret(text: str) -> bool:
-    """Key-shaped text, not counting a signed self-serve payload (``s1`` + hex expiry + tag + workspace).
+    """Key-shaped text, not counting a signed self-serve payload (``s2``/``s1`` + hex times + tag + workspace).
 
     A signed payload is a run of 32+ key characters, so the guard may delete the message that carries it
     (harmless: it is a link, not a secret); it must still be redeemed rather than refused as a key.
@@ -189,12 +189,19 @@ class AgentDesk:
                 await self.notifier.link_reused(redemption.link, customer)
 
     async def _redeem_signed(self, chat: ChatRef, payload: str, update_id: int) -> None:
-        """A self-serve link from DoubleTick's dashboard: checked by its tag alone, bound like an agent link."""
-        verdict = verify_payload(payload, self.link_secret, self.handoffs.clock())
+        """A self-serve link from DoubleTick's dashboard: checked by its tag alone, bound like an agent link.
+
+        The chat is bound as of the link's signed mint time, not of now: a reusable link minted before a key
+        was connected never proves the right to replace or disconnect it, however late it is opened.
+        """
+        now = self.handoffs.clock()
+        verdict = verify_payload(payload, self.link_secret, now)
         accepted = verdict.outcome == SignedLinkOutcome.VALID
+        bound_at = proof_time(verdict, now)
         await self.audit.record("selfserve.redeemed" if accepted else "selfserve.refused", chat_id=chat.chat_id,
                                 actor_user_id=chat.user_id, outcome=verdict.outcome.value,
-                                workspace_id=verdict.workspace_id)
+                                workspace_id=verdict.workspace_id, version=verdict.version,
+                                issued_at=verdict.issued_at.isoformat() if verdict.issued_at else None)
 
         async def event(conv: Conversation) -> ev.Event:
             if verdict.workspace_id is None:
@@ -202,7 +209,7 @@ class AgentDesk:
             connected = await self.handoffs.links.workspace_connection(verdict.workspace_id)
             return ev.InvitationRedeemed(verdict.workspace_id, None, already_connected=connected is not None,
                                          connected_last_four=connected.last_four if connected else None,
-                                         via="signed_link")
+                                         via="signed_link", bound_at=bound_at)
 
         await self.runtime.handle(chat, event, update_id=update_id)
     async def language_changed(self, bot: Bot, chat: ChatRef, language: str) -> None:

@@ -4,7 +4,9 @@
     onboarding-bot link sign --workspace ws_demo --expires 1h [--bot MyBot] [--json]
 
 Nothing is stored: the bot verifies the link by its tag alone. Anyone holding the link can bind their chat to
-the workspace until it expires, so send it only to the workspace's own people and keep expiries short.
+the workspace until it expires, so send it only to the workspace's own people and keep expiries short. The
+link carries its mint time (now): it can replace or disconnect a key another chat connected only if that key
+was connected before the link was signed.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def cmd_link(args: argparse.Namespace) -> int:
     if secret is None:
         raise SystemExit("SELF_SERVE_LINK_SECRET is not set: generate one with `onboarding-bot link secret`")
     try:
-        expires_at = (utcnow() + parse_duration(args.expires)).replace(microsecond=0)
-        payload = sign_payload(args.workspace, int(expires_at.timestamp()), secret)
+        issued_at = utcnow().replace(microsecond=0)  # floored: never later than the real mint time
+        expires_at = issued_at + parse_duration(args.expires)
+        payload = sign_payload(args.workspace, int(expires_at.timestamp()), secret,
+                               issued_at=int(issued_at.timestamp()))
     except (HandoffError, SignedLinkError) as exc:
         raise SystemExit(f"cannot sign the link: {exc}") from None
     username = args.bot.lstrip("@") if args.bot else asyncio.run(bot_username(settings))
     result: dict[str, Any] = {"link": link_for(username, payload), "payload": payload,
-                              "workspace_id": args.workspace, "expires_at": expires_at.isoformat()}
+                              "workspace_id": args.workspace, "issued_at": issued_at.isoformat(),
+                              "expires_at": expires_at.replace(microsecond=0).isoformat()}
     if args.json:
         print(json.dumps(result))
     else:
@@ -55,7 +60,7 @@ def add_link_parser(sub: Any) -> None:
     link = sub.add_parser("link", help=cmd_link.__doc__)
     actions = link.add_subparsers(dest="action", required=True)
     sign = actions.add_parser("sign", help="sign a self-serve link for a workspace (SELF_SERVE_LINK_SECRET)")
-    sign.add_argument("--workspace", required=True, help="the DoubleTick workspace id (2-38 of A-Z a-z 0-9 _ -)")
+    sign.add_argument("--workspace", required=True, help="the DoubleTick workspace id (2-30 of A-Z a-z 0-9 _ -)")
     sign.add_argument("--expires", default="1h", help="lifetime such as 1h, 30m or 3d (1 minute to 30 days)")
     sign.add_argument("--bot", help="the bot's username (default BOT_USERNAME, else asked with getMe)")
     sign.add_argument("--json", action="store_true", help="print the result as JSON")

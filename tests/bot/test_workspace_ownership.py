@@ -6,11 +6,15 @@ never reaches DoubleTick, and the chat that connected the workspace is told eith
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.agents.signed_links import SignedLinkOutcome, proof_time, sign_payload, verify_payload
 from bot.core.keyflow import ForeignAction, KeyFlow
 from bot.core.ports import ChatRef
 from flows import effects as fx
@@ -126,3 +130,46 @@ async def test_a_workspace_nobody_connected_is_free(setup) -> None:
     assert await flow.perform(ATTACKER, fx.Connect(1, "ws_new", None), ATTACKER_KEY) == \
         ev.ConnectionFinished(1, ConnectionResult(ConnectionOutcome.CONNECTED))
     assert connector.calls == [("connect", "ws_new")] and told == []
+
+
+LINK_SECRET = b"self-serve-secret-for-ownership-tests-0123"
+
+
+def _opened_later(payload: str, opened: datetime) -> float | None:
+    """What the bot binds when ``payload`` is opened at ``opened``: the link's proof time (see commands.py)."""
+    verdict = verify_payload(payload, LINK_SECRET, opened)
+    assert verdict.outcome == SignedLinkOutcome.VALID
+    return proof_time(verdict, opened)
+
+
+async def test_a_reusable_link_minted_before_the_connection_stays_stale_however_late_it_is_opened(setup) -> None:
+    """Issue 10's follow-up: the victim's own 30-day link, opened by someone else after the victim connected."""
+    flow, connector, keys, told = setup
+    minted = int((T0 - timedelta(minutes=10)).timestamp())
+    old_link = sign_payload("ws_demo", minted + 30 * 86400, LINK_SECRET, issued_at=minted)
+    bound_at = _opened_later(old_link, T0 + timedelta(days=3))
+    assert bound_at == minted  # not the opening time, which is after the connection
+    assert await flow.perform(ATTACKER, fx.Connect(1, "ws_demo", bound_at), ATTACKER_KEY) == \
+        ev.ConnectionFinished(1, ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
+    assert await flow.perform(ATTACKER, fx.Disconnect("ws_demo", bound_at), None) == \
+        ev.DisconnectFinished(ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
+    legacy = _opened_later(_legacy_link("ws_demo", minted + 30 * 86400), T0 + timedelta(days=3))
+    assert legacy is None  # an s1 link carries no mint time: never fresh
+    assert await flow.perform(ATTACKER, fx.Disconnect("ws_demo", legacy), None) == \
+        ev.DisconnectFinished(ConnectionResult(ConnectionOutcome.FOREIGN_WORKSPACE))
+    assert connector.calls == []
+    assert [(t.action, t.refused) for t in told] == [("replace", True), ("disconnect", True), ("disconnect", True)]
+    assert (await keys.connected_in_workspace("ws_demo")) is not None
+
+    minted_after = int((T0 + timedelta(seconds=1)).timestamp())
+    new_link = sign_payload("ws_demo", minted_after + 3600, LINK_SECRET, issued_at=minted_after)
+    fresh = _opened_later(new_link, T0 + timedelta(minutes=30))
+    assert await flow.perform(ATTACKER, fx.Disconnect("ws_demo", fresh), None) == \
+        ev.DisconnectFinished(ConnectionResult(ConnectionOutcome.DISCONNECTED))
+    assert connector.calls == [("disconnect", "ws_demo")] and told[-1].refused is False
+
+
+def _legacy_link(workspace: str, expires: int) -> str:
+    body = f"s1{expires:08x}"
+    tag = hmac.new(LINK_SECRET, (body + workspace).encode(), hashlib.sha256).digest()[:12]
+    return body + base64.urlsafe_b64encode(tag).decode() + workspace

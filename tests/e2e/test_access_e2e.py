@@ -4,7 +4,8 @@
    ``ws_demo`` and pastes their own valid key, then sends /disconnect. Only the insecure demo setting
    still lets anyone type a workspace id, and even there the victim's key stays and the victim is told.
 2. The default (closed) bot: signed self-serve links (tapped or pasted as text, expired, forged), a fresh
-   link that may replace another chat's key, key text in commands refused, agents seeing only their own.
+   link that may replace another chat's key, an old link (minted before the connection) reopened later
+   that may not, key text in commands refused, agents seeing only their own.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def key_parts(key: str) -> list[str]:
 
 
 def signed(workspace: str, seconds: float = 3600) -> str:
-    return sign_payload(workspace, int(time.time() + seconds), SECRET.encode())
+    """An s2 link minted now (an already expired one: minted an hour before its expiry)."""
+    now, expires = int(time.time()), int(time.time() + seconds)
+    return sign_payload(workspace, expires, SECRET.encode(), issued_at=min(now, expires - 3600))
 
 
 def paste_after_walk(user: ChatDriver, key: str, expect: str = "Paste your key here") -> dict[str, Any]:
@@ -179,7 +182,8 @@ def test_expired_and_forged_links_are_refused_with_a_clear_message(closed: tuple
                                                                   expect: str) -> None:
     stack, _ = closed
     good = signed("ws_acc_3", seconds=-60 if payload == "expired" else 3600)
-    link = good if payload == "expired" else good[:12] + ("A" if good[12] != "A" else "B") + good[13:]
+    tag = 20  # a character of the tag (s2 + two 8-hex times come first)
+    link = good if payload == "expired" else good[:tag] + ("A" if good[tag] != "A" else "B") + good[tag + 1:]
     customer = stack.user()
     customer.send(f"/start {link}")
     message = customer.wait_text(expect)
@@ -205,6 +209,55 @@ def test_a_fresh_link_may_replace_another_chats_key_and_the_first_chat_is_told(c
     state = stack.sandbox.doubletick.workspace("ws_acc_4")
     assert state is not None and state.key_last_four == ATTACKER_KEY[-4:]
     assert "was replaced from another chat" in first.wait_text("was replaced from another chat")
+
+
+def test_a_link_minted_before_the_connection_cannot_take_it_over_when_reopened_later(
+        closed: tuple[Stack, str]) -> None:
+    """The victim's own reusable link (30 days, as the CLI allows), reopened by someone else after the victim
+    connected: bound as of its mint time, so it is not fresh. A link minted after the connection still is."""
+    stack, _ = closed
+    doubletick = stack.sandbox.doubletick
+    old_link = signed("ws_acc_7", seconds=30 * 86400)  # minted now, before anything is connected
+    victim, holder, colleague = stack.user(username="victim7"), stack.user(username="holder7"), stack.user()
+    victim.send(f"/start {old_link}")
+    victim.wait_guide("Connect DoubleTick to OpenAI")
+    paste_after_walk(victim, VICTIM_KEY)
+    victim.wait_guide("You're done")
+    before = doubletick.workspace("ws_acc_7")
+    assert before is not None and before.connected and before.key_last_four == VICTIM_KEY[-4:]
+    connects = before.connect_count
+    time.sleep(1.1)  # the old link is reopened well after the connection (the old rule bound "now")
+
+    holder.send(f"https://t.me/{BOT}?start={old_link}")  # the same old link, opened by someone else
+    holder.wait_guide("already connected")
+    seen = victim.last_id()
+    holder.send("/disconnect")
+    holder.wait_guide("Disconnect OpenAI?")
+    holder.press("Yes, disconnect")
+    assert "didn't disconnect anything" in plain_text(holder.wait_guide("didn't disconnect anything")["text"])
+    assert "tried to disconnect" in victim.wait_text("tried to disconnect", after=seen)
+    seen = victim.last_id()
+    holder.send("/replace")
+    holder.wait_guide("Paste your key here")
+    holder.send(ATTACKER_KEY)
+    refused = plain_text(holder.wait_guide("That didn't work")["text"])
+    assert "did not connect" in refused and "new link" in refused
+    assert "tried to replace" in victim.wait_text("tried to replace", after=seen)
+    after = doubletick.workspace("ws_acc_7")
+    assert after is not None and after.connected and after.key_last_four == VICTIM_KEY[-4:]
+    assert after.connect_count == connects  # DoubleTick never heard of either attempt
+    assert all(r.method == "POST" for r in doubletick.requests if r.workspace_id == "ws_acc_7")  # no DELETE
+
+    seen = victim.last_id()
+    colleague.send(f"/start {signed('ws_acc_7')}")  # minted after the connection: fresh
+    colleague.wait_guide("already connected")
+    colleague.send("/disconnect")
+    colleague.wait_guide("Disconnect OpenAI?")
+    colleague.press("Yes, disconnect")
+    colleague.wait_text("Disconnected. I deleted what I stored about the key")
+    gone = doubletick.workspace("ws_acc_7")
+    assert gone is not None and not gone.connected
+    assert "was disconnected from another chat" in victim.wait_text("was disconnected from another chat", after=seen)
 
 
 def _agent(stack: Stack, user_id: int, username: str) -> ChatDriver:

@@ -31,8 +31,19 @@ def notices(transition) -> list[str | None]:
 def test_a_link_records_how_and_when_it_bound_the_chat() -> None:
     agent = step(Conversation(), ev.InvitationRedeemed("ws_a", bound_at=500.0)).conversation
     assert (agent.bound_via, agent.bound_at) == ("agent_link", 500.0)
-    signed = step(Conversation(), ev.InvitationRedeemed("ws_a", via="signed_link")).conversation
-    assert (signed.bound_via, signed.bound_at) == ("signed_link", 1000.0)
+    # A signed link binds as of its mint time, not of the moment it is opened (``now`` is 1000).
+    signed = step(Conversation(), ev.InvitationRedeemed("ws_a", via="signed_link", bound_at=400.0)).conversation
+    assert (signed.bound_via, signed.bound_at) == ("signed_link", 400.0)
+
+
+def test_a_link_without_a_proof_time_never_counts_as_fresh() -> None:
+    """A legacy signed link carries no mint time: it binds, but the machine must not invent one (now)."""
+    legacy = step(Conversation(), ev.InvitationRedeemed("ws_a", via="signed_link")).conversation
+    assert (legacy.workspace_id, legacy.bound_via, legacy.bound_at) == ("ws_a", "signed_link", None)
+    # Reopening an old link after a fresh one: the binding is as old as the link last opened.
+    fresh = Conversation(workspace_id="ws_a", bound_via="signed_link", bound_at=900.0)
+    assert step(fresh, ev.InvitationRedeemed("ws_a", via="signed_link", bound_at=100.0)).conversation.bound_at == 100.0
+    assert step(fresh, ev.InvitationRedeemed("ws_a", via="signed_link")).conversation.bound_at is None
 
 
 def test_a_typed_workspace_is_never_a_proof() -> None:
