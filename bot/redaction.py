@@ -27,7 +27,7 @@ from typing import Any
 
 from flows.inspection import normalise_pasted_text
 from flows.secret import mask_key
-from flows.secret_shapes import TokenKind, find_tokens, might_carry_secret
+from flows.secret_shapes import SECRET_PREFIXES, TokenKind, find_tokens, is_complete_openai_key, might_carry_secret
 
 __all__ = [
     "BOT_TOKEN_MASK",
@@ -61,13 +61,101 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     clean = normalise_pasted_text(text, escaped=True)  # normalised once: the checks below read both forms
-    if clean != text and might_carry_secret(clean) and _has_secret(clean):
-        text = _mask_tokens(clean)  # read before the raw pass: masking a piece would hide the whole
-    return _mask_tokens(text) if might_carry_secret(text) else text
+    if clean != text and might_carry_secret(clean):
+        swept = _mask_split_keys(clean)
+        if swept != clean or _has_secret(clean):
+            text = _mask_tokens(swept)  # read before the raw pass: masking a piece would hide the whole
+    return _mask_tokens(_mask_split_keys(text)) if might_carry_secret(text) else text
 
 
 def _has_secret(text: str) -> bool:
     return any(token.kind.is_secret for token in find_tokens(text))
+
+
+# --- keys split by punctuation or emoji ----------------------------------------------------------------
+# The guard deletes a message on a secret prefix followed by a key character ("sk-p…") or on a bot
+# token's "12345:A…", whatever comes after. Redaction must hide at least that much: a key cut into pieces
+# by ".", "|", ", " or an emoji has a first piece too short to classify and later pieces that look like
+# nothing, so the pieces that follow such a start are masked too, as long as short separators join them.
+
+_PREFIX_START_RE = re.compile(
+    "(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, sorted(SECRET_PREFIXES, key=len, reverse=True)))
+    + ")[A-Za-z0-9_-]|(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]"
+)
+_PIECE_RE = re.compile(r"[A-Za-z0-9_-]+")
+_JOINER_RE = re.compile(r"[^A-Za-z0-9_\-\n\r\v\f\x85\u2028\u2029]{1,12}")  # no line break, no key char
+_SHOWN_MASKS = "*…•●"
+_PROSE_WORD_RE = re.compile("[A-Za-z][a-z]{1,14}")
+_PIECE_MASK = "…"
+# tokens that span separators by shape (a JWT's dots, a bot token's colon): whole, like a documented key
+_WHOLE_KINDS = frozenset({TokenKind.TELEGRAM_BOT_TOKEN, TokenKind.SESSION_TOKEN})
+_MIN_SHOWN = 12  # a lone start this long is a piece of a key (the tests' leak scanner counts 12)
+
+
+def _ends_the_chain(text: str, joiner: str, piece: re.Match[str]) -> bool:
+    """A word after a separator holding a space, not followed by that separator again: prose, not a piece
+    ("…abcd, retrying"). Inside a key split by ", " every piece but the last is followed by ", "."""
+    if not any(c.isspace() for c in joiner) or _PROSE_WORD_RE.fullmatch(piece.group()) is None:
+        return False
+    return not text.startswith(joiner, piece.end())
+
+
+def _chain(text: str, end: int) -> list[re.Match[str]]:
+    """The pieces after ``end`` that short separators join to what ends there."""
+    pieces: list[re.Match[str]] = []
+    while (joiner := _JOINER_RE.match(text, end)) is not None:
+        piece = _PIECE_RE.match(text, joiner.end())
+        if piece is None or joiner.group().isspace() or _ends_the_chain(text, joiner.group(), piece):
+            break  # spaces alone: the normaliser's rejoining decides (a key split by spaces is whole there)
+        pieces.append(piece)
+        end = piece.end()
+    return pieces
+
+
+def _is_a_mask(text: str, start: int, end: int, pieces: list[re.Match[str]]) -> bool:
+    """``sk-proj-…abcd``, ``sk-proj-****abcd``, ``sk-...abcd`` (NFKC spells "…" as "..."): a start, a mask,
+    at most a four-character tail. Masked already, by OpenAI or by this module; what follows it (``&limit=1``)
+    was not part of it, as after a whole key."""
+    if start > 0 and text[start - 1] in _SHOWN_MASKS:
+        return True
+    joiner = text[end : pieces[0].start() if pieces else end + 2]
+    masked = any(c in _SHOWN_MASKS for c in joiner) or ".." in joiner
+    return masked and (not pieces or len(pieces[0].group()) <= 4)
+
+
+def _mask_split_keys(text: str) -> str:
+    """Every start the guard deletes for, masked with the pieces joined to it. A whole key (an OpenAI key
+    of a documented shape, a JWT, a bot token) is left to :func:`_mask_tokens`, which shows its family;
+    so is the first piece when it is a secret itself."""
+    secrets = {token.start: token for token in find_tokens(text) if token.kind.is_secret}
+    parts: list[str] = []
+    last = seen = 0
+    for start in _PREFIX_START_RE.finditer(text):
+        if start.start() < max(last, seen):
+            continue  # inside a chain masked already, or inside a whole key (a JWT's second part)
+        token = secrets.get(start.start())
+        if token is not None and (token.kind in _WHOLE_KINDS or is_complete_openai_key(text[token.start : token.end])):
+            seen = token.end
+            continue
+        first_end = token.end if token is not None else _PIECE_RE.match(text, start.start()).end()  # type: ignore[union-attr]
+        pieces = _chain(text, first_end)
+        if _is_a_mask(text, start.start(), first_end, pieces):
+            continue
+        if not pieces and (token is not None or first_end - start.start() < _MIN_SHOWN):
+            continue
+        first = text[start.start() : first_end]
+        parts.append(text[last : start.start()])
+        parts.append(first if token is not None else mask_key(first))  # a secret: masked by _mask_tokens
+        at = first_end
+        for piece in pieces:
+            parts.append(text[at : piece.start()])
+            parts.append(_PIECE_MASK)
+            at = piece.end()
+        last = at
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def _mask_tokens(text: str) -> str:

@@ -8,7 +8,8 @@ reach OpenAI at all (admin keys, other providers' keys, bot tokens). The result 
 
 Normalising is mostly free: tokens are runs of key characters (see :mod:`flows.secret_shapes`), so
 quotes, backticks, code fences, ``${…}``, ``Bearer``, ``OPENAI_API_KEY=`` and trailing dots fall away.
-Two steps remain: zero-width characters are removed, and a key wrapped onto several lines is rejoined.
+Two steps remain: zero-width characters and combining marks on ASCII characters are removed, and a key
+wrapped onto several lines is rejoined.
 """
 
 from __future__ import annotations
@@ -91,16 +92,55 @@ _FORMAT_CHARS = (
 )
 _INVISIBLE = _FORMAT_CHARS + "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef"
 _INVISIBLE_CHAR_RE = re.compile(f"[{_INVISIBLE}]")
+
+
+def _split_at_the_bmp(ranges: list[tuple[int, int]]) -> tuple[str, str]:
+    """A character class as two (in the BMP, beyond it): re matches a BMP-only class with a bitmap, a class
+    with astral ranges by walking its ranges one by one (ten times slower on every character of a text)."""
+
+    def spell(wanted: list[tuple[int, int]]) -> str:
+        return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in wanted)
+
+    return spell([r for r in ranges if r[1] < 0x10000]), spell([r for r in ranges if r[0] >= 0x10000])
+
+
+def _class_ranges(spelled: str) -> list[tuple[int, int]]:
+    """The (first, last) code points of a character class spelled as characters and ``a-b`` ranges."""
+    found = re.findall("(.)-(.)|(.)", spelled, re.DOTALL)
+    return [(ord(a), ord(b)) if a else (ord(c), ord(c)) for a, b, c in found]
+
+
+def _combining_marks() -> list[tuple[int, int]]:
+    """Every combining mark (categories Mn, Mc, Me) not already invisible above, as ranges.
+
+    Built from this Python's Unicode database (marks live in planes 0, 1 and 14; a test checks them all).
+    """
+    invisible = re.compile(f"[{_INVISIBLE}]")
+    ranges: list[tuple[int, int]] = []
+    for code in (*range(0x0300, 0x20000), *range(0xE0100, 0xE01F0)):
+        char = chr(code)
+        if unicodedata.category(char)[0] == "M" and invisible.match(char) is None:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return ranges
+
+
+_BMP_MARKS, _ASTRAL_MARKS = _split_at_the_bmp(_combining_marks())
+_BMP_INVISIBLE, _ASTRAL_INVISIBLE = _split_at_the_bmp(_class_ranges(_INVISIBLE))
+_MARK_RE = re.compile(f"[{_BMP_MARKS}]|[{_ASTRAL_MARKS}]")
 _BLANK_RE = re.compile("[\u2800\u3000\u00a0\u1680\u2000-\u200a\u202f\u205f]")  # NFKC leaves U+2800 alone
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
 # a run that starts like an sk- key, with lookalike dashes in it: those become "-" (keys hold only "-")
 _SK_RUN_WITH_DASHES_RE = re.compile(f"(?<![A-Za-z0-9])sk[{_DASHES}][A-Za-z0-9_{_DASHES}-]*|"
                                     f"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]*[{_DASHES}][A-Za-z0-9_{_DASHES}-]*")
 _DASH_TABLE = str.maketrans(dict.fromkeys(_DASHES, "-"))
-# escapes of invisible and blank characters in logged reprs and JSON (``'sk-ab\\u2063cd'``)
-_ESCAPE_RE = re.compile(  # only escapes of invisible and blank characters (and breaks): the rest stay
+# escapes of invisible and blank characters and marks in logged reprs and JSON (``'sk-ab\\u2063cd'``)
+_ESCAPE_RE = re.compile(  # only escapes of invisible and blank characters, breaks and marks: the rest stay
     r"\\(?:u(00a0|00ad|034f|061c|115f|1160|17b4|17b5|180e|200[0-9a-fA-F]|202[89a-fA-F]|205f|206[0-9a-fA-F]|2800"
-    r"|3000|3164|fe0[0-9a-fA-F]|feff|ffa0|fff[9ab])|U(000e0[01][0-9a-fA-F]{2})|x(a0|ad)|([nrt]))"
+    r"|3000|3164|fe0[0-9a-fA-F]|feff|ffa0|fff[9ab])|U(000e0[01][0-9a-fA-F]{2})|x(a0|ad)|([nrt])"
+    r"|u([0-9a-fA-F]{4}))"  # any other: kept unless it is a combining mark (``\\u0336`` in JSON)
 )
 _ESCAPED_BREAKS = {"n": "\n", "r": "\r", "t": "\t"}
 
@@ -115,6 +155,13 @@ _CONFUSABLES = str.maketrans({
     "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Χ": "X", "Υ": "Y",
 })
 _CONFUSABLE_CHARS = "".join(chr(c) for c in _CONFUSABLES)
+# Combining marks on an ASCII character, an invisible one or a lookalike: U+0336 struck through every
+# character of a key, U+0332 underlining it, U+0301 accents, and the accents NFKD splits off "á". Marks on
+# Devanagari, Arabic or any other letter (vowel signs, harakat) are that script's text and stay.
+_MARK_BASES = f"\\x00-\\x7f{_BMP_INVISIBLE}{_CONFUSABLE_CHARS}"
+_MARK_ON_ASCII_RE = re.compile(f"([{_MARK_BASES}])[{_BMP_MARKS}]+")
+_ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
+_ANY_MARK_ON_ASCII_RE = re.compile(f"([{_MARK_BASES}]|[{_ASTRAL_INVISIBLE}])(?:[{_BMP_MARKS}]|[{_ASTRAL_MARKS}])+")
 _CONFUSABLE_CHAR_RE = re.compile(f"[{_CONFUSABLE_CHARS}]")
 _MIXED_RUN_RE = re.compile(f"[A-Za-z0-9_{_CONFUSABLE_CHARS}{_INVISIBLE}-]+")
 SOFT_SEPARATOR = "\x1f"  # where invisible characters stood between key characters (whitespace to re)
@@ -132,10 +179,27 @@ def _fold_lookalikes(run: re.Match[str]) -> str:
 def _unescape_invisible(match: re.Match[str]) -> str:
     if match.group(4):
         return _ESCAPED_BREAKS[match.group(4)]
+    if match.group(5):
+        mark = chr(int(match.group(5), 16))
+        return mark if _MARK_RE.match(mark) else match.group()
     char = chr(int(match.group(1) or match.group(2) or match.group(3), 16))
     if _INVISIBLE_CHAR_RE.match(char):
         return char  # read as the character itself: a soft separator (see _visible_ascii_forms)
     return " " if char.isspace() or _BLANK_RE.match(char) else match.group()
+
+
+def _without_marks_on_ascii(text: str) -> str:
+    """NFKC, less the combining marks on ASCII characters (and on invisible ones and lookalikes).
+
+    NFKD splits accents off their letters ("á" is "a" + U+0301) so both spellings lose them; NFC then puts
+    every other mark back on its letter (NFC of NFKD is NFKC). Text with no mark on an ASCII character
+    (Hindi, Arabic, English) takes NFKC's own quick path instead: the guard reads every message.
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    pattern = _ANY_MARK_ON_ASCII_RE if _ASTRAL_RE.search(decomposed) is not None else _MARK_ON_ASCII_RE
+    if pattern.search(decomposed) is None:
+        return unicodedata.normalize("NFKC", text)
+    return unicodedata.normalize("NFC", pattern.sub(r"\1", decomposed))
 
 
 def _visible_ascii_forms(text: str) -> str:
@@ -146,7 +210,7 @@ def _visible_ascii_forms(text: str) -> str:
     Why a separator and not nothing: U+2063 inside a key must go, but "mykey\u200bsk-proj-…" or
     "…key\u2063thanks" must not glue a word to the key. The rejoining step decides, as for spaces.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = _without_marks_on_ascii(text)
     text = _BLANK_RE.sub(" ", text)
     if _CONFUSABLE_CHAR_RE.search(text) is not None:  # most text has none: skip the per-run pass
         text = _MIXED_RUN_RE.sub(_fold_lookalikes, text)
@@ -371,9 +435,10 @@ def _rejoin_split_keys(text: str) -> str:
 def normalise_pasted_text(text: str, *, escaped: bool = False) -> str:
     """The text secrets are recognised in, for the paste step, the guard and log redaction alike.
 
-    Invisible and format characters (category Cf) are removed, compatibility forms folded (NFKC), and a
-    key split by spaces or line breaks is rejoined. ``escaped``: the text is a log line, so ``\\u2063``,
-    ``\\xa0`` and ``\\n`` escapes (reprs, JSON) count as the characters they stand for.
+    Invisible and format characters (category Cf) are removed, and so are combining marks (categories Mn,
+    Mc, Me) on ASCII characters (U+0336 struck through a key, accents); compatibility forms are folded
+    (NFKC), and a key split by spaces or line breaks is rejoined. ``escaped``: the text is a log line, so ``\\u2063``,
+    ``\\xa0``, ``\\n`` and combining-mark escapes (reprs, JSON) count as the characters they stand for.
     """
     if escaped and "\\" in text:
         text = _ESCAPE_RE.sub(_unescape_invisible, text)

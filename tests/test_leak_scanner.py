@@ -40,6 +40,9 @@ PLANTED: dict[str, Callable[[str], str]] = {
     "repr escapes of U+2063": lambda key: repr(every(4, "\u2063")(key)),
     "JSON escapes of line breaks": lambda key: json.dumps(every(30, "\n")(key)),
     "JSON escapes of U+200B": lambda key: json.dumps(every(7, "\u200b")(key)),
+    "U+0336 on every character": lambda key: "".join(c + "\u0336" for c in key),
+    "U+0332 every 3": every(3, "\u0332"),
+    "JSON escapes of U+0336": lambda key: json.dumps("".join(c + "\u0336" for c in key)),
 }
 
 

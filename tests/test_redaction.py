@@ -9,6 +9,7 @@ our own.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import string
@@ -323,3 +324,66 @@ def test_split_key_in_a_ptb_debug_line_is_masked(captured: io.StringIO, form: st
     for start in range(0, len(SPLIT_KEY) - 12):
         assert SPLIT_KEY[start : start + 12] not in visible.replace("u2063", "").replace("u2066", "")
     assert "Getting updates" in output
+
+
+# --- keys split by punctuation, emoji or combining marks: redaction hides what the guard deletes ---------
+
+SPLIT_FORMS.update({
+    "dot every 6": _every(SPLIT_KEY, 6, "."),
+    "pipe every 12": _every(SPLIT_KEY, 12, "|"),
+    "comma and space every 8": _every(SPLIT_KEY, 8, ", "),
+    "spaced pipe every 20": _every(SPLIT_KEY, 20, " | "),
+    "emoji every 10": _every(SPLIT_KEY, 10, "\U0001f511"),
+    "family emoji every 16": _every(SPLIT_KEY, 16, "\U0001f468\u200d\U0001f469\u200d\U0001f467"),
+    "dots every 30": _every(SPLIT_KEY, 30, ".."),
+    "U+0336 on every character": "".join(c + "\u0336" for c in SPLIT_KEY),
+    "U+0332 on every character": "".join(c + "\u0332" for c in SPLIT_KEY),
+    "U+0301 on the first 30": "".join(c + "\u0301" for c in SPLIT_KEY[:30]) + SPLIT_KEY[30:],
+})
+
+
+def _key_windows_left(output: str, key: str) -> list[str]:
+    """The 12-character pieces of ``key`` still readable in ``output`` once everything but key characters
+    (separators, marks, escapes' backslashes) is dropped."""
+    visible = "".join(c for c in output if c.isascii() and (c.isalnum() or c in "-_"))
+    return [key[i : i + 12] for i in range(len(key) - 11) if key[i : i + 12] in visible]
+
+
+@pytest.mark.parametrize("escape", ["raw", "repr", "json"])
+@pytest.mark.parametrize("form", [f for f in SPLIT_FORMS if not f.startswith(("U+2063", "U+2066", "U+200B"))])
+def test_split_key_is_masked_however_it_is_written(form: str, escape: str) -> None:
+    """JSON writes U+0336 as ``\\u0336`` and an emoji as surrogate escapes: those count as what they stand
+    for (a mark on the key character before it) or as separators."""
+    text = SPLIT_FORMS[form]
+    shown = {"raw": text, "repr": repr(text), "json": json.dumps({"text": text})}[escape]
+    output = redact(f"Getting updates: [Update(message=Message(text={shown}))]")
+    assert not _key_windows_left(output.replace("u0336", "").replace("u0332", "").replace("u0301", ""),
+                                 SPLIT_KEY), form
+    assert output.startswith("Getting updates")
+    assert redact(output) == output
+
+
+_SEPARATORS = st.sampled_from([".", "|", ", ", " | ", "/", ":", ";", "..", "-", "_", "+", "~", "'", "\"",
+                               "\U0001f511", "\u2764\ufe0f", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u2022",
+                               "\u0336", "\u0332", "\u0301", "\u20dd", "\u2063", "\u200b", "\u2066", " ", "\n",
+                               "\u00a0", " . ", "] [", "), ("])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["project", "project_2024", "legacy_user", "service_account", "unscoped", "admin",
+                        "anthropic", "github", "huggingface"]),
+       st.integers(1, 60), _SEPARATORS, st.booleans(), st.sampled_from(["", "my key: ", "text='", "key="]),
+       st.sampled_from(["", " thanks", "'", ", retrying", "\nnext line"]))
+def test_redaction_over_approximates_the_guard_on_split_keys(kind: str, size: int, sep: str, as_mark: bool,
+                                                            before: str, after: str) -> None:
+    """Whatever the guard deletes as a key split into pieces, redaction leaves no 12 characters of it."""
+    from flows.inspection import might_carry_secret
+
+    key = KEYS[kind]
+    split = "".join(c + sep for c in key) if as_mark and not sep.isascii() else _every(key, size, sep)
+    text = f"{before}{split}{after}"
+    if not might_carry_secret(text):
+        return  # the guard keeps it (a separator every character or two hides every prefix): not a key
+    output = redact(text)
+    assert not _key_windows_left(output, key), (kind, size, sep)
+    assert redact(output) == output

@@ -33,11 +33,14 @@ __all__ = ["CompanionWatcher", "Leak", "collapse_separators", "encoded_forms", "
 WINDOW = 12  # a piece of a key this long never appears legitimately (masks show at most 8 + 4)
 _RUN_RE = re.compile(rb"[A-Za-z0-9_\-+/=.:~]{%d,}" % WINDOW)
 # what splits a key without changing what a reader recovers: format characters (category Cf and other
-# invisibles), whitespace of any kind, and the escapes a repr or JSON writes for them
+# invisibles), whitespace of any kind, combining marks, and the escapes a repr or JSON writes for them
 _SEPARATOR_RE = re.compile(
     "[\\s\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
-    "\ufeff\uffa0\U000e0000-\U000e007f]"
-    r"|\\+(?:u(?:00a0|00ad|034f|061c|180e|200[b-f]|202[a-f]|20[2-6][0-9a-f]|3000|feff|fe0[0-9a-f])"
+    "\ufeff\uffa0\U000e0000-\U000e007f"
+    # combining marks drawn on a key's characters (U+0336 strike-through, U+0332 underline, accents)
+    "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+    r"|\\+(?:u(?:00a0|00ad|034f|061c|180e|200[b-f]|202[a-f]|20[2-6][0-9a-f]|3000|feff|fe0[0-9a-f]"
+    r"|03[0-6][0-9a-f]|20[d-f][0-9a-f])"
     r"|x(?:a0|ad|85)|[nrtvf])"
 )
 

@@ -102,9 +102,20 @@ def project_key(seed: int = 0) -> str:
     return make("project_current", seed)
 
 
+def _without_marks_on_ascii(text: str) -> str:
+    """Combining marks on ASCII characters dropped (after NFKD: "á" is "a" + U+0301)."""
+    out: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        if not (unicodedata.category(char).startswith("M") and out and out[-1].isascii()):
+            out.append(char)
+    return "".join(out)
+
+
 def whitespace_free(text: str) -> str:
-    """The text as recognition reads it, less every separator: no format characters, NFKC-folded."""
-    folded = unicodedata.normalize("NFKC", "".join(c for c in text if unicodedata.category(c) != "Cf"))
+    """The text as recognition reads it, less every separator: no format characters, no marks on ASCII
+    characters, NFKC-folded."""
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    folded = unicodedata.normalize("NFKC", _without_marks_on_ascii(visible))
     return "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
 
 
@@ -526,6 +537,27 @@ def test_every_format_character_is_removed() -> None:
         assert inspect_pasted_text(char.join(key)).key.reveal() == key  # type: ignore[union-attr]
 
 
+EVERY_MARK = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)).startswith("M")]
+
+
+def test_every_combining_mark_on_a_key_is_dropped() -> None:
+    """Category Mn/Mc/Me (U+0336 strike-through, U+0332 underline, U+0301, a Devanagari nukta, an
+    Arabic fatha ...) on every character of a key: recognition reads the key, the guard deletes it."""
+    key = make("legacy_user")
+    for mark in EVERY_MARK:
+        text = "".join(c + mark for c in key)
+        result = inspect_pasted_text(text)
+        assert result.key is not None and result.key.reveal() == key, f"U+{ord(mark):04X}"
+        assert might_carry_secret(text), f"U+{ord(mark):04X}"
+
+
+@pytest.mark.parametrize("text", ["नमस्ते दोस्त, key 42", "مَرْحَبًا بِكُمْ: ok", "क्या हाल है?", "שָׁלוֹם", "สวัสดีครับ"])
+def test_marks_on_other_letters_stay_in_the_recognition_text(text: str) -> None:
+    """Only marks on ASCII characters go (and the accents NFKD splits off Latin letters): a Devanagari
+    vowel sign, an Arabic haraka or a Hebrew point is part of its word."""
+    assert normalise_pasted_text(text) == unicodedata.normalize("NFKC", text)
+
+
 @pytest.mark.parametrize(("before", "after"), [("mykey", ""), ("Here", "thanks"), ("", "thanks"), ("key:", "")])
 @pytest.mark.parametrize("char", ["\u200b", "\u2063", "\u2066", "\ufeff"])
 def test_an_invisible_character_next_to_a_key_does_not_glue_a_word_to_it(before: str, after: str,
@@ -567,6 +599,17 @@ OBFUSCATIONS: dict[str, Callable[[str], str]] = {
     "Cyrillic lookalikes": lambda k: k.translate(str.maketrans("aoepcsAOEPC", "аоерсѕАОЕРС")),
     "Greek lookalikes": lambda k: k.translate(str.maketrans("oAEKT", "οΑΕΚΤ")),
     "lookalikes, spaced": lambda k: _every(k.translate(str.maketrans("ao", "ао")), 30, " "),
+    # combining marks on every character: struck through, underlined, accented, enclosed
+    **{f"U+{ord(m[0]):04X} on every character": (lambda k, m=m: "".join(c + m for c in k))
+       for m in ("̶", "̲", "́", "̵", "̸", "⃝", "̶́", "़", "َ",
+                 "𞣐")},
+    "U+0336 on the first 30": lambda k: "".join(c + "̶" for c in k[:30]) + k[30:],
+    "U+0336 every 7": lambda k: _every(k, 7, "̶"),
+    "marks and spaces": lambda k: _every("".join(c + "̲" for c in k), 50, " "),
+    "mark after a format character": lambda k: "".join(c + "​̶" for c in k),
+    "mark on a lookalike": lambda k: "".join(c + "̶" for c in k.translate(str.maketrans("ao", "ао"))),
+    "precomposed accents": lambda k: k.translate(str.maketrans("aeiouAEIOUnc", "áéíóúÁÉÍÓÚñç")),
+    "accents on fullwidth": lambda k: "".join(c + "́" for c in _fullwidth(k)),
 }
 
 
@@ -588,6 +631,13 @@ ORDINARY_UNICODE = [
     "a b c d e f g h i j k l m n o p q r s t u v w x y z", "I use s k learn", "my desk - project alpha beta",
     "A A A A A A A A A A A A A A A A A A A A A A A A", "ask -proj", "👨\u200d👩\u200d👧 family", "مرحبا\u200f بالعالم",
     "Это iPhone-овский ключ", "Рассылка по WhatsApp через API стоит 10 рублей", "Ελληνικά κείμενο ΑΒΓ",
+    # combining marks that are the text itself: Devanagari vowel signs, Arabic harakat, Hebrew niqqud,
+    # Vietnamese and decomposed (NFD) Latin accents, Thai vowels
+    "नमस्ते, मैं अपनी ओपनएआई कुंजी कैसे बनाऊँ? कृपया मदद करें।", "क्या यह कुंजी सही है? sk वाली",
+    "مَرْحَبًا، كَيْفَ أُنْشِئُ مِفْتَاحًا جَدِيدًا؟", "שָׁלוֹם עוֹלָם", "Tiếng Việt có dấu: chìa khóa của tôi",
+    unicodedata.normalize("NFD", "Où est la clé ? Ça coûte très cher, déjà payé"), "สวัสดีครับ ขอบคุณมาก",
+    "Configuração da integração: não consigo, também não sei", "été à Montréal",
+    "s̶t̶r̶u̶c̶k̶ out, not a key", "u̲n̲d̲e̲r̲ lined",
 ]
 
 

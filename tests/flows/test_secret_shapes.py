@@ -80,6 +80,12 @@ ADVERSARIAL = {
     "spaced lookalike prefixes": "xsk- " * 10_000,
     "a key start then letters": "sk-a" + " b" * 25_000,
     "spelled prefixes": "s k " * 12_500,
+    # combining marks: dropped on ASCII characters, kept on other letters
+    "a mark on every character": "a\u0336" * 25_000,
+    "marks piled on one character": "a" + "\u0301" * 50_000,
+    "Devanagari vowel signs": "कि" * 25_000,
+    "accented Latin": "é" * 50_000,
+    "astral marks": "a\U0001e8d0" * 25_000,
 }
 
 
