@@ -115,7 +115,10 @@ class BotHandlers:
     async def language(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/language: the six languages as buttons (not a guide step: the guide stays where it is)."""
         chat = chat_of(update)
-        if chat:
+        message = update.effective_message
+        if chat and message and message.text and might_carry_secret(message.text):
+            await self._refuse_secret_command(chat, update.update_id)
+        elif chat:
             await self.runtime.show_language_picker(chat)
 
     async def language_chosen(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -301,9 +301,10 @@ def test_key_text_in_any_command_is_refused_never_stored_never_echoed(closed: tu
     sam, ada, customer = _agent(stack, AGENT, "sam_agent"), _agent(stack, ADMIN, "ada_admin"), stack.user()
     for driver, command in ((sam, f"/status {VICTIM_KEY}"), (sam, f"/handoff ws_acc_6 {VICTIM_KEY}"),
                             (ada, f"/add_agent 5555 {VICTIM_KEY}"), (customer, f"/restart {VICTIM_KEY}"),
-                            (customer, f"/start {VICTIM_KEY}")):
+                            (customer, f"/start {VICTIM_KEY}"), (customer, f"/language {VICTIM_KEY}")):
+        before = driver.last_id()
         sent = driver.send(command)
-        refusal = driver.wait_text("looked like it held a secret key", after=0)
+        refusal = driver.wait_text("looked like it held a secret key", after=before)  # this command's own
         assert "revoke" in refusal
         driver.wait_for(lambda d=driver, s=sent: d.message(s["message_id"])["deleted"] or None,  # type: ignore[misc]
                         what="the command to be deleted")
