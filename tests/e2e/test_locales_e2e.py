@@ -15,6 +15,7 @@ from bot.standins.demo_keys import DEMO_KEYS
 from flows.content import Content, load_content
 from flows.locales import LOCALE_CODES, LOCALES
 from flows.numbers import FSI, LRI, PDI
+from flows.problems import PROBLEMS
 from flows.steps import Step
 from tests.e2e.harness import Stack, new_database_url
 from tests.e2e.pasting import fresh_key, own_workspace
@@ -101,6 +102,10 @@ def english_leaks(content: Content, said: list[str]) -> list[str]:
         title = _text(english.step(step)["title"])
         if title != _text(content.step(step)["title"]) and any(title in t for t in said):
             leaks.append(title)
+    for problem in PROBLEMS:  # a problem's first sentence, before any value is filled in
+        opening = _text(english.problem(problem)).split("{")[0].split(". ")[0].strip()
+        if len(opening) >= 12 and opening not in _text(content.problem(problem)) and any(opening in t for t in said):
+            leaks.append(opening)
     return leaks
 
 

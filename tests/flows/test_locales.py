@@ -211,6 +211,10 @@ def test_rendered_texts_fit_telegram_with_the_longest_values(code: str) -> None:
             assert len(text) <= MAX_TOAST, key
         if section in ("buttons", "links") or key == "copy.key_name.label":
             assert len(text) <= 64, key
+    for name in raw(code)["notices"]:  # every notice with every value at its longest
+        notice = content.notice(name)
+        filled = notice.format(**{field: "N" * 128 for field in placeholders(notice)})
+        assert utf16(plain(filled)) <= MAX_TEXT, name
     assert len(content.copy("key_name")[1]) <= MAX_COPY
     from bot.agents.notifications import agent_text  # the real renderer of agent texts
 
