@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     # Deleting a pasted key is retried (flood waits honoured in full) this long before the user is told.
     telegram_delete_deadline_s: float = 60.0
     telegram_delete_notice_after_s: float = 3.0  # "deleting…" is said only if it takes longer than this
+    # Past the deadline the deletion goes on in the background this long; the key waits unused meanwhile.
+    telegram_delete_background_s: float = 600.0
 
     @field_validator("support_url")
     @classmethod
@@ -294,6 +296,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("telegram_max_rate_per_s", "replicas", "telegram_delete_deadline_s",
+                     "telegram_delete_background_s",
                      "reminder_check_interval_s")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -338,7 +341,10 @@ class Settings(BaseSettings):
                       hold_timeout_s=self.outbox_hold_minutes * 60.0 + 60.0,
                       # a key queued for a busy check waits sealed for at most half the hold (none: in memory)
                       queue_hold_s=self.outbox_hold_minutes * 30.0 if self.key_encryption_keys is not None else 0.0,
-                      requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s)
+                      requires_invitation=not demo, pipeline_timeout_s=self.pipeline_timeout_s,
+                      # the slow deletion's whole window, plus a pipeline's worth of margin
+                      deleting_timeout_s=self.telegram_delete_deadline_s + self.telegram_delete_background_s
+                      + self.pipeline_timeout_s)
 
     def view_settings(self) -> ViewSettings:
         """What texts say about this deployment. The English defaults of OPERATOR_NAME and SUPPORT_CONTACT

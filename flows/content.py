@@ -113,7 +113,7 @@ def load_content(locale: str | None = DEFAULT_LOCALE) -> Content:
 REQUIRED_NOTICES = (
     "media_deleted",
     "welcome_back", "restarted", "stale_button", "busy", "busy_deleted", "held_deleted", "held_released",
-    "interrupted", "use_buttons",
+    "interrupted", "use_buttons", "still_deleting_unused", "deleting_interrupted",
     "media_at_paste", "media_elsewhere", "forwarded_original", "workspace_invalid", "workspace_first",
     "verified_connect_yourself", "already_connected", "revoke_old_key", "replace_intro",
     "nothing_to_replace", "nothing_connected", "disconnect_failed", "key_warning",
@@ -123,7 +123,7 @@ REQUIRED_NOTICES = (
 )
 REQUIRED_REPLIES = ("help", "privacy", "cancelled", "cancelled_still_connected", "reminder", "reminders_stopped",
                     "disconnected", "group_redirect",
-                    "group_deleted", "group_cannot_delete", "forwarded_original")
+                    "group_deleted", "group_cannot_delete", "forwarded_original", "deletion_failed_late")
 MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "submit", "what_happens", "empty",
                  "checking", "done", "held", "problem", "expired", "not_at_paste_step", "rate_limited",
                  "unavailable", "network", "open_in_telegram")

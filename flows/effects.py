@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Audit",
+    "AwaitDeletion",
     "Connect",
     "Disconnect",
     "Effect",
@@ -65,6 +66,16 @@ class HoldKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitDeletion:
+    """Wait (in memory, never stored) for the background deletion of ``message_id`` to settle, then feed
+    back ``DeletionConfirmed(attempt, …)`` or ``DeletionFailed(…, attempt)``. ``attempt`` None: nothing
+    of the message is used; only a final failure is told."""
+
+    message_id: int
+    attempt: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnect:
     workspace_id: str | None
     bound_at: float | None = None  # as in Connect: acting on another chat's connection needs a fresh link
@@ -94,4 +105,5 @@ class Audit:
     detail: Mapping[str, str] = field(default_factory=dict)
 
 
-Effect = Render | Reply | Verify | Connect | HoldKey | Disconnect | RecordKey | ReleaseHeld | Forget | Audit
+Effect = (Render | Reply | Verify | Connect | HoldKey | Disconnect | RecordKey | ReleaseHeld | Forget | Audit
+          | AwaitDeletion)

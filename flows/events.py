@@ -15,7 +15,9 @@ __all__ = [
     "ButtonPressed",
     "CancelAsked",
     "ConnectionFinished",
+    "DeletionConfirmed",
     "DeletionFailed",
+    "DeletionPending",
     "DisconnectAsked",
     "DisconnectFinished",
     "Event",
@@ -111,9 +113,36 @@ class MediaSent:
 
 @dataclass(frozen=True, slots=True)
 class DeletionFailed:
-    """A message with a key could not be deleted: the key is exposed and must be revoked."""
+    """A message with a key could not be deleted: the key is exposed and must be revoked.
+
+    ``late``: the deletion outlived the deadline and Telegram finally refused (or the background window
+    ended); ``attempt`` is the paste that waited in ``deleting`` for it (None: nothing waited).
+    """
 
     reason: str  # "no_rights", "too_old", "other"
+    attempt: int | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionPending:
+    """A message with (maybe) a key is not deleted yet, and Telegram never said it can't be: only 429s,
+    5xx or timeouts until the deadline. The deletion goes on; the key (``pasted``, in memory) waits unused.
+
+    ``pasted`` is None when nothing from the message can be used (a file, a sticker)."""
+
+    message_id: int
+    pasted: PastedText | None = None
+    forwarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionConfirmed:
+    """The message of the paste that entered ``deleting`` with ``attempt`` is gone at last: the paste goes
+    on as if it had just arrived (``paste``, built by the runtime with the submission limits applied)."""
+
+    attempt: int
+    paste: KeyPasted
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +215,8 @@ Event = (
     | TextSent
     | MediaSent
     | DeletionFailed
+    | DeletionPending
+    | DeletionConfirmed
     | VerificationFinished
     | ConnectionFinished
     | DisconnectFinished

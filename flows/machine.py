@@ -37,6 +37,10 @@ class Policy:
     requires_invitation: bool = False  # closed mode: keys only from users bound by an agent's link
     # Checks busy (issue 14): a queued key waits sealed in the outbox up to this long; 0: in the pipeline task.
     queue_hold_s: float = 0.0
+    # A key waiting for its message's slow deletion (step ``deleting``) waits in memory at most this long
+    # (the deletion deadline plus its background window); a conversation still there later lost its key
+    # with a process.
+    deleting_timeout_s: float = 720.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +165,14 @@ def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) ->
             notice = "media_at_paste" if conv.step == Step.PASTE_KEY else \
                 "media_deleted" if deleted else "media_elsewhere"
             return _show(conv, notice=notice, notice_params={"kind": kind})
-        case ev.DeletionFailed(reason=reason):
-            return _problem(conv, "deletion_failed", now, reason,
-                            fx.Audit("deletion_failed", {"reason": reason}), fresh=True)
+        case ev.DeletionFailed():
+            return _on_deletion_failed(conv, event, now)
+        case ev.DeletionPending():
+            return _on_deletion_pending(conv, event, now)
+        case ev.DeletionConfirmed(attempt=attempt, paste=paste):
+            if conv.step != Step.DELETING or conv.attempt != attempt:
+                return Transition(conv)  # the user moved on (a newer paste, /restart): the key is dropped unused
+            return _advance(conv, paste, policy, now)
         case ev.VerificationFinished():
             return _on_verdict(conv, event, policy, now)
         case ev.ConnectionFinished():
@@ -186,7 +195,37 @@ def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) ->
     return _show(conv)  # pragma: no cover - every event type is matched above
 
 
+def _on_deletion_pending(conv: Conversation, event: ev.DeletionPending, now: float) -> Transition:
+    """Telegram has not deleted the message yet but never said it can't: neither use the key nor call it
+    exposed. It waits (in memory, see ``AwaitDeletion``) and is checked once the message is gone.
+
+    While another key is being checked or held, or when nothing of the message can be used (a file), the
+    step stays: the user hears that deleting is slow and that this message's content is not used.
+    """
+    if event.pasted is None or conv.step in PIPELINE_STEPS:
+        return Transition(conv, (fx.Audit("deletion_slow", {"waits": "no"}), fx.AwaitDeletion(event.message_id, None),
+                                 fx.Render(fresh=True, notice="still_deleting_unused")))
+    attempt = conv.attempt + 1
+    moved = conv.with_(step=Step.DELETING, attempt=attempt, problem=None, problem_detail=None, help_shown=False,
+                       replacing=conv.replacing or conv.step == Step.CONNECTED, step_entered_at=now,
+                       check_at=None)
+    return Transition(moved, (fx.Audit("deletion_slow", {"waits": "yes"}), fx.AwaitDeletion(event.message_id, attempt),
+                              fx.Render(fresh=True)))
+
+
+def _on_deletion_failed(conv: Conversation, event: ev.DeletionFailed, now: float) -> Transition:
+    """Telegram said the message can't be deleted (or never deleted it in the background window): the key
+    is exposed. The paste that waits for it gets the usual answer; one the user left behind (a newer paste,
+    /restart, a file) is told in a separate message, so a running check of another key is not cut off."""
+    audit = fx.Audit("deletion_failed", {"reason": event.reason})
+    if not event.late or (conv.step == Step.DELETING and conv.attempt == event.attempt):
+        return _problem(conv, "deletion_failed", now, event.reason, audit, fresh=True)
+    return Transition(conv, (audit, fx.Reply("deletion_failed_late")))
+
+
 def _on_start(conv: Conversation, policy: Policy, now: float) -> Transition:
+    if conv.step == Step.DELETING and now - conv.step_entered_at > policy.deleting_timeout_s:
+        return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="deleting_interrupted")
     timeout = policy.hold_timeout_s if conv.step == Step.HELD else policy.pipeline_timeout_s
     if conv.step in PIPELINE_STEPS and now - conv.pipeline_since > timeout:
         return _go(conv, Step.PASTE_KEY, now, fresh=True, notice="interrupted")
@@ -434,7 +473,7 @@ def _refuse_uninvited_paste(conv: Conversation, event: ev.KeyPasted, now: float)
 
 def _on_invitation(conv: Conversation, event: ev.InvitationRedeemed, now: float) -> Transition:
     """Bind the conversation to the link's workspace; another workspace than before starts afresh."""
-    if conv.step in PIPELINE_STEPS:
+    if conv.step in PIPELINE_STEPS or conv.step == Step.DELETING:
         return _show(conv, notice="busy")
     if conv.workspace_id not in (None, event.workspace_id):
         conv = Conversation(step_entered_at=now)

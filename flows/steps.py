@@ -40,6 +40,9 @@ class Step(StrEnum):
     VERIFYING = "verifying"
     CONNECTING = "connecting"
     HELD = "held"  # key sealed in the retry outbox while OpenAI or DoubleTick recovers
+    # Telegram is slow to delete the pasted message (429s, 5xx past the deadline): the key waits unused,
+    # in memory only, until the message is gone (then it is checked) or Telegram says it can't be deleted.
+    DELETING = "deleting"
     KEY_PROBLEM = "key_problem"  # what was pasted cannot be connected: say why and what to do
     DT_LOG_IN = "dt_log_in"  # guide 2.1 (manual connection)
     DT_INTEGRATIONS = "dt_integrations"  # 2.2
@@ -123,6 +126,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.PASTE_KEY, choices=(), expects_text=True),
         StepSpec(Step.VERIFYING, choices=(), back=False, stuck=False),
         StepSpec(Step.CONNECTING, choices=(), back=False, stuck=False),
+        StepSpec(Step.DELETING, choices=(), back=False, stuck=True),
         # A held key can be given up (the sealed copy is shredded) or connected by hand meanwhile.
         StepSpec(Step.HELD, choices=(Choice("stop_retrying", goes_to=Step.PASTE_KEY),
                                      Choice("manual", goes_to=Step.DT_LOG_IN)), back=False),

@@ -208,7 +208,10 @@ DOCS: dict[str, SettingDoc] = {
         "one is waited out in the background and the saved step shown after it.", "10"),
     "telegram_delete_deadline_s": SettingDoc(
         "Limits", "How long deleting a pasted key is retried (flood waits honoured in full) before the user is told "
-        "it could not be deleted, in seconds.", "60"),
+        "Telegram is slow to delete it (the key then waits unused, it is not called exposed), in seconds.", "60"),
+    "telegram_delete_background_s": SettingDoc(
+        "Limits", "Past that deadline the deletion goes on in the background this long, the key waiting unused in "
+        "memory; if it never succeeds the user is told the key is exposed, in seconds.", "600"),
     "telegram_delete_notice_after_s": SettingDoc(
         "Limits", "Say \"deleting…\" to the user only when deleting their key message takes longer than this, "
         "in seconds.", "3"),

@@ -1,8 +1,10 @@
 """Turn a user's message into the machine's event, deciding what counts as a paste.
 
 Rules: at the paste step (and after a failed paste) any text or media is deleted and treated as an
-attempt; elsewhere only what the secret guard flagged is. A message that carried a secret but could not
-be deleted becomes ``DeletionFailed``: the key is exposed and must not be used.
+attempt; elsewhere only what the secret guard flagged is. A message that carried a secret and that
+Telegram said cannot be deleted becomes ``DeletionFailed``: the key is exposed and must not be used. One
+that is merely not deleted yet (429s, 5xx past the deadline) becomes ``DeletionPending``: the key waits
+unused until the background deletion settles (see ``Runtime``), and its handle is kept here till then.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.core.ports import ChatPort, DeleteOutcome, GuardVerdict
 from flows import events as ev
-from flows.inspection import inspect_pasted_text
+from flows.inspection import PastedText, inspect_pasted_text
 from flows.machine import Policy, paste_is_checked
 from flows.state import Conversation
 from flows.steps import PIPELINE_STEPS, Step
@@ -26,6 +29,7 @@ __all__ = ["PASTE_STEPS", "Admission", "Intake", "SubmissionLimits", "queues_sea
 
 PASTE_STEPS = frozenset({Step.PASTE_KEY, Step.KEY_PROBLEM})
 REASONS = {DeleteOutcome.NO_RIGHTS: "no_rights", DeleteOutcome.TOO_OLD: "too_old"}
+MAX_PENDING_DELETIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,19 @@ class Intake:
         self.messenger = messenger
         self.limits = limits
         self.policy = policy
+        # Deletions still under way past the deadline, by (chat, message): their final outcome.
+        self._pending: dict[tuple[int, int], Future[DeleteOutcome]] = {}
+
+    def _keep_pending(self, chat_id: int, message_id: int, verdict: GuardVerdict | None) -> None:
+        handle = verdict.settled if verdict else self.messenger.deletion_settled(chat_id, message_id)
+        if handle is not None:
+            self._pending[(chat_id, message_id)] = handle
+            while len(self._pending) > MAX_PENDING_DELETIONS:
+                self._pending.pop(next(iter(self._pending)))
+
+    def settled(self, chat_id: int, message_id: int) -> Future[DeleteOutcome] | None:
+        """The final outcome of a deletion that was PENDING (taken: one waiter per message)."""
+        return self._pending.pop((chat_id, message_id), None)
 
     async def text_event(self, conv: Conversation, *, chat_id: int, user_id: int, message_id: int, text: str,
                          verdict: GuardVerdict | None, forwarded: bool) -> ev.Event:
@@ -102,8 +119,17 @@ class Intake:
             return ev.TextSent(text)
         deletion = verdict.deletion if verdict else await self.messenger.delete(chat_id, message_id)
         pasted = inspect_pasted_text(text)
+        if deletion == DeleteOutcome.PENDING and pasted.looks_secret:
+            self._keep_pending(chat_id, message_id, verdict)
+            return ev.DeletionPending(message_id, pasted, forwarded=forwarded)
         if deletion != DeleteOutcome.DELETED and pasted.looks_secret:
             return ev.DeletionFailed(REASONS.get(deletion, "other"))
+        return await self.paste_event(conv, user_id=user_id, pasted=pasted, forwarded=forwarded)
+
+    async def paste_event(self, conv: Conversation, *, user_id: int, pasted: PastedText,
+                          forwarded: bool) -> ev.KeyPasted:
+        """A paste whose message is gone, with the submission limits applied (also for one that waited in
+        ``deleting`` for its message to go)."""
         # Only a paste that will really be checked uses up the allowance (not one sent while busy, nor one
         # sent before the workspace is known).
         checked = paste_is_checked(conv, self.policy) if self.policy else conv.step not in PIPELINE_STEPS
@@ -118,7 +144,12 @@ class Intake:
     async def media_event(self, conv: Conversation, *, chat_id: int, message_id: int, kind: str,
                           verdict: GuardVerdict | None) -> ev.Event:
         if verdict is None and conv.step in PASTE_STEPS:
-            await self.messenger.delete(chat_id, message_id)
+            if await self.messenger.delete(chat_id, message_id) == DeleteOutcome.PENDING:
+                self._keep_pending(chat_id, message_id, None)
+                return ev.DeletionPending(message_id, None)
+        elif verdict is not None and verdict.deletion == DeleteOutcome.PENDING:
+            self._keep_pending(chat_id, message_id, verdict)
+            return ev.DeletionPending(message_id, None)
         elif verdict is not None and not verdict.deleted:
             return ev.DeletionFailed(REASONS.get(verdict.deletion, "other"))
         return ev.MediaSent(kind, deleted=verdict is not None)

@@ -8,6 +8,7 @@ implementation.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -32,6 +33,9 @@ class DeleteOutcome(StrEnum):
     NO_RIGHTS = "no_rights"  # a group where the bot may not delete others' messages
     TOO_OLD = "too_old"  # older than 48 hours
     FAILED = "failed"  # network trouble or anything unexpected
+    # Not gone by the deadline, but Telegram never said it can't be (only 429s, 5xx, timeouts): the deletion
+    # goes on in the background; its final outcome comes through ``ChatPort.deletion_settled``.
+    PENDING = "pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,8 @@ class GuardVerdict:
     deletion: DeleteOutcome
     received_at: float  # time.monotonic() when the guard saw the update
     deleted_at: float
+    # PENDING: the background deletion's final outcome (thread-safe: the guard lane runs on its own loop).
+    settled: Future[DeleteOutcome] | None = None
 
     @property
     def deleted(self) -> bool:
@@ -86,3 +92,7 @@ class ChatPort(Protocol):
     async def delete(self, chat_id: int, message_id: int, *, language: str = "en") -> DeleteOutcome: ...
 
     async def delete_quietly(self, chat_id: int, message_id: int) -> None: ...
+
+    def deletion_settled(self, chat_id: int, message_id: int) -> Future[DeleteOutcome] | None:
+        """The final outcome of a deletion that answered PENDING (None if there is none)."""
+        ...

@@ -12,12 +12,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.core.chat_locks import ChatLocks
+from bot.core.intake import REASONS, Intake
 from bot.core.keyflow import ForeignAction, KeyFlow
-from bot.core.ports import ChatPort, ChatRef, ChatUnreachable
+from bot.core.ports import ChatPort, ChatRef, ChatUnreachable, DeleteOutcome
 from bot.metrics import record_reminder, record_step_entered
 from flows import effects as fx
 from flows import events as ev
@@ -51,7 +54,8 @@ Decided = Callable[["HandleResult"], Awaitable[None]]
 REPAINT_DEADLINE_S = 300.0
 REPAINT_MAX_DELAY_S = 30.0
 # Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
-INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value)
+# DELETING: a key waits in memory for its message's slow deletion (timed by policy.deleting_timeout_s).
+INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value, Step.DELETING.value)
 
 
 class _StillRunning(Exception):
@@ -104,6 +108,8 @@ class Runtime:
         self.language_hooks: list[Callable[[ChatRef, str], Awaitable[None]]] = []
         # Set at shutdown: keys waiting in memory for a busy check's slot are dropped, not waited for.
         self._stopping = asyncio.Event()
+        # Builds the paste of a key whose slow deletion succeeded (submission limits); set by the wiring.
+        self.intake: Intake | None = None
         keyflow.on_foreign.append(self._tell_owner)
 
     # -- entry points ---------------------------------------------------------------------------
@@ -175,7 +181,8 @@ class Runtime:
             chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
 
             async def interrupted(conv: Conversation) -> ev.Event:
-                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.pipeline_since <= limit:
+                longest = self.policy.deleting_timeout_s if conv.step == Step.DELETING else limit
+                if conv.step.value not in INTERRUPTIBLE or self.clock() - conv.pipeline_since <= longest:
                     raise _StillRunning
                 return ev.Started(None)
 
@@ -233,6 +240,8 @@ class Runtime:
                 concrete = event if not callable(event) else await event(conv)
                 if isinstance(concrete, ev.KeyPasted) and concrete.pasted.key is not None:
                     key = concrete.pasted.key
+                elif isinstance(concrete, ev.DeletionConfirmed) and concrete.paste.pasted.key is not None:
+                    key = concrete.paste.pasted.key
                 transition = advance(conv, concrete, self.policy, self.clock())
                 if any(isinstance(e, fx.Forget) for e in transition.effects):
                     await self.conversations.delete(chat.chat_id)
@@ -255,6 +264,10 @@ class Runtime:
                 except Exception:  # answering a button must never cost the committed effects
                     log.exception("callback after commit failed")
             deferred = await self._perform(chat, row, transition, result, key, pressed_message_id, notify)
+            for waits in [e for e in deferred if isinstance(e, fx.AwaitDeletion)]:
+                deferred.remove(waits)
+                pending = concrete if isinstance(concrete, ev.DeletionPending) else None
+                self._spawn(self._await_deletion(chat, waits, pending))
             for observe in self.observers:
                 try:
                     observe(chat, conv, transition.conversation)
@@ -350,7 +363,7 @@ class Runtime:
                         await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)
                 case fx.ReleaseHeld():
                     await self.keyflow.release(chat)
-                case fx.Verify() | fx.Connect() | fx.Disconnect():
+                case fx.Verify() | fx.Connect() | fx.Disconnect() | fx.AwaitDeletion():
                     deferred.append(effect)
         for show in shows:
             await self._show(chat, row, conv, show, pressed_message_id, notify)
@@ -475,6 +488,57 @@ class Runtime:
                 await self._apply(chat, failure, key=key)
         finally:
             del key
+
+    # -- a key waiting for its message's slow deletion --------------------------------------------------
+    async def _await_deletion(self, chat: ChatRef, effect: fx.AwaitDeletion,
+                              pending: ev.DeletionPending | None) -> None:
+        """Wait for the background deletion, then go on with the paste as if it had just arrived, or say
+        the key is exposed. The key lives only in this task (never stored); it dies with the process, and
+        recovery (``recover_interrupted``) then tells the user after ``policy.deleting_timeout_s``."""
+        handle = self.intake.settled(chat.chat_id, effect.message_id) if self.intake else None
+        pasted = pending.pasted if pending is not None and effect.attempt is not None else None
+        forwarded = pending.forwarded if pending is not None else False
+        try:
+            outcome = await self._deletion_outcome(handle)
+            if outcome is None:
+                log.info("key of chat %s dropped while its message was still being deleted (shutdown)", chat.chat_id)
+                return
+            log.info("slow deletion in chat %s settled: %s", chat.chat_id, outcome)
+            if outcome != DeleteOutcome.DELETED:
+                await self.handle(chat, ev.DeletionFailed(REASONS.get(outcome, "other"), effect.attempt, late=True))
+                return
+            if pasted is None or effect.attempt is None:
+                return  # nothing of that message is used; it is gone now
+            attempt, intake, paste = effect.attempt, self.intake, pasted
+
+            async def confirmed(conv: Conversation) -> ev.Event:
+                waiting = conv.step == Step.DELETING and conv.attempt == attempt
+                if waiting and intake is not None:  # the allowance is used only by a paste still wanted
+                    return ev.DeletionConfirmed(attempt, await intake.paste_event(
+                        conv, user_id=chat.user_id, pasted=paste, forwarded=forwarded))
+                return ev.DeletionConfirmed(attempt, ev.KeyPasted(paste, forwarded=forwarded))
+
+            await self.handle(chat, confirmed)
+        except Exception:
+            log.exception("waiting for the deletion of a key message in chat %s failed", chat.chat_id)
+        finally:
+            del pasted, pending
+
+    async def _deletion_outcome(self, handle: Future[DeleteOutcome] | None) -> DeleteOutcome | None:
+        """The background deletion's final outcome; FAILED without a handle or past the longest wait; None
+        at shutdown (the key is dropped, never used)."""
+        if handle is None:
+            return DeleteOutcome.FAILED
+        settled: asyncio.Future[DeleteOutcome] = asyncio.wrap_future(handle)
+        stopping: asyncio.Future[bool] = asyncio.ensure_future(self._stopping.wait())
+        try:
+            either: list[asyncio.Future[Any]] = [settled, stopping]
+            await asyncio.wait(either, timeout=self.policy.deleting_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if settled.done():
+            return settled.result()
+        return None if self._stopping.is_set() else DeleteOutcome.FAILED
 
     async def _slot_came(self, chat: ChatRef, effect: fx.Verify) -> bool:
         """Checks were busy: sleep until the slot booked for this key, then say whether it is still wanted."""

@@ -137,7 +137,8 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     messenger = Messenger(application.bot, delete_bot, delete_deadline_s=settings.telegram_delete_deadline_s,
-                          delete_slow_after_s=settings.telegram_delete_notice_after_s)
+                          delete_slow_after_s=settings.telegram_delete_notice_after_s,
+                          delete_after_deadline_s=settings.telegram_delete_background_s)
     guard = SecretGuard(messenger)
     guard.observers.append(record_guard_verdict)
     processor.guard = guard
@@ -175,6 +176,7 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     support = build_support_desk(settings, application, sessions, runtime)
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)
+    runtime.intake = intake  # a key whose message was slow to delete is admitted once it is gone
     BotHandlers(runtime, intake, guard).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days),

@@ -60,13 +60,15 @@ class GuardLane:
     """A thread that long-polls ``getUpdates``, runs the secret guard, and hands updates over."""
 
     def __init__(self, token: str, base_url: str, allowed_updates: list[str], handover: Handover, *,
-                 delete_deadline_s: float, delete_notice_after_s: float) -> None:
+                 delete_deadline_s: float, delete_notice_after_s: float,
+                 delete_background_s: float = 600.0) -> None:
         self.token = token
         self.base_url = base_url
         self.allowed_updates = allowed_updates
         self.handover = handover
         self.delete_deadline_s = delete_deadline_s
         self.delete_notice_after_s = delete_notice_after_s
+        self.delete_background_s = delete_background_s
         self.failure: BaseException | None = None  # why the lane stopped on its own (a rejected token)
         self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="guard-lane", daemon=True)
@@ -108,7 +110,8 @@ class GuardLane:
                                    request=HTTPXRequest(connection_pool_size=64),
                                    get_updates_request=HTTPXRequest(read_timeout=read_timeout))
         guard = SecretGuard(Messenger(bot, bot, delete_deadline_s=self.delete_deadline_s,
-                                      delete_slow_after_s=self.delete_notice_after_s))
+                                      delete_slow_after_s=self.delete_notice_after_s,
+                                      delete_after_deadline_s=self.delete_background_s))
         pending: set[asyncio.Task[None]] = set()
         try:
             await bot.initialize()
@@ -266,7 +269,8 @@ async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asy
     lane = GuardLane(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url,
                      allowed_updates, handover,
                      delete_deadline_s=settings.telegram_delete_deadline_s,
-                     delete_notice_after_s=settings.telegram_delete_notice_after_s)
+                     delete_notice_after_s=settings.telegram_delete_notice_after_s,
+                     delete_background_s=settings.telegram_delete_background_s)
     try:
         if application.post_init is not None:
             await application.post_init(application)

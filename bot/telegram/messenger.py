@@ -14,6 +14,7 @@ Deleting a pasted key is different: it is retried until it succeeds or Telegram 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -39,7 +40,7 @@ DELETE_DEADLINE_S = 60.0  # keep trying to delete a pasted key this long before 
 DELETE_SLOW_AFTER_S = 3.0  # say "deleting…" only when it takes longer than this
 DELETE_FIRST_BACKOFF_S = 0.25  # after a 5xx or timeout; doubles up to DELETE_MAX_BACKOFF_S
 DELETE_MAX_BACKOFF_S = 5.0
-DELETE_AFTER_DEADLINE_S = 600.0  # after telling the user, keep removing the message in the background
+DELETE_AFTER_DEADLINE_S = 600.0  # past the deadline, keep removing the message in the background this long
 
 
 @contextlib.contextmanager
@@ -81,7 +82,8 @@ class Messenger:
     """The core's :class:`~bot.core.ports.ChatPort` over PTB: send, edit and delete messages."""
 
     def __init__(self, bot: Bot, delete_bot: Bot | None = None, *, delete_deadline_s: float = DELETE_DEADLINE_S,
-                 delete_slow_after_s: float = DELETE_SLOW_AFTER_S) -> None:
+                 delete_slow_after_s: float = DELETE_SLOW_AFTER_S,
+                 delete_after_deadline_s: float = DELETE_AFTER_DEADLINE_S) -> None:
         self.bot = bot
         # Deletions of pasted keys use a separate Bot without the rate limiter, so that removing a
         # secret never waits behind queued guide messages or another chat's flood wait.
@@ -89,7 +91,10 @@ class Messenger:
         self.delete_deadline_s = delete_deadline_s
         self.delete_slow_after_s = delete_slow_after_s
         self.clock: Callable[[], float] = time.monotonic  # replaceable in tests
+        self.delete_after_deadline_s = delete_after_deadline_s
         self._background: set[asyncio.Task[None]] = set()
+        # Deletions that answered PENDING, until their final outcome has been collected (or they settled).
+        self._pending: dict[tuple[int, int], concurrent.futures.Future[DeleteOutcome]] = {}
 
     async def send_view(self, chat_id: int, view: View) -> int:
         with _delivery(chat_id):
@@ -129,9 +134,11 @@ class Messenger:
         """Delete a message, retrying until it is gone or Telegram says it can't be.
 
         Flood waits are honoured in full; 5xx and timeouts are retried with a growing pause; all of it
-        within ``delete_deadline_s``. After that the caller hears FAILED (the key is treated as exposed)
-        while the deletion goes on in the background. If it takes longer than ``delete_slow_after_s``
-        the user is told "deleting…" (removed again once done).
+        within ``delete_deadline_s``. After that the caller hears PENDING (Telegram never said it can't:
+        the key waits unused, it is not exposed) while the deletion goes on in the background for
+        ``delete_after_deadline_s``; :meth:`deletion_settled` gives its final outcome (FAILED if it never
+        got through). If it takes longer than ``delete_slow_after_s`` the user is told "deleting…"
+        (removed again once done).
         """
         done = asyncio.Event()
         notice = asyncio.ensure_future(self._say_deleting(chat_id, language, done))
@@ -143,9 +150,15 @@ class Messenger:
         if outcome is None:
             log.warning("could not delete message %s in chat %s within %.0f s; still trying in the background",
                         message_id, chat_id, self.delete_deadline_s)
-            self._in_background(self._delete_later(chat_id, message_id, pending_wait))
-            return DeleteOutcome.FAILED
+            settled: concurrent.futures.Future[DeleteOutcome] = concurrent.futures.Future()
+            self._pending[(chat_id, message_id)] = settled
+            self._in_background(self._delete_later(chat_id, message_id, pending_wait, settled))
+            return DeleteOutcome.PENDING
         return outcome
+
+    def deletion_settled(self, chat_id: int, message_id: int) -> concurrent.futures.Future[DeleteOutcome] | None:
+        """The final outcome of a deletion that answered PENDING (taken: asked once per message)."""
+        return self._pending.pop((chat_id, message_id), None)
 
     async def _delete_until(self, chat_id: int, message_id: int,
                             budget_s: float) -> tuple[DeleteOutcome | None, float]:
@@ -171,10 +184,18 @@ class Messenger:
                 return None, wait
             await asyncio.sleep(wait)
 
-    async def _delete_later(self, chat_id: int, message_id: int, wait: float) -> None:
-        await asyncio.sleep(wait)
-        outcome, _ = await self._delete_until(chat_id, message_id, DELETE_AFTER_DEADLINE_S)
-        log.info("late deletion of message %s in chat %s: %s", message_id, chat_id, outcome or "gave up")
+    async def _delete_later(self, chat_id: int, message_id: int, wait: float,
+                            settled: concurrent.futures.Future[DeleteOutcome]) -> None:
+        outcome: DeleteOutcome | None = None
+        try:
+            await asyncio.sleep(wait)
+            outcome, _ = await self._delete_until(chat_id, message_id, self.delete_after_deadline_s)
+            log.info("late deletion of message %s in chat %s: %s", message_id, chat_id, outcome or "gave up")
+        finally:  # also when cancelled at shutdown: whoever waits hears it was not deleted
+            if not settled.done():
+                settled.set_result(outcome or DeleteOutcome.FAILED)
+            if self._pending.get((chat_id, message_id)) is settled and outcome is not None:
+                del self._pending[(chat_id, message_id)]
 
     async def _say_deleting(self, chat_id: int, language: str, done: asyncio.Event) -> int | None:
         """If deleting takes a while, tell the user (one try, never in the way of the deletion)."""

@@ -16,7 +16,7 @@ from typing import Any
 from telegram import Message, Update
 from telegram.ext import BaseUpdateProcessor
 
-from bot.core.ports import GuardVerdict
+from bot.core.ports import DeleteOutcome, GuardVerdict
 from bot.telegram.messenger import Messenger
 from flows.inspection import might_be_key_file, might_carry_secret
 
@@ -154,7 +154,9 @@ class SecretGuard:
         for replied in others:  # an old message of the user's quoted back: gone too if it holds the secret
             if carries_secret(replied):
                 await self.messenger.delete(replied.chat_id, replied.message_id, language=language)
-        self._keep(update.update_id, GuardVerdict(outcome, received, time.monotonic()))
+        settled = self.messenger.deletion_settled(own.chat_id, own.message_id) \
+            if outcome == DeleteOutcome.PENDING else None
+        self._keep(update.update_id, GuardVerdict(outcome, received, time.monotonic(), settled))
 
     def _keep(self, update_id: int, verdict: GuardVerdict) -> None:
         self._verdicts[update_id] = verdict

@@ -96,10 +96,11 @@ class FaultyBot:
         self.sandbox.telegram.configure(flood_control=False)
         url = f"sqlite+aiosqlite:///{folder / 'bot.db'}"
         asyncio.run(upgrade(url))
+        settings = {"telegram_delete_deadline_s": 8, **settings}  # a test may shorten the deadline
         env = self.sandbox.bot_environment(url, key_submissions_per_user_per_hour=100_000,
                                            verifications_per_minute=1_000_000, telegram_max_rate_per_s=1000,
-                                           telegram_max_wait_s=MAX_WAIT_S, telegram_delete_deadline_s=8,
-                                           telegram_delete_notice_after_s=1, **settings)
+                                           telegram_max_wait_s=MAX_WAIT_S, telegram_delete_notice_after_s=1,
+                                           **settings)
         self.settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
         self.bot_app: BotApp | None = None
         self.offset = 0
