@@ -30,6 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.telegram_bot_token is None:
         log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
         return 2
+    for warning in settings.startup_warnings():
+        log.warning(warning)
     asyncio.run(migrate_database(settings.database_url))
     if getattr(args, "webhook", False):
         from bot.cli.webhook import run_webhook

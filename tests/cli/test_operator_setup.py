@@ -90,7 +90,8 @@ def test_malformed_settings_are_one_line(tmp_path: Path, name: str, value: str, 
 def _run_env(tmp_path: Path) -> dict[str, str]:
     env_file = tmp_path / ".env"
     write_env(env_file)
-    return {"TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"}
+    return {"TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'b.db'}",
+            "PRIVACY_CONTACT": "privacy@example.com"}
 
 
 def test_unreachable_telegram_is_one_line_and_debug_gives_the_traceback(tmp_path: Path) -> None:
@@ -146,6 +147,38 @@ def test_a_postgres_that_refuses_the_login_is_named_in_one_line(tmp_path: Path) 
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert f"cannot reach the database at {url.host}:{url.port or 5432}: " in done.stderr
     assert "no_such_role_here" in done.stderr and "hunter2secret" not in done.stderr
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ({}, True),
+    ({"SUPPORT_URL": "https://web.doubletick.io/"}, True),  # DoubleTick's login page is nobody's inbox
+    ({"SUPPORT_CONTACT": "@acme_help"}, False),
+    ({"PRIVACY_CONTACT": "privacy@acme.example"}, False),
+    ({"INSECURE_DEMO_OPEN_WORKSPACES": "true"}, False),  # try mode and the sandbox
+])
+def test_run_warns_at_start_when_privacy_questions_have_nowhere_to_go(tmp_path: Path, extra: dict[str, str],
+                                                                        warned: bool) -> None:
+    env = {**_run_env(tmp_path), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9", **extra}
+    if "PRIVACY_CONTACT" not in extra:
+        del env["PRIVACY_CONTACT"]
+    done = _cli("run", cwd=tmp_path, **env)
+    assert done.returncode == 1
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    if warned:
+        assert len(warnings) == 1 and "PRIVACY_CONTACT is not set" in warnings[0], done.stderr
+    else:
+        assert warnings == [], done.stderr
+
+
+def test_settings_fall_back_to_a_contact_the_operator_set_never_to_the_defaults() -> None:
+    def shown(**values: str) -> str | None:
+        return Settings(_env_file=None, **values).view_settings().privacy_contact  # type: ignore[call-arg]
+
+    assert shown() is None
+    assert shown(support_url="https://web.doubletick.io") is None
+    assert shown(support_url="https://help.acme.example/privacy") == "https://help.acme.example/privacy"
+    assert shown(support_contact="@acme_help", support_url="https://help.acme.example") == "@acme_help"
+    assert shown(privacy_contact="dpo@acme.example", support_contact="@acme_help") == "dpo@acme.example"
 
 
 def test_handoff_create_without_a_username_leaves_no_database_behind(tmp_path: Path) -> None:
