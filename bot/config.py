@@ -71,6 +71,7 @@ def _split_list(value: object) -> object:
 # The English defaults; left as they are, every locale says them in its own words (flows/content/*.toml).
 DEFAULT_OPERATOR = "the DoubleTick support team"
 DEFAULT_SUPPORT_CONTACT = "DoubleTick support"
+DEFAULT_SUPPORT_URL = "https://web.doubletick.io"  # DoubleTick's app: a login page, not a contact
 
 
 class Settings(BaseSettings):
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
     pipeline_timeout_s: float = 120.0
 
     operator_name: str = DEFAULT_OPERATOR
-    support_url: str | None = "https://web.doubletick.io"
+    support_url: str | None = DEFAULT_SUPPORT_URL
     support_contact: str = DEFAULT_SUPPORT_CONTACT
     privacy_contact: str | None = None  # shown by /privacy for questions and deletion requests
     openai_egress_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)  # for IP allowlists
@@ -346,6 +347,30 @@ class Settings(BaseSettings):
                       deleting_timeout_s=self.telegram_delete_deadline_s + self.telegram_delete_background_s
                       + self.pipeline_timeout_s)
 
+    @property
+    def privacy_contact_shown(self) -> str | None:
+        """Where /privacy sends questions and deletion requests: PRIVACY_CONTACT, else the support the operator
+        set (SUPPORT_CONTACT, then SUPPORT_URL). None when there is none but the defaults: they name DoubleTick's
+        support in general and its app's login page, where nobody can send a deletion request (issue 11)."""
+        if self.privacy_contact:
+            return self.privacy_contact
+        if self.support_contact != DEFAULT_SUPPORT_CONTACT:
+            return self.support_contact
+        if self.support_url and self.support_url.rstrip("/") != DEFAULT_SUPPORT_URL:
+            return self.support_url
+        return None
+
+    def startup_warnings(self) -> list[str]:
+        """What an operator should fix before customers arrive, logged at start (never in local demos)."""
+        if self.insecure_demo_open_workspaces:  # try mode, the sandbox
+            return []
+        warnings = []
+        if self.privacy_contact_shown is None:
+            warnings.append("PRIVACY_CONTACT is not set (nor SUPPORT_CONTACT or SUPPORT_URL): /privacy can only "
+                            "point customers to /cancel, /disconnect and their DoubleTick agent for questions "
+                            "and deletion requests; set PRIVACY_CONTACT to an e-mail address or @handle")
+        return warnings
+
     def view_settings(self) -> ViewSettings:
         """What texts say about this deployment. The English defaults of OPERATOR_NAME and SUPPORT_CONTACT
         mean "say it in the user's language" (each locale's ``[texts]``); any other value is a name, shown
@@ -353,7 +378,7 @@ class Settings(BaseSettings):
         return ViewSettings(operator=None if self.operator_name == DEFAULT_OPERATOR else self.operator_name,
                             billed_probe=self.openai_billed_probe,
                             capabilities=tuple(self.openai_required_capabilities),
-                            privacy_contact=self.privacy_contact, egress_ips=tuple(self.openai_egress_ips),
+                            privacy_contact=self.privacy_contact_shown, egress_ips=tuple(self.openai_egress_ips),
                             hold_minutes=self.outbox_hold_minutes, retention_days=self.retention_days,
                             requires_link=self.policy.requires_invitation,
                             support_url=self.support_url,

@@ -129,7 +129,7 @@ MINIAPP_TEXTS = ("title", "intro", "label", "placeholder", "show", "hide", "subm
                  "unavailable", "network", "open_in_telegram")
 REQUIRED_COMMANDS = ("start", "restart", "cancel", "replace", "disconnect", "help", "privacy", "stop_reminders",
                      "language")
-REQUIRED_TEXTS = ("operator", "support_contact")
+REQUIRED_TEXTS = ("operator", "support_contact", "privacy_contact")
 MEDIA_KINDS = ("message", "photo", "sticker", "document", "video", "voice", "audio", "animation", "video note",
                "contact", "location", "poll", "dice")
 REQUIRED_LANGUAGE = ("prompt", "changed")

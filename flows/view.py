@@ -147,7 +147,7 @@ def _params(conv: Conversation, settings: ViewSettings, content: Content) -> dic
         "hold_time": duration(code, settings.hold_minutes, "minute"),
         "retention_time": duration(code, settings.retention_days, "day"),
         "support": settings.support_url or settings.support_contact or content.text("support_contact"),
-        "privacy_contact": settings.privacy_contact or settings.support_contact or content.text("support_contact"),
+        "privacy_contact": settings.privacy_contact or settings.support_contact or content.text("privacy_contact"),
         "last_four": conv.key_last_four or "????",
         "connected_last_four": conv.live_last_four or "????",
         "detail": shorten_third_party(conv.problem_detail or ""),

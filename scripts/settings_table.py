@@ -179,7 +179,8 @@ DOCS: dict[str, SettingDoc] = {
                                   "@acme_support"),
     "privacy_contact": SettingDoc(
         "Behaviour", "Where /privacy sends questions and deletion requests (an e-mail address or @handle); "
-        "set it: unset falls back to SUPPORT_CONTACT.", "privacy@example.com"),
+        "set it: unset falls back to SUPPORT_CONTACT, then SUPPORT_URL, if set; with none, `run` warns at start.",
+        "privacy@example.com"),
     "reminder_after_hours": SettingDoc(
         "Behaviour", "Send one reminder (Continue / No more reminders) to a customer idle this many hours "
         "mid-guide, before pasting a key; 0 turns reminders off.", "48"),

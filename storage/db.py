@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "SQLITE_BUSY_TIMEOUT_MS",
     "create_engine",
+    "database_location",
     "is_postgres",
     "normalise_database_url",
     "session_factory",
@@ -78,6 +79,15 @@ def normalise_database_url(url: str | URL) -> str:
         raise ValueError(f"unsupported database URL scheme {scheme!r} in {_safe(parsed)}")
     # render_as_string: str(URL) would mask the password and break the connection.
     return parsed.render_as_string(hide_password=False)
+
+
+def database_location(url: str | URL) -> str:
+    """Where the database is, for an operator reading an error: ``host:port`` or the SQLite file, never
+    the user name or password."""
+    parsed = make_url(normalise_database_url(url))
+    if parsed.drivername.startswith("sqlite"):
+        return str(_sqlite_file(parsed) or "an in-memory SQLite database")
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
 
 
 def _sqlite_file(url: URL) -> Path | None:

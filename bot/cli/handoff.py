@@ -39,12 +39,12 @@ async def bot_username(settings: Settings) -> str:
 async def _create(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from bot.agents.links import HandoffError, HandoffService, parse_duration
     from bot.agents.roles import AgentDirectory, Role
+    from bot.cli.common import migrate_database
     from storage.db import create_engine, session_factory
-    from storage.migrate import upgrade
     from storage.repositories import AgentRepository, AuditLog, HandoffRepository
 
     username = await bot_username(settings)  # first: a missing BOT_USERNAME must not leave a database behind
-    await upgrade(settings.database_url)
+    await migrate_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         sessions = session_factory(engine)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.cli import common
-from bot.cli.common import configure_logging, load_settings, one_line_failure
+from bot.cli.common import configure_logging, load_settings, migrate_database, one_line_failure
 
 __all__ = ["main"]
 
@@ -24,14 +24,15 @@ log = logging.getLogger("bot")
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot (polling, or with --webhook a webhook server) against the configured Telegram Bot API."""
     from bot.telegram.application import ALLOWED_UPDATES, build_bot
-    from storage.migrate import upgrade
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
     if settings.telegram_bot_token is None:
         log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
         return 2
-    asyncio.run(upgrade(settings.database_url))
+    for warning in settings.startup_warnings():
+        log.warning(warning)
+    asyncio.run(migrate_database(settings.database_url))
     if getattr(args, "webhook", False):
         from bot.cli.webhook import run_webhook
 
@@ -62,11 +63,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database schema to the latest revision (safe to run from several replicas at once)."""
-    from storage.migrate import current_revision, upgrade
+    from storage.migrate import current_revision
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.secrets_to_redact())
-    asyncio.run(upgrade(settings.database_url))
+    asyncio.run(migrate_database(settings.database_url))
     print(f"database at revision {asyncio.run(current_revision(settings.database_url))}")
     return 0
 

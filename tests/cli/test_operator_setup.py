@@ -90,7 +90,8 @@ def test_malformed_settings_are_one_line(tmp_path: Path, name: str, value: str, 
 def _run_env(tmp_path: Path) -> dict[str, str]:
     env_file = tmp_path / ".env"
     write_env(env_file)
-    return {"TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"}
+    return {"TELEGRAM_BOT_TOKEN": SANDBOX_BOT_TOKEN, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'b.db'}",
+            "PRIVACY_CONTACT": "privacy@example.com"}
 
 
 def test_unreachable_telegram_is_one_line_and_debug_gives_the_traceback(tmp_path: Path) -> None:
@@ -101,20 +102,83 @@ def test_unreachable_telegram_is_one_line_and_debug_gives_the_traceback(tmp_path
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "cannot reach the Telegram Bot API at http://127.0.0.1:9" in lines[0]
     noise = [line for line in done.stderr.splitlines() if " INFO " not in line]  # migrations log at INFO
-    assert len(noise) <= 2, done.stderr  # PTB's one ERROR log line, and ours
+    assert noise == lines, done.stderr  # ours alone: no ERROR line from PTB before it
     assert SANDBOX_BOT_TOKEN.split(":")[1] not in done.stderr
     debug = _cli("--debug", "run", cwd=tmp_path, **env)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-@pytest.mark.parametrize("url", ["postgresql+asyncpg://bob:hunter2secret@db.nowhere.invalid:5432/bot",
-                                 "not-a-database-url", "mysql://bob:hunter2secret@127.0.0.1/bot"])
-def test_a_bad_database_url_is_one_line_without_its_password(tmp_path: Path, url: str) -> None:
-    done = _cli("migrate", cwd=tmp_path, DATABASE_URL=url)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
+@pytest.mark.parametrize("command", ["migrate", "run"])
+@pytest.mark.parametrize(("url", "says"), [
+    ("postgresql+asyncpg://bob:hunter2secret@db.nowhere.invalid:5432/bot",
+     "cannot reach the database at db.nowhere.invalid:5432: gaierror:"),
+    ("postgresql://bob:hunter2secret@127.0.0.1:9/bot", "cannot reach the database at 127.0.0.1:9: "),
+    ("not-a-database-url", "the database URL could not be parsed"),
+    ("mysql://bob:hunter2secret@127.0.0.1/bot", "unsupported database URL scheme 'mysql'"),
+])
+def test_a_bad_database_url_is_one_line_without_its_password(tmp_path: Path, url: str, says: str,
+                                                             command: str) -> None:
+    env = {**_run_env(tmp_path), "DATABASE_URL": url} if command == "run" else {"DATABASE_URL": url}
+    done = _cli(command, cwd=tmp_path, **env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # exactly one line
+    assert done.stderr.startswith(f"onboarding-bot {command}: ") and says in done.stderr, done.stderr
     assert "hunter2secret" not in done.stderr
+
+
+def test_a_sqlite_file_that_cannot_be_created_names_the_database(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = _cli("migrate", cwd=tmp_path, DATABASE_URL=f"sqlite+aiosqlite:///{blocker}/sub/bot.db")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert f"cannot reach the database at {blocker}/sub/bot.db: " in done.stderr
+
+
+def test_a_postgres_that_refuses_the_login_is_named_in_one_line(tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    url = make_url(base).set(username="no_such_role_here", password="hunter2secret")
+    done = _cli("migrate", cwd=tmp_path, DATABASE_URL=url.render_as_string(hide_password=False))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert f"cannot reach the database at {url.host}:{url.port or 5432}: " in done.stderr
+    assert "no_such_role_here" in done.stderr and "hunter2secret" not in done.stderr
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ({}, True),
+    ({"SUPPORT_URL": "https://web.doubletick.io/"}, True),  # DoubleTick's login page is nobody's inbox
+    ({"SUPPORT_CONTACT": "@acme_help"}, False),
+    ({"PRIVACY_CONTACT": "privacy@acme.example"}, False),
+    ({"INSECURE_DEMO_OPEN_WORKSPACES": "true"}, False),  # try mode and the sandbox
+])
+def test_run_warns_at_start_when_privacy_questions_have_nowhere_to_go(tmp_path: Path, extra: dict[str, str],
+                                                                        warned: bool) -> None:
+    env = {**_run_env(tmp_path), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9", **extra}
+    if "PRIVACY_CONTACT" not in extra:
+        del env["PRIVACY_CONTACT"]
+    done = _cli("run", cwd=tmp_path, **env)
+    assert done.returncode == 1
+    warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+    if warned:
+        assert len(warnings) == 1 and "PRIVACY_CONTACT is not set" in warnings[0], done.stderr
+    else:
+        assert warnings == [], done.stderr
+
+
+def test_settings_fall_back_to_a_contact_the_operator_set_never_to_the_defaults() -> None:
+    def shown(**values: str) -> str | None:
+        return Settings(_env_file=None, **values).view_settings().privacy_contact  # type: ignore[call-arg]
+
+    assert shown() is None
+    assert shown(support_url="https://web.doubletick.io") is None
+    assert shown(support_url="https://help.acme.example/privacy") == "https://help.acme.example/privacy"
+    assert shown(support_contact="@acme_help", support_url="https://help.acme.example") == "@acme_help"
+    assert shown(privacy_contact="dpo@acme.example", support_contact="@acme_help") == "dpo@acme.example"
 
 
 def test_handoff_create_without_a_username_leaves_no_database_behind(tmp_path: Path) -> None:

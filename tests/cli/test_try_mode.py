@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,3 +141,108 @@ def test_wrong_pastes_failures_privacy_and_a_held_key_as_a_newcomer_meets_them(t
     assert "Stop retrying" in held and "tap “Stop retrying” below" in held
     assert "Stopped. I deleted the encrypted key" in held.split("you> 1", 1)[1]
     assert "You're done!" in held.split("you> 1", 1)[1]
+
+
+class _Screen(io.TextIOBase):
+    """Try mode's stdout, written by its threads (the loop and the watcher) and read by the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+    def wait_for(self, found: Callable[[str], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if found(self.text()):
+                return True
+            time.sleep(0.05)
+        return found(self.text())
+
+
+def test_a_verdict_that_arrives_later_is_printed_before_the_next_line_is_typed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 12: try mode at a terminal (stdin a pipe, not --script) prints a slow verdict as it
+    arrives, while the user sits at the prompt, not only after they press Enter again."""
+    from bot.cli import try_mode
+    from bot.standins.sandbox import Sandbox
+
+    class SlowOpenAISandbox(Sandbox):
+        def start(self) -> Sandbox:
+            self.openai.configure(latency_ms=1500)  # each OpenAI call: the verdict comes seconds after the paste
+            return super().start()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(try_mode, "Sandbox", SlowOpenAISandbox)
+    screen = _Screen()
+    read_end, write_end = os.pipe()
+    keyboard = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_end))
+    monkeypatch.setattr(sys, "stdout", screen)
+    finished: list[int] = []
+    runner = threading.Thread(target=lambda: finished.append(try_mode.run_try()), daemon=True, name="try-run")
+    runner.start()
+    try:
+        assert screen.wait_for(lambda text: "you> " in text, timeout=90), screen.text()[-2000:]
+
+        def type_line(line: str) -> None:
+            prompts = screen.text().count("you> ")
+            keyboard.write(line + "\n")
+            keyboard.flush()
+            assert screen.wait_for(lambda text: text.count("you> ") > prompts, timeout=30), screen.text()[-2000:]
+            time.sleep(0.2)  # apart from the next line: lines arriving together are one paste
+
+        for line in ["1", "3", "1", "1", "2", "1", "1", "1", "ws_demo"]:
+            type_line(line)
+        before = len(screen.text())
+        type_line(DEMO_KEYS["valid"].key)
+        after_paste = screen.text()[before:]
+        assert "You're done!" not in after_paste, "the verdict came before the prompt: the watcher was not needed"
+        # Nothing more is typed: the watcher alone must print the verdict, then a fresh prompt.
+        assert screen.wait_for(lambda text: "You're done!" in text[before:], timeout=60), screen.text()[before:]
+        assert screen.wait_for(lambda text: text[before:].split("You're done!", 1)[1].count("you> ") >= 1,
+                               timeout=5)
+    finally:
+        keyboard.write("/quit\n")
+        keyboard.close()
+        runner.join(timeout=60)
+    assert finished == [0]
+
+
+def test_a_key_pasted_at_the_workspace_step_uses_none_of_the_hourly_allowance(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 item 2: a key pasted where the workspace id goes is deleted unchecked and not counted, so a
+    customer's full allowance (here a per-user limit of 5, as in production) is left for the paste step."""
+    from bot.cli import try_mode
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(try_mode, "TRY_LIMITS", {"KEY_SUBMISSIONS_PER_USER_PER_HOUR": "5",
+                                                 "VERIFICATIONS_PER_MINUTE": "1000"})
+    checked = [DEMO_KEYS[name].key for name in ("invalid", "missing_scope", "account_deactivated", "no_organization",
+                                                "valid")]
+    early = DEMO_KEYS["no_credit"].key
+    script = tmp_path / "lines.txt"
+    script.write_text("\n".join(["1", "3", "1", "1", "2", "1", "1", "1", early, "ws_demo", *checked]) + "\n",
+                      encoding="utf-8")
+    assert try_mode.run_try(script=str(script)) == 0
+    out = capsys.readouterr().out.split("(bot log:", 1)[1]
+    at_workspace = out.split(f"you> {early}", 1)[1].split("you>", 1)[0]
+    assert "(the bot deleted your message" in at_workspace
+    assert "no usable credit" not in out  # that key was never checked
+    assert "try again in" not in out and "pausing checks" not in out
+    for key in checked[:-1]:
+        answer = out.split(f"you> {key}", 1)[1].split("you>", 1)[0]
+        assert "(the bot deleted your message" in answer and "🤖 bot" in answer, answer
+    assert "You're done!" in out.split(f"you> {checked[-1]}", 1)[1]

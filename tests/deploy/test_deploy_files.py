@@ -354,6 +354,7 @@ def test_deploy_bot_env_example_lists_what_production_needs() -> None:
     names = env_file_names(DEPLOY / "bot.env.example")
     active = active_env_lines(DEPLOY / "bot.env.example")
     assert REQUIRED_SECRETS | {"WEBHOOK_URL"} <= set(active)
+    assert "PRIVACY_CONTACT" in active  # a line to fill, not a commented-out option (issue 11, item 9)
     assert names.keys() <= known_settings()
 
 

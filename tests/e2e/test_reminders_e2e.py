@@ -92,3 +92,32 @@ def test_the_reminder_can_turn_reminders_off_itself(stack: Stack) -> None:
     user.press("No more reminders", message_id=reminder["message_id"])
     user.wait_for(lambda: any("no reminders from me" in plain_text(m.get("text") or "")
                               for m in user.bot_messages()), what="the opt-out answer")
+
+
+def test_the_funnel_counts_the_reminder_and_the_customer_who_came_back(tmp_path: Path) -> None:
+    """/metrics (webhook mode) counts reminder_sent and came_back_after_reminder: once each, however often
+    the customer presses on afterwards."""
+    from tests.e2e.test_webhook_e2e import WebhookStack
+
+    stack = WebhookStack(tmp_path)
+    stack.env.update(REMINDER_AFTER_HOURS=str(AFTER_S / 3600), REMINDER_CHECK_INTERVAL_S="0.3")  # the bot's env too
+    try:
+        stack.start_bot()
+
+        def step(name: str) -> float:
+            return stack.metric("onboarding_guide_step_entered_total", step=name)
+
+        assert step("reminder_sent") == 0 and step("came_back_after_reminder") == 0
+        user = stack.user()
+        _begin(user)
+        (reminder,) = user.wait_for(lambda: _reminders(user), timeout=AFTER_S + 15, what="the reminder")
+        user.wait_for(lambda: step("reminder_sent") == 1, timeout=10, what="reminder_sent counted")
+        assert step("came_back_after_reminder") == 0
+        user.press("Continue", message_id=reminder["message_id"])
+        user.wait_guide("Welcome back")
+        user.wait_for(lambda: step("came_back_after_reminder") == 1, timeout=10, what="the return counted")
+        user.press("Next")
+        user.wait_guide("Who owns the key?")
+        assert step("came_back_after_reminder") == 1 and step("reminder_sent") == 1
+    finally:
+        stack.close()

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from flows.content import load_content, missing_content
+from flows.locales import LOCALES
 from flows.problems import PROBLEMS
 from flows.state import Conversation
 from flows.steps import SPECS, Step
@@ -163,6 +164,16 @@ def test_privacy_names_the_privacy_contact_not_a_login_page() -> None:
     assert "Questions or deletion requests: privacy@example.com" in text and "web.doubletick.io" not in text
     fallback = render_reply("privacy", load_content(), ViewSettings(support_url="https://web.doubletick.io"))
     assert "web.doubletick.io" not in fallback
+
+
+@pytest.mark.parametrize("locale", [locale.code for locale in LOCALES])
+def test_privacy_without_a_contact_says_what_the_customer_can_do(locale: str) -> None:
+    """Issue 11, item 9: "Questions or deletion requests: DoubleTick support." named nobody to write to."""
+    content = load_content(locale)
+    text = render_reply("privacy", content, ViewSettings())
+    last = text.rsplit("\n", 1)[-1]
+    assert content.text("support_contact") not in last
+    assert "/cancel" in last and "/disconnect" in last and "DoubleTick" in last
 
 
 def test_step_1_2_and_its_help_agree_where_the_button_is() -> None:

@@ -13,6 +13,7 @@ from storage.db import (
     DEFAULT_DATABASE_URL,
     SQLITE_BUSY_TIMEOUT_MS,
     create_engine,
+    database_location,
     is_postgres,
     normalise_database_url,
 )
@@ -52,6 +53,16 @@ def test_unparseable_urls_are_refused_without_echo(given: str) -> None:
     with pytest.raises(ValueError) as caught:
         normalise_database_url(given)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "where"), [
+    ("postgresql://bob:hunter2@db.internal:6543/bot", "db.internal:6543"),
+    ("postgres://bob:hunter2@db.internal/bot", "db.internal:5432"),
+    ("sqlite:///var/bot.db", "var/bot.db"),
+    ("sqlite://", "an in-memory SQLite database"),
+])
+def test_database_location_names_host_and_port_or_file_never_the_credentials(given: str, where: str) -> None:
+    assert database_location(given) == where
 
 
 def test_default_url_is_a_local_sqlite_file() -> None:
