@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,15 +44,20 @@ def _said(user: ChatDriver) -> list[str]:
             str(user.user_id)]
 
 
-def test_a_slow_deletion_waits_unused_then_the_key_is_connected(slow: tuple[Stack, Path]) -> None:
-    stack, folder = slow
+def _paste_under_a_flood_wait(stack: Stack, hint: str) -> tuple[ChatDriver, str, dict[str, Any]]:
+    """A valid key pasted while Telegram answers its deletion twice with "retry after 2" (past the deadline)."""
     user = stack.user()
     reach_paste_step(user)
-    key = fresh_key("project", "Slow")
+    key = fresh_key("project", hint)
     stack.sandbox.openai.register(key, "valid")
     for _ in range(2):
         stack.sandbox.telegram.fail_next("deleteMessage", 429, FLOOD, retry_after=2)
-    sent = user.send(key)
+    return user, key, user.send(key)
+
+
+def test_a_slow_deletion_waits_unused_then_the_key_is_connected(slow: tuple[Stack, Path]) -> None:
+    stack, folder = slow
+    user, key, sent = _paste_under_a_flood_wait(stack, "Slow")
     user.wait_for(lambda: any(SLOW in t for t in _said(user)) or None, 20, "the still-deleting notice")
     assert not stack.openai_requests_for(key), "the key is not checked while its message is visible"
     leaks = [*find_in_tree(folder, [key]), *find_in_calls(stack.drivers[0].calls(), [key])]
@@ -66,13 +72,7 @@ def test_a_slow_deletion_waits_unused_then_the_key_is_connected(slow: tuple[Stac
 
 def test_a_deletion_telegram_finally_refuses_is_reported_exposed(slow: tuple[Stack, Path]) -> None:
     stack, _folder = slow
-    user = stack.user()
-    reach_paste_step(user)
-    key = fresh_key("project", "Refused")
-    stack.sandbox.openai.register(key, "valid")
-    for _ in range(2):
-        stack.sandbox.telegram.fail_next("deleteMessage", 429, FLOOD, retry_after=2)
-    sent = user.send(key)
+    user, key, sent = _paste_under_a_flood_wait(stack, "Refused")
     stack.sandbox.telegram.age_message(user.user_id, sent["message_id"], 49 * 3600)  # too old by the retry
     user.wait_for(lambda: any(EXPOSED in t for t in _said(user)) or None, 40, "the exposed answer")
     assert any(SLOW in t for t in _said(user))
