@@ -28,6 +28,7 @@ from bot.services.openai import OpenAIVerifier
 from bot.telegram.handlers import BotHandlers
 from bot.telegram.messenger import Messenger
 from bot.telegram.ratelimit import ChatRateLimiter
+from bot.telegram.redelivery import Redelivery
 from bot.telegram.request import ObservedRequest
 from bot.telegram.secret_guard import GuardedUpdateProcessor, SecretGuard
 from flows.content import Content, load_content
@@ -177,7 +178,9 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)
     runtime.intake = intake  # a key whose message was slow to delete is admitted once it is gone
-    BotHandlers(runtime, intake, guard).register(application)
+    # Polling has nobody to redeliver a failed update (Telegram does it for a webhook answered 503).
+    redelivery = Redelivery(application.update_queue) if sole_consumer else None
+    BotHandlers(runtime, intake, guard, redelivery).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days),
                               audit=runtime.audit)

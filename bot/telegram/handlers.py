@@ -25,6 +25,7 @@ from telegram.ext import (
 from bot.core.intake import Intake
 from bot.core.ports import ChatRef, ChatUnreachable
 from bot.core.runtime import HandleResult, Runtime
+from bot.telegram.redelivery import Redelivery
 from bot.telegram.secret_guard import SecretGuard, message_of
 from bot.updates import chat_of
 from flows import events as ev
@@ -70,6 +71,7 @@ class BotHandlers:
     runtime: Runtime
     intake: Intake
     guard: SecretGuard
+    redelivery: Redelivery | None = None  # polling: a transient failure is handled again (webhook: 503)
 
     def register(self, app: Application) -> None:
         """All wiring in one place."""
@@ -260,6 +262,9 @@ class BotHandlers:
             return
         if isinstance(error, Forbidden | ChatUnreachable):  # blocked or removed: nothing to tell anyone
             log.info("chat of update %s refuses our messages: %s", update_id, type(error).__name__)
+            return
+        if self.redelivery is not None and isinstance(update, Update) and error is not None \
+                and self.redelivery.again(update, error):
             return
         log.error("error while handling update %s: %s", update_id, type(error).__name__,
                   exc_info=error)

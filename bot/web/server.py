@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
@@ -44,9 +43,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from telegram import Update
-from telegram.error import BadRequest, NetworkError, RetryAfter
 
 from bot.metrics import CONTENT_TYPE, record_webhook, refresh_from_database, render
+from bot.telegram.redelivery import is_transient
 from bot.web.limits import FailedAuthThrottle
 from flows.steps import Step
 from storage.db import session_factory
@@ -81,15 +80,6 @@ class WebState:
     """Mutable server state: ``stopping`` turns /readyz red and refuses new updates during shutdown."""
 
     stopping: bool = False
-
-
-def is_transient(error: BaseException) -> bool:
-    """Worth a redelivery: the database, the network or a lock wait failed, not our logic."""
-    if isinstance(error, sa_exc.DBAPIError):
-        return not isinstance(error, sa_exc.IntegrityError | sa_exc.DataError | sa_exc.ProgrammingError)
-    if isinstance(error, BadRequest):  # PTB derives it from NetworkError, but Telegram refused our request
-        return False
-    return isinstance(error, sa_exc.TimeoutError | NetworkError | RetryAfter | OSError | TimeoutError)
 
 
 async def _note_failure(update: object, context: Any) -> None:

@@ -87,7 +87,8 @@ class _ScheduledFaults:
 class FaultyBot:
     """One in-process bot (``build_bot``) against a fresh Sandbox; see the module docstring."""
 
-    def __init__(self, folder: Path, **settings: Any) -> None:
+    def __init__(self, folder: Path, *, sole_consumer: bool = False, **settings: Any) -> None:
+        self.sole_consumer = sole_consumer  # polling's wiring (e.g. redelivery of transient failures)
         self.sandbox = Sandbox().start()
         # The stand-in's flood control is off here: these tests schedule every 429 themselves and drive a
         # chat at machine speed (the whole guide in milliseconds), so the per-chat limit (1/s after a burst
@@ -108,7 +109,7 @@ class FaultyBot:
         self.next_user = 7_000_000
 
     async def start(self) -> None:
-        self.bot_app = build_bot(self.settings)
+        self.bot_app = build_bot(self.settings, sole_consumer=self.sole_consumer)
         self.bot_app.runtime.repaint_first_delay_s = 0.05
         await self.bot_app.application.initialize()
         assert self.bot_app.delete_bot is not None
@@ -147,9 +148,11 @@ class FaultyBot:
         """Feed every pending update to the bot and wait until pipelines and repaints are done."""
         app = self.app.application
         for _ in range(rounds):
-            updates = await app.bot.get_updates(offset=self.offset, timeout=0, allowed_updates=ALLOWED_UPDATES)
+            updates = list(await app.bot.get_updates(offset=self.offset, timeout=0, allowed_updates=ALLOWED_UPDATES))
             if updates:
                 self.offset = updates[-1].update_id + 1
+            while not app.update_queue.empty():  # put back by the bot itself (polling's redelivery)
+                updates.append(app.update_queue.get_nowait())
             for update in updates:
                 await app.update_processor.process_update(update, app.process_update(update))
             runtime = self.app.runtime
@@ -248,9 +251,9 @@ class User:
 
 
 @contextlib.contextmanager
-def running(folder: Path, **settings: Any) -> Iterator[FaultyBot]:
+def running(folder: Path, *, sole_consumer: bool = False, **settings: Any) -> Iterator[FaultyBot]:
     """A started harness with an event loop of its own (a module's tests share it), stopped afterwards."""
-    harness = FaultyBot(folder, **settings)
+    harness = FaultyBot(folder, sole_consumer=sole_consumer, **settings)
     loop = asyncio.new_event_loop()
     harness.loop = loop  # type: ignore[attr-defined]
     loop.run_until_complete(harness.start())

@@ -21,7 +21,8 @@ from bot.config import Settings
 from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.telegram import FakeTelegram
 from bot.telegram.application import BotApp, build_bot
-from bot.web.server import SECRET_HEADER, WebState, create_web_app, is_transient
+from bot.telegram.redelivery import is_transient
+from bot.web.server import SECRET_HEADER, WebState, create_web_app
 from storage.migrate import upgrade
 from tests.bot.support import sandbox_settings
 

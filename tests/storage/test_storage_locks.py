@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from bot.web.server import is_transient
+from bot.telegram.redelivery import is_transient
 from storage.db import create_engine
 from storage.locks import (
     CHAT_NAMESPACE,

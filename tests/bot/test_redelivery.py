@@ -1,0 +1,75 @@
+"""Polling handles an update again after a transient failure (Telegram redelivers a webhook answered 503).
+
+Under overload the database pool timed out for a few pasted keys: their messages were deleted and the keys
+never checked (the bench at 500 pastes/s, 2 of 1,000). Now the update goes back into the queue and the key
+is checked; a failure of our own logic is not retried, and the tries end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from telegram import Update
+
+from bot.telegram.redelivery import Redelivery, is_transient
+from flows.steps import Step
+from tests.bot.faulty import FaultyBot, run, running
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyBot]:
+    with running(tmp_path_factory.mktemp("redelivery"), sole_consumer=True) as harness:
+        yield harness
+
+
+def _pool_timeout() -> sa_exc.TimeoutError:
+    return sa_exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached, connection timed out, timeout 30.00")
+
+
+def test_a_paste_that_met_a_pool_timeout_is_handled_again_and_connected(bot: FaultyBot,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        user = bot.user()
+        await user.reach_paste_step()
+        limits = bot.app.runtime.intake.limits if bot.app.runtime.intake else None
+        assert limits is not None
+        admit = limits.admit
+        failures = [_pool_timeout()]
+
+        async def once_timing_out(*args: Any, **kwargs: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return await admit(*args, **kwargs)
+
+        monkeypatch.setattr(limits, "admit", once_timing_out)
+        posts = len(user.connect_posts())
+        key_message = await user.send(user.new_valid_key())
+        await bot.pump()
+        assert user.message(key_message)["deleted"]
+        assert not failures, "the first handling met the timeout"
+        await asyncio.sleep(0.7)  # the first redelivery comes after 0.5 s
+        await bot.pump()
+        assert await user.step() == Step.CONNECTED
+        assert len(user.connect_posts()) == posts + 1
+
+    run(bot, scenario())
+
+
+def test_only_transient_failures_are_retried_and_only_a_few_times() -> None:
+    async def scenario() -> list[object]:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        redelivery = Redelivery(queue, pauses=(0.01, 0.02))
+        update = Update(update_id=42)
+        assert not redelivery.again(update, ValueError("a bug of ours"))
+        assert redelivery.again(update, _pool_timeout())
+        assert redelivery.again(update, TimeoutError())
+        assert not redelivery.again(update, _pool_timeout())  # tries used up: the failure is final
+        await asyncio.sleep(0.1)
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert asyncio.run(scenario()) == [Update(update_id=42)] * 2
+    assert is_transient(_pool_timeout()) and not is_transient(sa_exc.IntegrityError("x", None, Exception()))
