@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -24,6 +25,7 @@ __all__ = [
     "create_engine",
     "database_location",
     "is_postgres",
+    "is_transient_database_error",
     "normalise_database_url",
     "session_factory",
 ]
@@ -267,3 +269,11 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def is_postgres(engine: AsyncEngine) -> bool:
     """True when ``engine`` talks to PostgreSQL (row locks, advisory locks, SKIP LOCKED exist)."""
     return engine.dialect.name == "postgresql"
+
+
+def is_transient_database_error(error: BaseException) -> bool:
+    """Worth trying again: the database was busy or unreachable (a pool timeout, a dropped connection, a
+    lock wait), not a constraint or a malformed statement of ours."""
+    if isinstance(error, sa_exc.DBAPIError):
+        return not isinstance(error, sa_exc.IntegrityError | sa_exc.DataError | sa_exc.ProgrammingError)
+    return isinstance(error, sa_exc.TimeoutError | TimeoutError | ConnectionError)

@@ -38,6 +38,7 @@ from flows.view import (
     render_reply,
     render_step,
 )
+from storage.db import is_transient_database_error
 from storage.locks import CHAT_NAMESPACE, CrossProcessLocks, NoCrossProcessLocks, advisory_key
 from storage.models import Conversation as ConversationRow
 from storage.repositories import AuditLog, ConversationRepository, ProcessedUpdateRepository
@@ -53,6 +54,7 @@ Decided = Callable[["HandleResult"], Awaitable[None]]
 # Showing a step that failed (flood wait, 5xx, timeout) is tried again for this long, then left to /start.
 REPAINT_DEADLINE_S = 300.0
 REPAINT_MAX_DELAY_S = 30.0
+VERDICT_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)  # a verdict that met a busy database is saved again after these
 # Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
 # DELETING: a key waits in memory for its message's slow deletion (timed by policy.deleting_timeout_s).
 INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value, Step.DELETING.value)
@@ -479,7 +481,7 @@ class Runtime:
                 event = await self.keyflow.perform(chat, effect, key)
                 if event is None:
                     continue
-                _result, more, _ = await self._apply(chat, event, key=key)
+                _result, more, _ = await self._apply_verdict(chat, event, key)
                 queue.extend(more)
         except Exception:
             log.exception("key pipeline of chat %s failed", chat.chat_id)
@@ -488,6 +490,21 @@ class Runtime:
                 await self._apply(chat, failure, key=key)
         finally:
             del key
+
+    async def _apply_verdict(self, chat: ChatRef, event: ev.Event,
+                             key: SecretKey | None) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
+        """Feed a verdict back, trying again while the database is only busy (a pool timeout under a burst):
+        OpenAI has answered, and losing that answer would send the customer back to pasting."""
+        for pause in (*VERDICT_RETRY_PAUSES_S, None):
+            try:
+                return await self._apply(chat, event, key=key)
+            except Exception as error:
+                if pause is None or not is_transient_database_error(error):
+                    raise
+                log.warning("saving a verdict for chat %s failed (%s); trying again in %.1f s", chat.chat_id,
+                            type(error).__name__, pause)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last try raises or returns")
 
     # -- a key waiting for its message's slow deletion --------------------------------------------------
     async def _await_deletion(self, chat: ChatRef, effect: fx.AwaitDeletion,

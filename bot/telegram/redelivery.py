@@ -16,9 +16,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from sqlalchemy import exc as sa_exc
 from telegram import Update
 from telegram.error import BadRequest, NetworkError, RetryAfter
+
+from storage.db import is_transient_database_error
 
 __all__ = ["PAUSES_S", "Redelivery", "is_transient"]
 
@@ -30,11 +31,9 @@ MAX_TRACKED = 10_000
 
 def is_transient(error: BaseException) -> bool:
     """Worth a redelivery: the database, the network or a lock wait failed, not our logic."""
-    if isinstance(error, sa_exc.DBAPIError):
-        return not isinstance(error, sa_exc.IntegrityError | sa_exc.DataError | sa_exc.ProgrammingError)
     if isinstance(error, BadRequest):  # PTB derives it from NetworkError, but Telegram refused our request
         return False
-    return isinstance(error, sa_exc.TimeoutError | NetworkError | RetryAfter | OSError | TimeoutError)
+    return is_transient_database_error(error) or isinstance(error, NetworkError | RetryAfter | OSError)
 
 
 class Redelivery:

@@ -73,3 +73,31 @@ def test_only_transient_failures_are_retried_and_only_a_few_times() -> None:
 
     assert asyncio.run(scenario()) == [Update(update_id=42)] * 2
     assert is_transient(_pool_timeout()) and not is_transient(sa_exc.IntegrityError("x", None, Exception()))
+
+
+def test_a_verdict_that_met_a_pool_timeout_is_saved_again(bot: FaultyBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenAI answered; a busy database when saving that answer must not send the customer back to pasting."""
+    async def scenario() -> None:
+        user = bot.user()
+        await user.reach_paste_step()
+        conversations = bot.app.runtime.conversations
+        save = conversations.save
+        failures = [_pool_timeout()]
+        saves = 0
+
+        async def second_save_times_out(*args: Any, **kwargs: Any) -> Any:
+            nonlocal saves
+            saves += 1
+            if saves == 2 and failures:  # the paste's own save passes; the verdict's meets the timeout
+                raise failures.pop()
+            return await save(*args, **kwargs)
+
+        monkeypatch.setattr(conversations, "save", second_save_times_out)
+        posts = len(user.connect_posts())
+        await user.send(user.new_valid_key())
+        await bot.pump()
+        assert not failures, "the verdict's save met the timeout"
+        assert await user.step() == Step.CONNECTED
+        assert len(user.connect_posts()) == posts + 1
+
+    run(bot, scenario())
