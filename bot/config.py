@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     webhook_secret_token: SecretStr | None = None  # checked on every webhook request
     webhook_listen: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     webhook_port: int = 8080
+    # When Telegram hears 200: after the update is processed (a failure is redelivered by Telegram), or as
+    # soon as the secret guard has deleted a pasted key (the update then waits in this process's queue).
+    webhook_answer: Literal["after_processing", "after_guard"] = "after_processing"
+    webhook_queue_max: int = 2000  # after_guard: more updates waiting than this are answered 503 (after the guard)
     telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
     replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
     # A flood wait longer than this is not waited out inside a handler: the saved step is shown after it.

@@ -82,6 +82,15 @@ DOCS: dict[str, SettingDoc] = {
         "Webhook mode", "Address the webhook server (`run --webhook`) binds.", "127.0.0.1"),
     "webhook_port": SettingDoc(
         "Webhook mode", "Port the webhook server binds (behind a TLS proxy, any free port).", "8080"),
+    "webhook_answer": SettingDoc(
+        "Webhook mode", "When Telegram gets its 200: `after_processing` (the update is handled first; a "
+        "transient failure answers 503 and Telegram redelivers: at least once) or `after_guard` (as soon as a "
+        "pasted key is deleted; the update waits in this process's queue, a transient failure is retried "
+        "here, a crash loses what waits, as in polling). `after_guard` keeps deletions fast under bursts "
+        "that outrun processing (docs/benchmarks.md).", "after_guard"),
+    "webhook_queue_max": SettingDoc(
+        "Webhook mode", "With `WEBHOOK_ANSWER=after_guard`: updates waiting beyond this are answered 503 "
+        "(after their key is deleted), so Telegram holds the rest of a burst.", "5000"),
     "webhook_secret_token": SettingDoc(
         "Webhook mode", "Shared secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; requests "
         "without it are refused (32-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),

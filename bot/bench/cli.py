@@ -31,6 +31,13 @@ def _quiet_logs() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise SystemExit(f"--bot-setting wants NAME=VALUE, not {text!r}")
+    return name.strip().upper(), value
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the exposure window, throughput against a bare PTB echo bot, memory and Telegram calls."""
     from bot.bench.report import bench_tables
@@ -39,7 +46,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
     transports: tuple[Transport, ...] = ("polling", "webhook") if args.transport == "both" else (args.transport,)
     options = BenchOptions(quick=args.quick, openai_latency_ms=args.openai_latency_ms, transports=transports,
-                           database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir))
+                           database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir),
+                           bot_settings=dict(_setting(text) for text in args.bot_setting))
     print(f"benchmark ({'quick' if args.quick else 'full'}) running; transports: {', '.join(transports)} ...",
           flush=True)
     report = asyncio.run(run_bench(options))
@@ -83,6 +91,8 @@ def add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--postgres", metavar="URL",
                        help="PostgreSQL server for scratch databases (default TEST_POSTGRES_URL or 127.0.0.1:5432)")
     bench.add_argument("--workdir", default="var/bench", help="logs and SQLite files (default var/bench)")
+    bench.add_argument("--bot-setting", action="append", default=[], metavar="NAME=VALUE",
+                       help="a setting for the measured bot, e.g. WEBHOOK_ANSWER=after_guard (repeatable)")
     bench.set_defaults(func=cmd_bench)
 
     drill = sub.add_parser("drill", help=cmd_drill.__doc__)

@@ -178,8 +178,10 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)
     runtime.intake = intake  # a key whose message was slow to delete is admitted once it is gone
-    # Polling has nobody to redeliver a failed update (Telegram does it for a webhook answered 503).
-    redelivery = Redelivery(application.update_queue) if sole_consumer else None
+    # Polling, and a webhook answered before processing, have nobody to redeliver a failed update
+    # (Telegram does it for a webhook answered 503 after processing).
+    queued = sole_consumer or settings.webhook_answer == "after_guard"
+    redelivery = Redelivery(application.update_queue) if queued else None
     BotHandlers(runtime, intake, guard, redelivery).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days),

@@ -165,11 +165,20 @@ class SecretGuard:
         for observe in self.observers:
             observe(verdict)
 
-    def settle(self, update_id: int, verdict: GuardVerdict | None) -> None:
-        """The guard lane's result for an update it checked (``None``: nothing to delete)."""
+    async def check_ahead(self, update: Update) -> None:
+        """Check ``update`` now, before it waits in a queue (the webhook answered after the guard); the
+        processor then finds it settled and does not check it twice."""
+        await self.check(update)
+        self._mark_settled(update.update_id)
+
+    def _mark_settled(self, update_id: int) -> None:
         self._settled[update_id] = True
         while len(self._settled) > MAX_PENDING_VERDICTS:
             self._settled.popitem(last=False)
+
+    def settle(self, update_id: int, verdict: GuardVerdict | None) -> None:
+        """The guard lane's result for an update it checked (``None``: nothing to delete)."""
+        self._mark_settled(update_id)
         if verdict is not None:
             self._keep(update_id, verdict)
 

@@ -36,7 +36,7 @@ PERSONAL_STEPS = [("Next", "Start a new secret key"), ("Next", "Who owns the key
 class WebhookStack:
     """Stand-ins, one `run --webhook` bot process, and its HTTP address."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, **env: Any) -> None:
         self.folder = folder
         self.sandbox = Sandbox().start()
         self.sandbox.telegram.configure(webhook_max_attempts=60)  # survive a restart of the bot
@@ -45,7 +45,7 @@ class WebhookStack:
         self.database = folder / "bot.db"
         self.env = self.sandbox.bot_environment(
             f"sqlite+aiosqlite:///{self.database}", webhook_url=f"{self.url}/telegram",
-            webhook_secret_token=SECRET, webhook_listen="127.0.0.1", webhook_port=self.port)
+            webhook_secret_token=SECRET, webhook_listen="127.0.0.1", webhook_port=self.port, **env)
         self.cli_output = self.cli("webhook", "set")
         self.bot = BotProcess(self.env, folder / "bot.log", args=("run", "--webhook"))
         self.http = httpx.Client(timeout=10, trust_env=False)

@@ -1,0 +1,63 @@
+"""``WEBHOOK_ANSWER=after_guard`` end to end: Telegram hears 200 once a pasted key is deleted.
+
+The update then waits in the bot's own queue and is handled like a polled one; a full queue is answered
+503 after the guard, so the key is gone at once and Telegram keeps the update for later. The real
+``run --webhook`` process, the Telegram stand-in delivering as Telegram does (at most max_connections,
+redelivery on non-2xx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bot.standins.demo_keys import DEMO_KEYS
+from tests.e2e.harness import plain_text
+from tests.e2e.test_webhook_e2e import BOT_ID, WebhookStack, walk_to_paste
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def after_guard(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[WebhookStack]:
+    queue_max = getattr(request, "param", 2000)
+    created = WebhookStack(tmp_path_factory.mktemp("after-guard"), webhook_answer="after_guard",
+                           webhook_queue_max=queue_max)
+    try:
+        created.start_bot()
+        yield created
+    finally:
+        created.close()
+
+
+def test_a_walk_to_connected_with_the_answer_after_the_guard(after_guard: WebhookStack) -> None:
+    stack = after_guard
+    stack.sandbox.doubletick.configure(workspaces={"ws_guard": "Guard Inc"})
+    user = stack.user()
+    walk_to_paste(user, "ws_guard")
+    key = DEMO_KEYS["valid"].key
+    pasted = user.send(key)
+    done = user.wait_guide("You're done")
+    assert "…" + key[-4:] in plain_text(done["text"])
+    assert user.message(pasted["message_id"])["deleted"]
+    workspace = stack.sandbox.doubletick.workspace("ws_guard")
+    assert workspace is not None and workspace.connected and workspace.connect_count == 1
+    updates = [u for u in stack.sandbox.telegram.updates(bot_id=BOT_ID) if u["chat_id"] == user.chat_id]
+    assert updates and all(u["confirmed"] and u["attempts"] == 1 for u in updates)
+    assert key not in stack.bot.log()
+
+
+@pytest.mark.parametrize("after_guard", [0], indirect=True)
+def test_a_full_queue_deletes_the_key_then_answers_503(after_guard: WebhookStack) -> None:
+    stack = after_guard
+    user = stack.user()
+    pasted = user.send(DEMO_KEYS["valid"].key)  # the guard deletes a key at any step
+    user.wait_for(lambda: user.message(pasted["message_id"])["deleted"] or None, 10, "the key to be deleted")
+
+    def redelivered() -> bool | None:
+        updates = [u for u in stack.sandbox.telegram.updates(bot_id=BOT_ID) if u["chat_id"] == user.chat_id]
+        return (bool(updates) and all(not u["confirmed"] and u["attempts"] >= 2 for u in updates)) or None
+
+    user.wait_for(redelivered, 20, "Telegram to deliver the update again")
+    assert not [m for m in user.messages() if m.get("from_bot")], "nothing was processed"
