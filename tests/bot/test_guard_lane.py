@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.standins.telegram import FakeTelegram
 from bot.telegram.application import ALLOWED_UPDATES, build_bot
 from bot.telegram.guard_lane import Confirmations, serve_with_lane
 from tests.bot.support import sandbox_settings
 
 USER = 5151
+MODES = pytest.mark.parametrize("mode", ["thread", "process"])
 KEY = "sk-proj-" + "Q7vLm2Xc9RtB4nWz8KpHs3Jd6FgYa1Ue5Oi0TyVbNcMx" * 2
 
 
@@ -39,10 +42,10 @@ def _deletions(fake: FakeTelegram, message_id: int) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
-                   handed: list[Any] | None = None) -> AsyncIterator[Any]:
-    """The real bot served through the guard lane until the block ends; ``handed`` collects every update
-    the lane hands to the main loop."""
+async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path, handed: list[Any] | None = None,
+                   mode: str = "thread") -> AsyncIterator[Any]:
+    """The real bot served through the guard lane (``mode``: its thread or its process) until the block
+    ends; ``handed`` collects every update the lane hands to the main loop."""
     fake, url = telegram
     bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
     from storage.migrate import upgrade
@@ -58,7 +61,7 @@ async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
 
         bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
     stop = asyncio.Event()
-    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
+    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop, mode=mode))
     await _until(lambda: fake.calls(method="getUpdates"))
     try:
         yield bot_app
@@ -67,10 +70,11 @@ async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
         await asyncio.wait_for(serving, 60)
 
 
+@MODES
 async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[FakeTelegram, str],
-                                                                tmp_path: Path) -> None:
+                                                                tmp_path: Path, mode: str) -> None:
     fake, _ = telegram
-    async with _serving(telegram, tmp_path):
+    async with _serving(telegram, tmp_path, mode=mode):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         pasted = fake.send(USER, KEY)
@@ -88,13 +92,14 @@ async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[F
         assert all(KEY not in (m.get("text") or "") for m in fake.messages(USER) if m.get("from_bot"))
 
 
+@MODES
 async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[FakeTelegram, str],
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, mode: str) -> None:
     """A slow deletion holds back that chat's later updates (so a /start never overtakes the paste),
     while other chats' updates go on."""
     fake, _ = telegram
     handed: list[Any] = []
-    async with _serving(telegram, tmp_path, handed):
+    async with _serving(telegram, tmp_path, handed, mode):
         first = fake.send(USER, "/start")
         paste = fake.send(USER, KEY)
         last = fake.send(USER, "/help")
@@ -105,8 +110,9 @@ async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[Fake
         assert mine()[:3] == [first["update_id"], paste["update_id"], last["update_id"]]
 
 
+@MODES
 async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tuple[FakeTelegram, str],
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, mode: str) -> None:
     """A deletion waiting out a 429 keeps its update unconfirmed at Telegram (a process killed meanwhile
     gets it again, and its guard deletes the key); other chats go on, and nothing is handed over twice."""
     fake, _ = telegram
@@ -115,7 +121,7 @@ async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tu
     def confirmed(update_id: int) -> bool:
         return bool(next(u for u in fake.updates() if u["update_id"] == update_id)["confirmed"])
 
-    async with _serving(telegram, tmp_path, handed):
+    async with _serving(telegram, tmp_path, handed, mode):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         fake.fail_next("deleteMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
