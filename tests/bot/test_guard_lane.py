@@ -161,3 +161,53 @@ def test_a_burst_releases_the_hold_so_polls_stay_cheap() -> None:
     confirmations.settle(4)
     assert confirmations.offset() == 5 and confirmations.released == 1
     assert not confirmations.take(1)  # never handed over twice, even if it came again
+
+
+def _lane(mode: str, url: str, token: str, handover: Any) -> Any:
+    from bot.telegram.guard_lane import GuardLane
+    from bot.telegram.guard_process import GuardProcess, LaneConfig
+
+    options: dict[str, Any] = {"delete_deadline_s": 5.0, "delete_notice_after_s": 3.0}
+    if mode == "process":
+        return GuardProcess(LaneConfig(token, url, ALLOWED_UPDATES, **options), handover)
+    return GuardLane(token, url, ALLOWED_UPDATES, handover, **options)
+
+
+@MODES
+async def test_a_rejected_token_stops_the_lane_with_invalid_token(telegram: tuple[FakeTelegram, str],
+                                                                  mode: str) -> None:
+    """The CLI turns InvalidToken into "Telegram rejected TELEGRAM_BOT_TOKEN"; the process says the same."""
+    from telegram.error import InvalidToken
+
+    _, url = telegram
+    lane = _lane(mode, url, "123456789:AArevoked", lambda raw, verdict: None)
+    await asyncio.to_thread(lane.start)
+    assert await asyncio.to_thread(lane.stopped.wait, 30)
+    assert isinstance(lane.failure, InvalidToken)
+    await asyncio.to_thread(lane.stop)
+
+
+async def test_a_guard_process_that_dies_stops_the_bot_with_the_reason(telegram: tuple[FakeTelegram, str],
+                                                                        tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import pytest
+
+    from bot.telegram import guard_process
+
+    started: list[Any] = []
+    original = guard_process.GuardProcess.start
+
+    def start(self: Any) -> None:
+        original(self)
+        started.append(self)
+
+    fake, _ = telegram
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guard_process.GuardProcess, "start", start)
+        with pytest.raises(RuntimeError, match=r"guard process died \(exit code -9\)"):
+            async with _serving(telegram, tmp_path, mode="process"):
+                os.kill(started[0].pid, signal.SIGKILL)
+                await asyncio.sleep(5)  # the bot stops at once; this block is left by the exception
+    assert fake.calls(method="getUpdates")
