@@ -39,7 +39,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_logs()
     transports: tuple[Transport, ...] = ("polling", "webhook") if args.transport == "both" else (args.transport,)
     options = BenchOptions(quick=args.quick, openai_latency_ms=args.openai_latency_ms, transports=transports,
-                           database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir))
+                           database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir),
+                           guard_lane=args.guard_lane)
     print(f"benchmark ({'quick' if args.quick else 'full'}) running; transports: {', '.join(transports)} ...",
           flush=True)
     report = asyncio.run(run_bench(options))
@@ -83,6 +84,8 @@ def add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--postgres", metavar="URL",
                        help="PostgreSQL server for scratch databases (default TEST_POSTGRES_URL or 127.0.0.1:5432)")
     bench.add_argument("--workdir", default="var/bench", help="logs and SQLite files (default var/bench)")
+    bench.add_argument("--guard-lane", choices=["process", "thread", "off"], default=None,
+                       help="GUARD_LANE for the bot under test (default: the bot's own default)")
     bench.set_defaults(func=cmd_bench)
 
     drill = sub.add_parser("drill", help=cmd_drill.__doc__)
