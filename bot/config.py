@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     # Polling: receive updates and delete pasted keys apart from the main loop, so a busy bot never delays a
     # deletion: "process" (a child process: not even the GIL, bot/telegram/guard_process.py), "thread"
     # (bot/telegram/guard_lane.py; "true" means this) or "off" ("false": PTB's own updater, in the main loop).
-    guard_lane: GuardLaneMode = "thread"
+    guard_lane: GuardLaneMode = "process"
 
     # Support agents: handoff links, agent commands, notifications (docs/support-agents.md).
     agent_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
