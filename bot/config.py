@@ -32,6 +32,7 @@ _UNEXPANDED_SHELL = re.compile(r"\$\(|\$\{|`")
 # here rather than by Telegram's 401 after start-up).
 _BOT_TOKEN = re.compile(r"[1-9][0-9]{4,15}:[A-Za-z0-9_-]{30,64}")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+GuardLaneMode = Literal["process", "thread", "off"]
 
 
 def _raw_text(value: object) -> str | None:
@@ -129,9 +130,10 @@ class Settings(BaseSettings):
     # Keys this process keeps in memory while checks are busy (keys cannot be held); beyond: refused.
     verification_queue_per_process: int = 200
     log_level: str = "INFO"
-    # Polling: receive updates and delete pasted keys on a thread of their own, so a busy event loop never
-    # delays a deletion (bot/telegram/guard_lane.py). False: PTB's own updater, in the main loop.
-    guard_lane: bool = True
+    # Polling: receive updates and delete pasted keys apart from the main loop, so a busy bot never delays a
+    # deletion: "process" (a child process: not even the GIL, bot/telegram/guard_process.py), "thread"
+    # (bot/telegram/guard_lane.py; "true" means this) or "off" ("false": PTB's own updater, in the main loop).
+    guard_lane: GuardLaneMode = "process"
 
     # Support agents: handoff links, agent commands, notifications (docs/support-agents.md).
     agent_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -190,6 +192,13 @@ class Settings(BaseSettings):
         if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
             raise ValueError("TELEGRAM_BOT_TOKEN does not look like a token from @BotFather (123456789:AA...)")
         return value
+
+    @field_validator("guard_lane", mode="before")
+    @classmethod
+    def _lane_mode(cls, value: object) -> object:
+        text = str(value).strip().lower()  # booleans from before there were three modes
+        return {"true": "thread", "1": "thread", "yes": "thread", "on": "thread",
+                "false": "off", "0": "off", "no": "off"}.get(text, text)
 
     @field_validator("log_level")
     @classmethod

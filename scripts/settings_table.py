@@ -229,8 +229,9 @@ DOCS: dict[str, SettingDoc] = {
         "Operations", "Log level (DEBUG, INFO, WARNING, ERROR, CRITICAL); keep INFO or higher in production.",
         "WARNING"),
     "guard_lane": SettingDoc(
-        "Operations", "Polling mode: receive updates and delete pasted keys on a thread of their own, so a busy "
-        "event loop never delays a deletion; false uses PTB's updater in the main loop.", "false"),
+        "Operations", "Polling mode: where updates are received and pasted keys deleted, apart from the busy main "
+        "loop: `process` (a child process, so not even the interpreter lock delays a deletion), `thread` (a thread "
+        "of its own; `true` means this) or `off` (`false`: PTB's updater in the main loop).", "thread"),
 }
 
 def _is_secret(field: FieldInfo) -> bool:

@@ -47,7 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     transports: tuple[Transport, ...] = ("polling", "webhook") if args.transport == "both" else (args.transport,)
     options = BenchOptions(quick=args.quick, openai_latency_ms=args.openai_latency_ms, transports=transports,
                            database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir),
-                           bot_settings=dict(_setting(text) for text in args.bot_setting))
+                           bot_settings=dict(_setting(text) for text in args.bot_setting),
+                           guard_lane=args.guard_lane)
     print(f"benchmark ({'quick' if args.quick else 'full'}) running; transports: {', '.join(transports)} ...",
           flush=True)
     report = asyncio.run(run_bench(options))
@@ -93,6 +94,8 @@ def add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--workdir", default="var/bench", help="logs and SQLite files (default var/bench)")
     bench.add_argument("--bot-setting", action="append", default=[], metavar="NAME=VALUE",
                        help="a setting for the measured bot, e.g. WEBHOOK_ANSWER=after_guard (repeatable)")
+    bench.add_argument("--guard-lane", choices=["process", "thread", "off"], default=None,
+                       help="GUARD_LANE for the bot under test (default: the bot's own default)")
     bench.set_defaults(func=cmd_bench)
 
     drill = sub.add_parser("drill", help=cmd_drill.__doc__)

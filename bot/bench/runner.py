@@ -77,6 +77,7 @@ class BenchOptions:
     saturated_concurrency: int = 30  # users walking at once in the throughput phase (see walk_saturated)
     key_entry_users: int | None = None  # per path in the chat-paste vs Mini App comparison (0 skips it)
     bot_settings: dict[str, str] = field(default_factory=dict)  # extra settings of the measured bot
+    guard_lane: str | None = None  # GUARD_LANE for the bot under test (None: the bot's default)
 
     def __post_init__(self) -> None:
         self.wave_s = self.wave_s if self.wave_s is not None else (0.3 if self.quick else 2.0)
@@ -139,6 +140,8 @@ class Bench:
                          **settings: str) -> BotProcess:
         extra: dict[str, str] = {"TELEGRAM_MAX_RATE_PER_S": "1000000", "LOG_LEVEL": "WARNING",
                                  **self.options.bot_settings, **settings}
+        if self.options.guard_lane:
+            extra.setdefault("GUARD_LANE", self.options.guard_lane)
         args = ["run"]
         port = 0
         if transport == "webhook":
@@ -442,6 +445,7 @@ def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[
                           "saturated_concurrency": options.saturated_concurrency,
                           "memory_sizes": list(options.memory_sizes), "key_entry_users": options.key_entry_users,
                           "bot_settings": dict(options.bot_settings),
+                          "guard_lane": options.guard_lane or "default",
                           "webhook_available": webhook_available()}
     report["machine"] = machine
     report["elapsed_s"] = round(elapsed_s, 1)

@@ -9,6 +9,7 @@ end-to-end tests) so the driver can call ``FakeTelegram`` directly instead of ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -57,6 +58,19 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (from /proc; none where it is missing)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as listed:
+            found += [int(child) for child in listed.read().split()]
+    return found
 
 
 def bot_command(*args: str) -> list[str]:
@@ -260,7 +274,11 @@ class BotProcess:
         return rss_mb(self.pid) if self.running else None
 
     def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self.pid) if self.running else None
+        """The bot's CPU time, its child processes' included (the guard process of ``GUARD_LANE=process``)."""
+        if not self.running:
+            return None
+        own = cpu_seconds(self.pid)
+        return None if own is None else own + sum(filter(None, map(cpu_seconds, children(self.pid))))
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         serve_beside_polling(bot_app)
     try:
-        if settings.guard_lane:  # getUpdates and deletions on their own thread (bot/telegram/guard_lane.py)
+        if settings.guard_lane != "off":  # getUpdates and deletions apart (bot/telegram/guard_lane.py)
             from bot.telegram.guard_lane import serve_with_lane
 
             asyncio.run(serve_with_lane(bot_app, ALLOWED_UPDATES))

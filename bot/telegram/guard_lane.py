@@ -22,7 +22,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
@@ -34,7 +34,7 @@ from bot.core.ports import GuardVerdict
 from bot.telegram.messenger import Messenger
 from bot.telegram.secret_guard import SecretGuard
 
-__all__ = ["Confirmations", "GuardLane", "serve_with_lane"]
+__all__ = ["Confirmations", "GuardLane", "Handover", "Lane", "make_lane", "serve_with_lane"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class GuardLane:
         self._thread = threading.Thread(target=self._run, name="guard-lane", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
-        self._ready = threading.Event()
+        self.ready = threading.Event()
+        self._cancelled = False
 
     def start(self) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -82,28 +83,36 @@ class GuardLane:
         # against the main bot); PTB's Bot.get_updates would parse, bind to this thread's bot, re-serialise.
         warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
         self._thread.start()
-        self._ready.wait(30)
+        self.ready.wait(30)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop polling; deletions under way finish (each is bounded by its own deadline)."""
+    def cancel(self) -> None:
+        """Stop polling (from any thread, or a signal handler); :meth:`serve` lets deletions under way finish."""
+        self._cancelled = True
         if self._loop is not None and self._main is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._main.cancel)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop polling; deletions under way finish (each is bounded by its own deadline)."""
+        self.cancel()
         if self._thread.is_alive():  # not when the bot stopped before the lane started (a failed post_init)
             self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            asyncio.run(self.serve())
         except BaseException as exc:  # reported to the main thread, which stops the bot
             self.failure = exc
         finally:
-            self._ready.set()
+            self.ready.set()
             self.stopped.set()
 
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
+        """The lane itself, whatever runs it (this thread, or the guard process: bot/telegram/guard_process.py)."""
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
+        if self._cancelled:  # stopped before it started
+            return
         read_timeout = POLL_TIMEOUT_S + 10.0
         bot: ExtBot[None] = ExtBot(self.token, base_url=f"{self.base_url}/bot",
                                    base_file_url=f"{self.base_url}/file/bot",
@@ -116,7 +125,7 @@ class GuardLane:
         try:
             await bot.initialize()
             await bot.delete_webhook(drop_pending_updates=False)  # getUpdates answers 409 while one is set
-            self._ready.set()
+            self.ready.set()
             await self._poll(bot, guard, pending)
         except asyncio.CancelledError:
             pass
@@ -241,11 +250,39 @@ def _forget(last_of_chat: dict[int | None, asyncio.Task[None]], chat: int | None
         del last_of_chat[chat]
 
 
-async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asyncio.Event | None = None) -> None:
+class Lane(Protocol):
+    """What :func:`serve_with_lane` needs of a lane runner: the thread above, or the guard process."""
+
+    failure: BaseException | None
+    stopped: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+
+def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Handover) -> Lane:
+    """The lane runner for ``GUARD_LANE`` (``thread`` or ``process``)."""
+    options: dict[str, Any] = {
+        "delete_deadline_s": settings.telegram_delete_deadline_s,
+        "delete_notice_after_s": settings.telegram_delete_notice_after_s,
+        "delete_background_s": settings.telegram_delete_background_s}
+    token, base_url = settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url
+    if mode == "process":
+        from bot.telegram.guard_process import GuardProcess, LaneConfig
+
+        return GuardProcess(LaneConfig(token, base_url, allowed_updates, log_level=settings.log_level,
+                                       redact=settings.secrets_to_redact(), **options), handover)
+    return GuardLane(token, base_url, allowed_updates, handover, **options)
+
+
+async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asyncio.Event | None = None,
+                          mode: str | None = None) -> None:
     """Run the bot with updates arriving through a guard lane instead of PTB's updater (polling mode).
 
     ``bot_app`` is the :class:`~bot.telegram.application.BotApp`; ``stop`` ends the run (SIGINT and SIGTERM
-    set it when this runs in the main thread).
+    set it when this runs in the main thread); ``mode`` is ``thread`` or ``process`` (default: the
+    ``GUARD_LANE`` setting).
     """
     application = bot_app.application
     settings = bot_app.settings
@@ -266,11 +303,7 @@ async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asy
         loop.call_soon_threadsafe(deliver, raw, verdict)
 
     await application.initialize()
-    lane = GuardLane(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url,
-                     allowed_updates, handover,
-                     delete_deadline_s=settings.telegram_delete_deadline_s,
-                     delete_notice_after_s=settings.telegram_delete_notice_after_s,
-                     delete_background_s=settings.telegram_delete_background_s)
+    lane = make_lane(mode or settings.guard_lane, settings, allowed_updates, handover)
     try:
         if application.post_init is not None:
             await application.post_init(application)

@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.standins.telegram import FakeTelegram
 from bot.telegram.application import ALLOWED_UPDATES, build_bot
 from bot.telegram.guard_lane import Confirmations, serve_with_lane
 from tests.bot.support import sandbox_settings
 
 USER = 5151
+MODES = pytest.mark.parametrize("mode", ["thread", "process"])
 KEY = "sk-proj-" + "Q7vLm2Xc9RtB4nWz8KpHs3Jd6FgYa1Ue5Oi0TyVbNcMx" * 2
 
 
@@ -39,10 +42,10 @@ def _deletions(fake: FakeTelegram, message_id: int) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
-                   handed: list[Any] | None = None) -> AsyncIterator[Any]:
-    """The real bot served through the guard lane until the block ends; ``handed`` collects every update
-    the lane hands to the main loop."""
+async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path, handed: list[Any] | None = None,
+                   mode: str = "thread") -> AsyncIterator[Any]:
+    """The real bot served through the guard lane (``mode``: its thread or its process) until the block
+    ends; ``handed`` collects every update the lane hands to the main loop."""
     fake, url = telegram
     bot_app = build_bot(sandbox_settings(url, tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"))
     from storage.migrate import upgrade
@@ -58,7 +61,7 @@ async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
 
         bot_app.application.update_queue.put_nowait = record  # type: ignore[method-assign]
     stop = asyncio.Event()
-    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop))
+    serving = asyncio.create_task(serve_with_lane(bot_app, ALLOWED_UPDATES, stop=stop, mode=mode))
     await _until(lambda: fake.calls(method="getUpdates"))
     try:
         yield bot_app
@@ -67,10 +70,11 @@ async def _serving(telegram: tuple[FakeTelegram, str], tmp_path: Path,
         await asyncio.wait_for(serving, 60)
 
 
+@MODES
 async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[FakeTelegram, str],
-                                                                tmp_path: Path) -> None:
+                                                                tmp_path: Path, mode: str) -> None:
     fake, _ = telegram
-    async with _serving(telegram, tmp_path):
+    async with _serving(telegram, tmp_path, mode=mode):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         pasted = fake.send(USER, KEY)
@@ -88,13 +92,14 @@ async def test_a_key_is_deleted_while_the_main_loop_is_blocked(telegram: tuple[F
         assert all(KEY not in (m.get("text") or "") for m in fake.messages(USER) if m.get("from_bot"))
 
 
+@MODES
 async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[FakeTelegram, str],
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, mode: str) -> None:
     """A slow deletion holds back that chat's later updates (so a /start never overtakes the paste),
     while other chats' updates go on."""
     fake, _ = telegram
     handed: list[Any] = []
-    async with _serving(telegram, tmp_path, handed):
+    async with _serving(telegram, tmp_path, handed, mode):
         first = fake.send(USER, "/start")
         paste = fake.send(USER, KEY)
         last = fake.send(USER, "/help")
@@ -105,8 +110,9 @@ async def test_updates_of_one_chat_are_handed_over_in_order(telegram: tuple[Fake
         assert mine()[:3] == [first["update_id"], paste["update_id"], last["update_id"]]
 
 
+@MODES
 async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tuple[FakeTelegram, str],
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, mode: str) -> None:
     """A deletion waiting out a 429 keeps its update unconfirmed at Telegram (a process killed meanwhile
     gets it again, and its guard deletes the key); other chats go on, and nothing is handed over twice."""
     fake, _ = telegram
@@ -115,7 +121,7 @@ async def test_an_update_stays_unconfirmed_until_its_key_is_deleted(telegram: tu
     def confirmed(update_id: int) -> bool:
         return bool(next(u for u in fake.updates() if u["update_id"] == update_id)["confirmed"])
 
-    async with _serving(telegram, tmp_path, handed):
+    async with _serving(telegram, tmp_path, handed, mode):
         fake.send(USER, "/start")
         await _until(lambda: [m for m in fake.messages(USER) if m.get("from_bot")])
         fake.fail_next("deleteMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
@@ -155,3 +161,53 @@ def test_a_burst_releases_the_hold_so_polls_stay_cheap() -> None:
     confirmations.settle(4)
     assert confirmations.offset() == 5 and confirmations.released == 1
     assert not confirmations.take(1)  # never handed over twice, even if it came again
+
+
+def _lane(mode: str, url: str, token: str, handover: Any) -> Any:
+    from bot.telegram.guard_lane import GuardLane
+    from bot.telegram.guard_process import GuardProcess, LaneConfig
+
+    options: dict[str, Any] = {"delete_deadline_s": 5.0, "delete_notice_after_s": 3.0}
+    if mode == "process":
+        return GuardProcess(LaneConfig(token, url, ALLOWED_UPDATES, **options), handover)
+    return GuardLane(token, url, ALLOWED_UPDATES, handover, **options)
+
+
+@MODES
+async def test_a_rejected_token_stops_the_lane_with_invalid_token(telegram: tuple[FakeTelegram, str],
+                                                                  mode: str) -> None:
+    """The CLI turns InvalidToken into "Telegram rejected TELEGRAM_BOT_TOKEN"; the process says the same."""
+    from telegram.error import InvalidToken
+
+    _, url = telegram
+    lane = _lane(mode, url, "123456789:AArevoked", lambda raw, verdict: None)
+    await asyncio.to_thread(lane.start)
+    assert await asyncio.to_thread(lane.stopped.wait, 30)
+    assert isinstance(lane.failure, InvalidToken)
+    await asyncio.to_thread(lane.stop)
+
+
+async def test_a_guard_process_that_dies_stops_the_bot_with_the_reason(telegram: tuple[FakeTelegram, str],
+                                                                        tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import pytest
+
+    from bot.telegram import guard_process
+
+    started: list[Any] = []
+    original = guard_process.GuardProcess.start
+
+    def start(self: Any) -> None:
+        original(self)
+        started.append(self)
+
+    fake, _ = telegram
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guard_process.GuardProcess, "start", start)
+        with pytest.raises(RuntimeError, match=r"guard process died \(exit code -9\)"):
+            async with _serving(telegram, tmp_path, mode="process"):
+                os.kill(started[0].pid, signal.SIGKILL)
+                await asyncio.sleep(5)  # the bot stops at once; this block is left by the exception
+    assert fake.calls(method="getUpdates")

@@ -28,12 +28,17 @@ EXPOSED = "couldn't delete"
 FLOOD = "Too Many Requests: retry after 2"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# The guard lane as a thread (each backend), and as a process: there the late outcome crosses a pipe.
+LANES = [*BACKENDS, pytest.param("sqlite/process", id="sqlite-process")]
+
+
+@pytest.fixture(scope="module", params=LANES)
 def slow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
-    backend = _backend_param(request)
-    folder = tmp_path_factory.mktemp(f"still-deleting-{backend}")
+    backend, _, lane = _backend_param(request).partition("/")
+    folder = tmp_path_factory.mktemp(f"still-deleting-{backend}-{lane or 'thread'}")
     started = Stack.start(folder, new_database_url(backend, folder), telegram={"flood_control": False},
-                          telegram_delete_deadline_s=2, telegram_delete_background_s=30, log_level="DEBUG")
+                          telegram_delete_deadline_s=2, telegram_delete_background_s=30, log_level="DEBUG",
+                          guard_lane=lane or "thread")
     yield started, folder
     started.close()
 
