@@ -22,7 +22,7 @@ FORBIDDEN = {
     "flows": ("bot", "storage", "telegram", "httpx", "sqlalchemy", "sqlmodel"),
     # bot/'s own top-level modules are shared by the wings, so they import none of the outer ones.
     **{shared: ("bot.telegram", "bot.web", "bot.agents", "bot.cli")
-       for shared in ("bot.config", "bot.metrics", "bot.redaction", "bot.updates")},
+       for shared in ("bot.config", "bot.logs", "bot.metrics", "bot.redaction", "bot.updates")},
     "storage": ("bot",),
 }
 

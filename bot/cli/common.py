@@ -6,7 +6,6 @@ importing them from the main CLI would make the subcommands and the CLI import e
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -33,31 +32,11 @@ class StartupFailure(RuntimeError):
 debug = False
 
 
-class _QuietBootstrap(logging.Filter):
-    """PTB logs a failed start-up (getMe, deleteWebhook) with a full traceback before raising it; the CLI
-    prints that failure as one line, so the traceback is dropped here unless ``--debug`` is given."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "Network Retry Loop (Bootstrap" in record.getMessage():
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
-    """Structured-enough, redacted logs; httpx would print the bot token in URLs at INFO."""
-    from bot.redaction import install_redaction
+    """Structured-enough, redacted logs (:func:`bot.logs.configure_logging`), quieter unless ``--debug``."""
+    from bot.logs import configure_logging as configure
 
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # LOG_LEVEL=DEBUG includes PTB's debug output (raw updates and Bot API payloads, pasted keys
-    # included) on purpose: the redaction below masks them, and tests/e2e/test_plaintext_canary.py runs
-    # the bot at DEBUG to prove it.
-    install_redaction(secrets)
-    if not debug:
-        logging.getLogger("telegram.ext").addFilter(_QuietBootstrap())
+    configure(level, secrets, debug=debug)
 
 
 def load_settings() -> Settings:

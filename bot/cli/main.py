@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         serve_beside_polling(bot_app)
     try:
         if settings.guard_lane != "off":  # getUpdates and deletions apart (bot/telegram/guard_lane.py)
-            from bot.telegram.guard_lane import serve_with_lane
+            from bot.telegram.lane_runner import serve_with_lane
 
             asyncio.run(serve_with_lane(bot_app, ALLOWED_UPDATES))
         else:

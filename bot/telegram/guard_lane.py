@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 import sys
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
@@ -34,7 +33,7 @@ from bot.core.ports import GuardVerdict
 from bot.telegram.messenger import Messenger
 from bot.telegram.secret_guard import SecretGuard
 
-__all__ = ["Confirmations", "GuardLane", "Handover", "Lane", "make_lane", "serve_with_lane"]
+__all__ = ["Confirmations", "GuardLane", "Handover"]
 
 log = logging.getLogger(__name__)
 
@@ -248,79 +247,3 @@ class Confirmations:
 def _forget(last_of_chat: dict[int | None, asyncio.Task[None]], chat: int | None, done: asyncio.Task[None]) -> None:
     if last_of_chat.get(chat) is done:
         del last_of_chat[chat]
-
-
-class Lane(Protocol):
-    """What :func:`serve_with_lane` needs of a lane runner: the thread above, or the guard process."""
-
-    failure: BaseException | None
-    stopped: threading.Event
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 30.0) -> None: ...
-
-
-def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Handover) -> Lane:
-    """The lane runner for ``GUARD_LANE`` (``thread`` or ``process``)."""
-    options: dict[str, Any] = {
-        "delete_deadline_s": settings.telegram_delete_deadline_s,
-        "delete_notice_after_s": settings.telegram_delete_notice_after_s,
-        "delete_background_s": settings.telegram_delete_background_s}
-    token, base_url = settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url
-    if mode == "process":
-        from bot.telegram.guard_process import GuardProcess, LaneConfig
-
-        return GuardProcess(LaneConfig(token, base_url, allowed_updates, log_level=settings.log_level,
-                                       redact=settings.secrets_to_redact(), **options), handover)
-    return GuardLane(token, base_url, allowed_updates, handover, **options)
-
-
-async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asyncio.Event | None = None,
-                          mode: str | None = None) -> None:
-    """Run the bot with updates arriving through a guard lane instead of PTB's updater (polling mode).
-
-    ``bot_app`` is the :class:`~bot.telegram.application.BotApp`; ``stop`` ends the run (SIGINT and SIGTERM
-    set it when this runs in the main thread); ``mode`` is ``thread`` or ``process`` (default: the
-    ``GUARD_LANE`` setting).
-    """
-    application = bot_app.application
-    settings = bot_app.settings
-    loop = asyncio.get_running_loop()
-    stop = stop or asyncio.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    main_guard: SecretGuard | None = getattr(application.update_processor, "guard", None)
-
-    def deliver(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
-        update = Update.de_json(raw, application.bot)
-        if main_guard is not None:
-            main_guard.settle(update.update_id, verdict)
-        application.update_queue.put_nowait(update)
-
-    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
-        loop.call_soon_threadsafe(deliver, raw, verdict)
-
-    await application.initialize()
-    lane = make_lane(mode or settings.guard_lane, settings, allowed_updates, handover)
-    try:
-        if application.post_init is not None:
-            await application.post_init(application)
-        await application.start()
-        lane.start()
-        if lane.failure is not None:
-            raise lane.failure
-        watch = asyncio.ensure_future(asyncio.to_thread(lane.stopped.wait))
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([watch, waiter], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if lane.failure is not None:
-            raise lane.failure
-    finally:
-        await asyncio.to_thread(lane.stop)
-        if application.running:
-            await application.stop()
-        if application.post_stop is not None:
-            await application.post_stop(application)
-        await application.shutdown()

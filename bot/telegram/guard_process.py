@@ -159,7 +159,7 @@ def child_main(config: LaneConfig, conn: Connection) -> None:
     """Run the lane until told to stop, SIGTERM, or the parent's end of the pipe is gone."""
     from telegram.error import InvalidToken
 
-    from bot.cli.common import configure_logging
+    from bot.logs import configure_logging
 
     configure_logging(config.log_level, config.redact)
     sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -18,7 +18,8 @@ import pytest
 
 from bot.standins.telegram import FakeTelegram
 from bot.telegram.application import ALLOWED_UPDATES, build_bot
-from bot.telegram.guard_lane import Confirmations, serve_with_lane
+from bot.telegram.guard_lane import Confirmations
+from bot.telegram.lane_runner import serve_with_lane
 from tests.bot.support import sandbox_settings
 
 USER = 5151
