@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from bot.core.chat_locks import ChatLocks
 from bot.core.intake import REASONS, Intake
@@ -46,6 +47,7 @@ from storage.repositories import AuditLog, ConversationRepository, ProcessedUpda
 __all__ = ["HandleResult", "Runtime", "conversation_of"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_SAVE_ATTEMPTS = 5
 TOASTS = {"stale_button": "stale", "busy": "busy", "busy_deleted": "busy"}
 EventSource = Callable[[Conversation], Awaitable[ev.Event]]
@@ -54,7 +56,7 @@ Decided = Callable[["HandleResult"], Awaitable[None]]
 # Showing a step that failed (flood wait, 5xx, timeout) is tried again for this long, then left to /start.
 REPAINT_DEADLINE_S = 300.0
 REPAINT_MAX_DELAY_S = 30.0
-VERDICT_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)  # a verdict that met a busy database is saved again after these
+BUSY_DATABASE_PAUSES_S = (0.5, 1.0, 2.0, 4.0)  # a pipeline step that met a busy database is run again after these
 # Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
 # DELETING: a key waits in memory for its message's slow deletion (timed by policy.deleting_timeout_s).
 INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value, Step.DELETING.value)
@@ -478,10 +480,11 @@ class Runtime:
                 effect = queue.pop(0)
                 if isinstance(effect, fx.Verify) and effect.wait_s > 0 and not await self._slot_came(chat, effect):
                     return  # the user moved on while the key waited: it is dropped unchecked
-                event = await self.keyflow.perform(chat, effect, key)
+                event = await self._through_a_busy_database(chat, partial(self.keyflow.perform, chat, effect, key))
                 if event is None:
                     continue
-                _result, more, _ = await self._apply_verdict(chat, event, key)
+                _result, more, _ = await self._through_a_busy_database(chat, partial(self._apply, chat, event,
+                                                                                     key=key))
                 queue.extend(more)
         except Exception:
             log.exception("key pipeline of chat %s failed", chat.chat_id)
@@ -491,18 +494,18 @@ class Runtime:
         finally:
             del key
 
-    async def _apply_verdict(self, chat: ChatRef, event: ev.Event,
-                             key: SecretKey | None) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
-        """Feed a verdict back, trying again while the database is only busy (a pool timeout under a burst):
-        OpenAI has answered, and losing that answer would send the customer back to pasting."""
-        for pause in (*VERDICT_RETRY_PAUSES_S, None):
+    async def _through_a_busy_database(self, chat: ChatRef, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run one step of a key pipeline, again after a pause while the database is only busy (a pool
+        timeout under a burst): losing the step would send the customer back to pasting. A verification
+        run twice costs one more probe; a connection run twice replays its Idempotency-Key."""
+        for pause in (*BUSY_DATABASE_PAUSES_S, None):
             try:
-                return await self._apply(chat, event, key=key)
+                return await attempt()
             except Exception as error:
                 if pause is None or not is_transient_database_error(error):
                     raise
-                log.warning("saving a verdict for chat %s failed (%s); trying again in %.1f s", chat.chat_id,
-                            type(error).__name__, pause)
+                log.warning("a key pipeline step of chat %s met a busy database (%s); trying again in %.1f s",
+                            chat.chat_id, type(error).__name__, pause)
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable: the last try raises or returns")
 

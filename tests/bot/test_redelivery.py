@@ -101,3 +101,29 @@ def test_a_verdict_that_met_a_pool_timeout_is_saved_again(bot: FaultyBot, monkey
         assert len(user.connect_posts()) == posts + 1
 
     run(bot, scenario())
+
+
+def test_a_pipeline_step_that_met_a_pool_timeout_runs_again(bot: FaultyBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database read inside a key pipeline step (is this workspace connected elsewhere?) timed out in the
+    bench at 500 pastes/s and the customer got no verdict; the step is run again after a pause."""
+    async def scenario() -> None:
+        user = bot.user()
+        await user.reach_paste_step()
+        keys = bot.app.runtime.keyflow.keys
+        lookup = keys.connected_in_workspace
+        failures = [_pool_timeout()]
+
+        async def once_timing_out(*args: Any, **kwargs: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return await lookup(*args, **kwargs)
+
+        monkeypatch.setattr(keys, "connected_in_workspace", once_timing_out)
+        posts = len(user.connect_posts())
+        await user.send(user.new_valid_key())
+        await bot.pump()
+        assert not failures, "the step met the timeout"
+        assert await user.step() == Step.CONNECTED
+        assert len(user.connect_posts()) == posts + 1
+
+    run(bot, scenario())
