@@ -85,7 +85,7 @@ class BenchOptions:
         self.saturated_users = self.saturated_users if self.saturated_users is not None else \
             (30 if self.quick else 300)
         self.key_entry_users = self.key_entry_users if self.key_entry_users is not None else \
-            (4 if self.quick else 30)
+            (1 if self.quick else 30)
 
     def pastes_at(self, rate: int) -> int:
         assert self.wave_s is not None
@@ -286,11 +286,11 @@ class Bench:
             return await self.start_ours(database, "polling", label)
 
         async def walk(size: int) -> WalkResult:
-            return await self.light_walk(3 if self.options.quick else 5)
+            return await self.light_walk(2 if self.options.quick else 5)
 
         return await measure_memory(self.standins, folder=self.workdir, postgres_url=self.options.postgres_url,
                                     sizes=self.options.memory_sizes, start_bot=start, walk=walk,
-                                    resumed_users=30 if self.options.quick else 200)
+                                    resumed_users=15 if self.options.quick else 200)
 
     async def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
