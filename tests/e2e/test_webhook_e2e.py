@@ -179,21 +179,28 @@ def test_probes_answer(stack: WebhookStack) -> None:
     assert (ready.status_code, ready.text) == (200, "ready")
 
 
-def test_a_whole_walk_to_connected_over_the_webhook(stack: WebhookStack) -> None:
-    stack.sandbox.doubletick.configure(workspaces={"ws_hook": "Hook Inc"})
+def walk_to_connected(stack: WebhookStack, workspace_id: str) -> ChatDriver:
+    """A new user walks the guide and pastes the valid demo key: deleted, connected once, every update
+    delivered once and confirmed."""
+    stack.sandbox.doubletick.configure(workspaces={workspace_id: "Hook Inc"})
     user = stack.user()
-    walk_to_paste(user, "ws_hook")
+    walk_to_paste(user, workspace_id)
     key = DEMO_KEYS["valid"].key
     pasted = user.send(key)
     done = user.wait_guide("You're done")
     assert "…" + key[-4:] in plain_text(done["text"])
     assert user.message(pasted["message_id"])["deleted"]
-    workspace = stack.sandbox.doubletick.workspace("ws_hook")
+    workspace = stack.sandbox.doubletick.workspace(workspace_id)
     assert workspace is not None and workspace.connected and workspace.connect_count == 1
     updates = [u for u in stack.sandbox.telegram.updates(bot_id=BOT_ID) if u["chat_id"] == user.chat_id]
     assert updates and all(u["confirmed"] and not u["dropped"] and u["attempts"] == 1 for u in updates)
-    assert stack.rows("SELECT step FROM conversation WHERE chat_id = ?", user.chat_id) == [("connected",)]
     assert key not in stack.bot.log()
+    return user
+
+
+def test_a_whole_walk_to_connected_over_the_webhook(stack: WebhookStack) -> None:
+    user = walk_to_connected(stack, "ws_hook")
+    assert stack.rows("SELECT step FROM conversation WHERE chat_id = ?", user.chat_id) == [("connected",)]
 
 
 def test_metrics_show_updates_funnel_verifications_exposure_outbox_and_429s(stack: WebhookStack) -> None:
