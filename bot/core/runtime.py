@@ -56,10 +56,24 @@ Decided = Callable[["HandleResult"], Awaitable[None]]
 # Showing a step that failed (flood wait, 5xx, timeout) is tried again for this long, then left to /start.
 REPAINT_DEADLINE_S = 300.0
 REPAINT_MAX_DELAY_S = 30.0
-BUSY_DATABASE_PAUSES_S = (0.5, 1.0, 2.0, 4.0)  # a pipeline step that met a busy database is run again after these
+BUSY_DATABASE_PAUSES_S = (0.5, 1.0, 2.0, 4.0)  # saving a verdict that met a busy database is tried again after these
+STEP_RETRY_PAUSES_S = (1.0, 3.0)  # a verification or connection step: at most two more (each may call out)
 # Steps a key pipeline runs in; HELD is not here: the sealed outbox owns those (and their expiry).
 # DELETING: a key waits in memory for its message's slow deletion (timed by policy.deleting_timeout_s).
 INTERRUPTIBLE = (Step.VERIFYING.value, Step.CONNECTING.value, Step.DELETING.value)
+
+
+class _Commit:
+    """Whether ``_apply`` committed its new state (its ``decided`` callback runs right after the commit)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    async def seen(self, _result: HandleResult) -> None:
+        self.done = True
+
+    def not_yet(self) -> bool:
+        return not self.done
 
 
 class _StillRunning(Exception):
@@ -348,7 +362,9 @@ class Runtime:
 
         The state effects (audit, key record, sealed hold) and the network effects (verify, connect,
         disconnect, handed back as ``deferred``) never depend on showing anything: a message that
-        Telegram refuses or delays (429, 5xx, timeout) is shown again later from the saved state.
+        Telegram refuses or delays (429, 5xx, timeout) is shown again later from the saved state. A state
+        effect that meets a busy database is tried again; an audit row that still cannot be written is
+        logged and skipped (it records what happened, it must not stop it).
         """
         conv = transition.conversation
         deferred: list[fx.Effect] = []
@@ -359,14 +375,19 @@ class Runtime:
                 case fx.Render() | fx.Reply():
                     shows.append(effect)
                 case fx.Audit(kind=kind, detail=detail):
-                    await self.audit.record(kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail)
+                    try:
+                        await self._through_a_busy_database(chat, partial(
+                            self.audit.record, kind, chat_id=chat.chat_id, actor_user_id=chat.user_id, **detail))
+                    except Exception:
+                        log.exception("audit event %s of chat %s not written", kind, chat.chat_id)
                     if kind == "came_back_after_reminder":
                         record_reminder("came_back")
                 case fx.RecordKey() | fx.HoldKey():
                     if key is not None:
-                        await self.keyflow.keep(chat, conv, effect, key, conversation_id=row.id)
+                        await self._through_a_busy_database(chat, partial(
+                            self.keyflow.keep, chat, conv, effect, key, conversation_id=row.id))
                 case fx.ReleaseHeld():
-                    await self.keyflow.release(chat)
+                    await self._through_a_busy_database(chat, partial(self.keyflow.release, chat))
                 case fx.Verify() | fx.Connect() | fx.Disconnect() | fx.AwaitDeletion():
                     deferred.append(effect)
         for show in shows:
@@ -480,11 +501,13 @@ class Runtime:
                 effect = queue.pop(0)
                 if isinstance(effect, fx.Verify) and effect.wait_s > 0 and not await self._slot_came(chat, effect):
                     return  # the user moved on while the key waited: it is dropped unchecked
-                event = await self._through_a_busy_database(chat, partial(self.keyflow.perform, chat, effect, key))
+                event = await self._through_a_busy_database(chat, partial(self.keyflow.perform, chat, effect, key),
+                                                            pauses=STEP_RETRY_PAUSES_S)
                 if event is None:
                     continue
-                _result, more, _ = await self._through_a_busy_database(chat, partial(self._apply, chat, event,
-                                                                                     key=key))
+                saved = _Commit()
+                _result, more, _ = await self._through_a_busy_database(
+                    chat, partial(self._apply, chat, event, key=key, decided=saved.seen), may_retry=saved.not_yet)
                 queue.extend(more)
         except Exception:
             log.exception("key pipeline of chat %s failed", chat.chat_id)
@@ -494,15 +517,19 @@ class Runtime:
         finally:
             del key
 
-    async def _through_a_busy_database(self, chat: ChatRef, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _through_a_busy_database(self, chat: ChatRef, attempt: Callable[[], Awaitable[T]], *,
+                                       pauses: tuple[float, ...] = BUSY_DATABASE_PAUSES_S,
+                                       may_retry: Callable[[], bool] = lambda: True) -> T:
         """Run one step of a key pipeline, again after a pause while the database is only busy (a pool
         timeout under a burst): losing the step would send the customer back to pasting. A verification
-        run twice costs one more probe; a connection run twice replays its Idempotency-Key."""
-        for pause in (*BUSY_DATABASE_PAUSES_S, None):
+        run again costs one more probe (``STEP_RETRY_PAUSES_S``: at most two); a connection run again
+        replays its Idempotency-Key. ``may_retry`` says no once the step's new state is committed: the
+        same event applied to the state it produced would be stale and quietly do nothing."""
+        for pause in (*pauses, None):
             try:
                 return await attempt()
             except Exception as error:
-                if pause is None or not is_transient_database_error(error):
+                if pause is None or not is_transient_database_error(error) or not may_retry():
                     raise
                 log.warning("a key pipeline step of chat %s met a busy database (%s); trying again in %.1f s",
                             chat.chat_id, type(error).__name__, pause)

@@ -183,7 +183,7 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     # Polling, and a webhook answered before processing, have nobody to redeliver a failed update
     # (Telegram does it for a webhook answered 503 after processing).
     queued = sole_consumer or settings.webhook_answer == "after_guard"
-    redelivery = Redelivery(application.update_queue) if queued else None
+    redelivery = Redelivery(application.update_queue, running=lambda: application.running) if queued else None
     BotHandlers(runtime, intake, guard, redelivery).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)
     maintenance = Maintenance(conversations, runtime.updates, retention=timedelta(days=settings.retention_days),

@@ -195,11 +195,13 @@ def _handover_to(outbox: queue.SimpleQueue[bytes | None]) -> Handover:
         if verdict is not None:
             fields = {"d": verdict.deletion.value, "r": verdict.received_at, "x": verdict.deleted_at,
                       "p": verdict.settled is not None}
-            if verdict.settled is not None:
-                update_id = int(raw["update_id"])
-                verdict.settled.add_done_callback(
-                    lambda done: outbox.put(_dump({"t": "s", "u": update_id, "o": _outcome(done).value})))
         outbox.put(_dump({"t": "u", "raw": raw, "v": fields}))
+        if verdict is not None and verdict.settled is not None:
+            # After the update: a deletion that already settled would otherwise be announced first, and
+            # the parent would drop the outcome of an update it had not seen yet.
+            update_id = int(raw["update_id"])
+            verdict.settled.add_done_callback(
+                lambda done: outbox.put(_dump({"t": "s", "u": update_id, "o": _outcome(done).value})))
 
     return handover
 

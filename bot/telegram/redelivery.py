@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from telegram import Update
 from telegram.error import BadRequest, NetworkError, RetryAfter
@@ -39,15 +39,20 @@ def is_transient(error: BaseException) -> bool:
 class Redelivery:
     """Put an update that failed transiently back into ``queue`` after a growing pause."""
 
-    def __init__(self, queue: asyncio.Queue[object], pauses: Sequence[float] = PAUSES_S) -> None:
+    def __init__(self, queue: asyncio.Queue[object], pauses: Sequence[float] = PAUSES_S, *,
+                 running: Callable[[], bool] = lambda: True) -> None:
         self.queue = queue
         self.pauses = tuple(pauses)
+        self.running = running  # False once the application stops: nobody would take the update any more
         self._tries: OrderedDict[int, int] = OrderedDict()  # update id -> redeliveries so far
+        self._scheduled: set[int] = set()  # put back soon: a second failing handler of the same pass waits
 
     def again(self, update: Update, error: BaseException) -> bool:
         """Schedule ``update`` once more if ``error`` is transient and tries are left; say whether it was."""
         if not is_transient(error):
             return False
+        if update.update_id in self._scheduled:
+            return True  # another handler of the same pass failed too: one redelivery is enough
         done = self._tries.pop(update.update_id, 0)
         if done >= len(self.pauses):
             return False
@@ -57,5 +62,13 @@ class Redelivery:
         pause = self.pauses[done]
         log.warning("update %s failed transiently (%s); handling it again in %.1f s (try %d of %d)",
                     update.update_id, type(error).__name__, pause, done + 2, len(self.pauses) + 1)
-        asyncio.get_running_loop().call_later(pause, self.queue.put_nowait, update)
+        self._scheduled.add(update.update_id)
+        asyncio.get_running_loop().call_later(pause, self._put_back, update)
         return True
+
+    def _put_back(self, update: Update) -> None:
+        self._scheduled.discard(update.update_id)
+        if not self.running():  # stopping: the queue is drained and joined, a late update would hang it
+            log.warning("update %s not handled again: the bot is stopping", update.update_id)
+            return
+        self.queue.put_nowait(update)

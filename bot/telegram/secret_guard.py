@@ -205,17 +205,22 @@ class GuardedUpdateProcessor(BaseUpdateProcessor):
         self.slots = max_concurrent_updates
         self._slots = asyncio.Semaphore(max_concurrent_updates)
         self.guard = guard
+        self.in_flight = 0  # updates taken from the queue and not finished (waiting for a slot included)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        if self.guard is not None:
-            try:
-                await self.guard.check(update)
-            except BaseException:
-                if isinstance(coroutine, Coroutine):
-                    coroutine.close()  # never started: close it instead of leaking "never awaited"
-                raise
-        async with self._slots:
-            await coroutine
+        self.in_flight += 1
+        try:
+            if self.guard is not None:
+                try:
+                    await self.guard.check(update)
+                except BaseException:
+                    if isinstance(coroutine, Coroutine):
+                        coroutine.close()  # never started: close it instead of leaking "never awaited"
+                    raise
+            async with self._slots:
+                await coroutine
+        finally:
+            self.in_flight -= 1
 
     async def initialize(self) -> None:
         return None

@@ -184,7 +184,10 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
             log.warning("guard failed for update %s (%s); asking Telegram to redeliver", update.update_id,
                         type(error).__name__)
             return unavailable("try again")
-        if application.update_queue.qsize() >= settings.webhook_queue_max:
+        # PTB takes every queued update at once (the processor bounds the handlers, not the queue), so
+        # what waits is counted where it waits: in the queue and in the processor.
+        waiting = application.update_queue.qsize() + getattr(application.update_processor, "in_flight", 0)
+        if waiting >= settings.webhook_queue_max:
             return unavailable("busy")
         await application.update_queue.put(update)
         record_webhook("accepted")

@@ -66,13 +66,29 @@ def test_only_transient_failures_are_retried_and_only_a_few_times() -> None:
         update = Update(update_id=42)
         assert not redelivery.again(update, ValueError("a bug of ours"))
         assert redelivery.again(update, _pool_timeout())
+        assert redelivery.again(update, TimeoutError())  # a second handler of the same pass: no second copy
+        await asyncio.sleep(0.05)
         assert redelivery.again(update, TimeoutError())
+        await asyncio.sleep(0.05)
         assert not redelivery.again(update, _pool_timeout())  # tries used up: the failure is final
-        await asyncio.sleep(0.1)
         return [queue.get_nowait() for _ in range(queue.qsize())]
 
     assert asyncio.run(scenario()) == [Update(update_id=42)] * 2
     assert is_transient(_pool_timeout()) and not is_transient(sa_exc.IntegrityError("x", None, Exception()))
+
+
+def test_nothing_is_put_back_once_the_bot_is_stopping() -> None:
+    """A stopping application drains and joins its queue: an update put back then would hang the stop."""
+    async def scenario() -> int:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        running = [True]
+        redelivery = Redelivery(queue, pauses=(0.01,), running=lambda: running[0])
+        assert redelivery.again(Update(update_id=7), _pool_timeout())
+        running[0] = False
+        await asyncio.sleep(0.05)
+        return queue.qsize()
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_a_verdict_that_met_a_pool_timeout_is_saved_again(bot: FaultyBot, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,5 +141,33 @@ def test_a_pipeline_step_that_met_a_pool_timeout_runs_again(bot: FaultyBot, monk
         assert not failures, "the step met the timeout"
         assert await user.step() == Step.CONNECTED
         assert len(user.connect_posts()) == posts + 1
+
+    run(bot, scenario())
+
+
+def test_an_effect_after_the_commit_that_meets_a_busy_database_is_tried_again(
+        bot: FaultyBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verdict's audit row met a pool timeout after its state was committed: the row is written on a
+    second try and the connection goes on (applying the verdict again would meet the state it produced,
+    be stale and quietly do nothing)."""
+    async def scenario() -> None:
+        user = bot.user()
+        await user.reach_paste_step()
+        audit = bot.app.runtime.audit
+        record = audit.record
+        failures = [_pool_timeout()]
+
+        async def verified_audit_times_out(kind: str, *args: Any, **kwargs: Any) -> Any:
+            if kind == "verified" and failures:  # after the verdict's state is committed
+                raise failures.pop()
+            return await record(kind, *args, **kwargs)
+
+        monkeypatch.setattr(audit, "record", verified_audit_times_out)
+        await user.send(user.new_valid_key())
+        await bot.pump()
+        assert not failures, "the verdict's audit met the timeout"
+        assert await user.step() == Step.CONNECTED
+        shown, why = await user.shown_step_matches_db()
+        assert shown, why
 
     run(bot, scenario())

@@ -48,3 +48,24 @@ def test_a_full_queue_deletes_the_key_then_answers_503(after_guard: WebhookStack
 
     user.wait_for(redelivered, 20, "Telegram to deliver the update again")
     assert not [m for m in user.messages() if m.get("from_bot")], "nothing was processed"
+
+
+def test_the_processor_counts_what_waits_for_a_slot() -> None:
+    """WEBHOOK_QUEUE_MAX counts updates PTB already took from the queue: they wait in the processor."""
+    import asyncio
+
+    from bot.telegram.secret_guard import GuardedUpdateProcessor
+
+    async def scenario() -> list[int]:
+        processor = GuardedUpdateProcessor(1)
+        release = asyncio.Event()
+        seen: list[int] = []
+        tasks = [asyncio.create_task(processor.do_process_update(object(), release.wait())) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        seen.append(processor.in_flight)  # one in its slot, two waiting for it
+        release.set()
+        await asyncio.gather(*tasks)
+        seen.append(processor.in_flight)
+        return seen
+
+    assert asyncio.run(scenario()) == [3, 0]
