@@ -30,6 +30,7 @@ __all__ = ["PASTE_STEPS", "Admission", "Intake", "SubmissionLimits", "queues_sea
 PASTE_STEPS = frozenset({Step.PASTE_KEY, Step.KEY_PROBLEM})
 REASONS = {DeleteOutcome.NO_RIGHTS: "no_rights", DeleteOutcome.TOO_OLD: "too_old"}
 MAX_PENDING_DELETIONS = 10_000
+COUNTING_SLACK_S = 1.0  # see _minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,9 @@ class SubmissionLimits:
 
 
 def _minutes(wait: timedelta) -> int:
-    return max(1, math.ceil(wait.total_seconds() / 60))
+    """Whole minutes to tell the user. Limits count hits per whole second, rounded up, so a wait is up to a
+    second longer than the true one; that second must not turn "60 minutes" into "61"."""
+    return max(1, math.ceil((wait.total_seconds() - COUNTING_SLACK_S) / 60))
 
 
 class Intake:

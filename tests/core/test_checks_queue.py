@@ -123,3 +123,12 @@ async def test_three_replicas_line_their_bookings_up_four_a_minute(engine: objec
     answers = await asyncio.to_thread(_race, database_url)
     waits = sorted(a or 0.0 for a in answers)
     assert waits == [0.0] * 4 + [60.0] * 4 + [120.0] * 4 + [180.0] * 3, answers
+
+
+def test_a_wait_told_in_minutes_ignores_the_counting_second() -> None:
+    """Hits are counted per whole second, rounded up: an hour's wait may come out 3,600.7 s, still 60 minutes."""
+    from bot.core.intake import _minutes
+
+    assert _minutes(timedelta(seconds=3600.7)) == 60
+    assert _minutes(timedelta(seconds=3602)) == 61
+    assert _minutes(timedelta(seconds=0.5)) == 1

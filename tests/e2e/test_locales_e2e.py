@@ -23,6 +23,9 @@ from tests.e2e.pasting import fresh_key, own_workspace
 pytestmark = pytest.mark.e2e
 
 FAST_OUTBOX = {"outbox_first_retry_s": 0.2, "outbox_poll_s": 0.1}
+# A deletion that outlasts its deadline shows the "still deleting" step (two 429s of 4 s each past 5 s).
+SLOW_DELETION = {"telegram_delete_deadline_s": 5, "telegram_delete_background_s": 60}
+FLOOD_WAIT = "Too Many Requests: retry after 4"
 # What each locale's Telegram app may send as language_code (IETF tags, lower or mixed case).
 TELEGRAM_CODES = {"en": "en", "hi": "hi", "es": "es-419", "pt-BR": "pt-br", "id": "id", "ar": "ar"}
 ISOLATES = {ord(c): None for c in FSI + LRI + PDI}
@@ -36,7 +39,8 @@ def _text(value: str) -> str:
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stack]]:
     """Open mode with DoubleTick connecting (held keys retried fast); the guided Step 2; invitation-only."""
     started: dict[str, Stack] = {}
-    for name, env in {"auto": FAST_OUTBOX, "manual": {"auto_connect": False, "demo_open_workspaces": True},
+    for name, env in {"auto": {**FAST_OUTBOX, **SLOW_DELETION},
+                      "manual": {"auto_connect": False, "demo_open_workspaces": True},
                       "closed": {"demo_open_workspaces": False}}.items():
         folder = tmp_path_factory.mktemp(f"locales-{name}")
         started[name] = Stack.start(folder, new_database_url("sqlite", folder), **env)
@@ -147,6 +151,23 @@ def test_every_step_in_every_locale_through_the_real_bot(stacks: dict[str, Stack
     said = walker.said()
     seen |= {step for step in Step if _text(walker.title(step)) in "\n".join(said)}
     leaks = english_leaks(walker.content, said)
+    # 1b. Telegram slow to delete a pasted key: the key waits unused ("still deleting"), then is checked.
+    slow = Walker(stacks["auto"], code)
+    part_one(slow)
+    slow.press("copied", Step.ENTER_WORKSPACE)
+    slow.user.send(own_workspace(slow.user))
+    slow.wait(Step.PASTE_KEY)
+    # The previous guide's deletion must not take one of the flood waits meant for the key's.
+    slow.user.wait_for(lambda: len(slow.user.bot_messages()) == 1 or None, 10, "only the new guide left")
+    for _ in range(2):
+        slow.stack.sandbox.telegram.fail_next("deleteMessage", 429, FLOOD_WAIT, retry_after=4)
+    slow_key = fresh_key(hint="Slow")
+    slow.stack.sandbox.openai.register(slow_key, "valid")
+    slow.user.send(slow_key)
+    slow.wait(Step.DELETING, timeout=15)
+    slow.wait(Step.CONNECTED, timeout=20)
+    seen |= {step for step in Step if _text(slow.title(step)) in "\n".join(slow.said())}
+    leaks += english_leaks(slow.content, slow.said())
     # 2. No automatic connection: the guided Step 2.
     manual = Walker(stacks["manual"], code)
     part_one(manual, owner="service")
