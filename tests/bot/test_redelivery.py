@@ -8,7 +8,8 @@ is checked; a failure of our own logic is not retried, and the tries end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,22 @@ def _pool_timeout() -> sa_exc.TimeoutError:
     return sa_exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached, connection timed out, timeout 30.00")
 
 
+def _times_out_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str,
+                    when: Callable[..., bool] = lambda *args, **kwargs: True) -> list[Exception]:
+    """Make ``owner.name`` raise a pool timeout on its first call that ``when`` picks; the returned list is
+    empty once it has."""
+    original = getattr(owner, name)
+    failures: list[Exception] = [_pool_timeout()]
+
+    async def patched(*args: Any, **kwargs: Any) -> Any:
+        if failures and when(*args, **kwargs):
+            raise failures.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, patched)
+    return failures
+
+
 def test_a_paste_that_met_a_pool_timeout_is_handled_again_and_connected(bot: FaultyBot,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
@@ -37,15 +54,7 @@ def test_a_paste_that_met_a_pool_timeout_is_handled_again_and_connected(bot: Fau
         await user.reach_paste_step()
         limits = bot.app.runtime.intake.limits if bot.app.runtime.intake else None
         assert limits is not None
-        admit = limits.admit
-        failures = [_pool_timeout()]
-
-        async def once_timing_out(*args: Any, **kwargs: Any) -> Any:
-            if failures:
-                raise failures.pop()
-            return await admit(*args, **kwargs)
-
-        monkeypatch.setattr(limits, "admit", once_timing_out)
+        failures = _times_out_once(monkeypatch, limits, "admit")
         posts = len(user.connect_posts())
         key_message = await user.send(user.new_valid_key())
         await bot.pump()
@@ -97,18 +106,8 @@ def test_a_verdict_that_met_a_pool_timeout_is_saved_again(bot: FaultyBot, monkey
         user = bot.user()
         await user.reach_paste_step()
         conversations = bot.app.runtime.conversations
-        save = conversations.save
-        failures = [_pool_timeout()]
-        saves = 0
-
-        async def second_save_times_out(*args: Any, **kwargs: Any) -> Any:
-            nonlocal saves
-            saves += 1
-            if saves == 2 and failures:  # the paste's own save passes; the verdict's meets the timeout
-                raise failures.pop()
-            return await save(*args, **kwargs)
-
-        monkeypatch.setattr(conversations, "save", second_save_times_out)
+        saves = itertools.count(1)  # the paste's own save passes; the verdict's (the second) meets the timeout
+        failures = _times_out_once(monkeypatch, conversations, "save", lambda *args, **kwargs: next(saves) == 2)
         posts = len(user.connect_posts())
         await user.send(user.new_valid_key())
         await bot.pump()
@@ -125,16 +124,7 @@ def test_a_pipeline_step_that_met_a_pool_timeout_runs_again(bot: FaultyBot, monk
     async def scenario() -> None:
         user = bot.user()
         await user.reach_paste_step()
-        keys = bot.app.runtime.keyflow.keys
-        lookup = keys.connected_in_workspace
-        failures = [_pool_timeout()]
-
-        async def once_timing_out(*args: Any, **kwargs: Any) -> Any:
-            if failures:
-                raise failures.pop()
-            return await lookup(*args, **kwargs)
-
-        monkeypatch.setattr(keys, "connected_in_workspace", once_timing_out)
+        failures = _times_out_once(monkeypatch, bot.app.runtime.keyflow.keys, "connected_in_workspace")
         posts = len(user.connect_posts())
         await user.send(user.new_valid_key())
         await bot.pump()
@@ -153,16 +143,8 @@ def test_an_effect_after_the_commit_that_meets_a_busy_database_is_tried_again(
     async def scenario() -> None:
         user = bot.user()
         await user.reach_paste_step()
-        audit = bot.app.runtime.audit
-        record = audit.record
-        failures = [_pool_timeout()]
-
-        async def verified_audit_times_out(kind: str, *args: Any, **kwargs: Any) -> Any:
-            if kind == "verified" and failures:  # after the verdict's state is committed
-                raise failures.pop()
-            return await record(kind, *args, **kwargs)
-
-        monkeypatch.setattr(audit, "record", verified_audit_times_out)
+        failures = _times_out_once(monkeypatch, bot.app.runtime.audit, "record",  # after the verdict's commit
+                                   lambda kind, *args, **kwargs: kind == "verified")
         await user.send(user.new_valid_key())
         await bot.pump()
         assert not failures, "the verdict's audit met the timeout"
