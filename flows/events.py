@@ -22,6 +22,7 @@ __all__ = [
     "DisconnectFinished",
     "Event",
     "HelpAsked",
+    "HoldLost",
     "InvitationRedeemed",
     "InvitationRefused",
     "KeyPasted",
@@ -159,6 +160,15 @@ class ConnectionFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldLost:
+    """The conversation waits at ``held`` with ``attempt`` but the outbox holds no sealed key for it (the
+    process died between saving the step and sealing the key, or the seal could not be written): nothing
+    would ever retry it, so the user must hear it now rather than when the hold window ends."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class DisconnectFinished:
     result: ConnectionResult
 
@@ -218,6 +228,7 @@ Event = (
     | DeletionPending
     | DeletionConfirmed
     | VerificationFinished
+    | HoldLost
     | ConnectionFinished
     | DisconnectFinished
     | InvitationRedeemed

@@ -177,6 +177,11 @@ def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) ->
             return _on_verdict(conv, event, policy, now)
         case ev.ConnectionFinished():
             return _on_connection(conv, event, policy, now)
+        case ev.HoldLost(attempt=attempt):
+            if conv.step != Step.HELD or conv.attempt != attempt:
+                return Transition(conv)  # the retry already ended (or the user moved on): nothing to say
+            moved = _go(conv, Step.PASTE_KEY, now, fresh=True, notice="interrupted", check_at=None)
+            return Transition(moved.conversation, (fx.Audit("hold_lost"), *moved.effects))
         case ev.DisconnectFinished(result=result):
             if result.outcome in (ConnectionOutcome.CONNECTED, ConnectionOutcome.DISCONNECTED,
                                   ConnectionOutcome.NOT_CONFIGURED):

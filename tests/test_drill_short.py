@@ -11,6 +11,7 @@ developer machine the local server is shared with other test runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,5 +52,7 @@ def _loses_nothing(report: dict[str, Any]) -> None:
     assert details["openai_requests"] > 0 and details["doubletick_requests"] > 0
     # Every count is 0, duplicate connections included: a key killed between DoubleTick's 2xx and our record
     # left a "connecting" record, so its re-paste sent the same Idempotency-Key and DoubleTick replayed.
-    assert all(n == 0 for n in counts.values()), (counts, details)
+    failed = {name: details[name] for name in ("lost", "unreported", "connected_but_not_told", "duplicate_connections",
+                                                "log_of_failed_chats", "unfinished", "kills_at_s", "postgres")}
+    assert all(n == 0 for n in counts.values()), json.dumps({"counts": counts, **failed}, indent=1, default=str)
     assert details["users_finished"] == details["users"], details["unfinished"]

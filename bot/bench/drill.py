@@ -244,6 +244,7 @@ class Drill:
             "notes": self.notes,
             "details": {
                 "lost": lost[:20], "unreported": unreported[:20], "connected_but_not_told": untold[:20],
+                "log_of_failed_chats": checks.log_of_chats(log_text, [*lost, *unreported, *untold][:5]),
                 "duplicate_connections": [d for d in duplicates if d][:20],
                 "connect_replays": checks.connect_replays(self.standins),
                 "repeated_messages": repeated, "done_shown_twice": done_twice, "keys_left_visible": visible[:20],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -181,6 +182,19 @@ def key_outcomes(standins: StandIns, users: Sequence[DrillUser]) -> tuple[list[s
         elif connected and shown != Step.CONNECTED:
             untold.append(f"{about} connected, chat shows {where}")
     return unreported, untold
+
+
+def log_of_chats(log_text: str, findings: Sequence[str], per_chat: int = 12) -> dict[str, list[str]]:
+    """The bot's last log lines about each chat a finding names ("chat 123: ..."), so a failed drill (a CI
+    run that cannot be repeated) says what the bot did for that user, not only that something went wrong."""
+    out: dict[str, list[str]] = {}
+    for finding in findings:
+        chat = finding.split(":", 1)[0]
+        if chat.startswith("chat ") and chat not in out:
+            named = re.compile(rf"\b{re.escape(chat)}\b")
+            lines = [line[-300:] for line in log_text.splitlines() if named.search(line)]
+            out[chat] = lines[-per_chat:]
+    return out
 
 
 def duplicate_connections(standins: StandIns, users: Sequence[DrillUser]) -> list[str]:

@@ -74,6 +74,8 @@ class KeyHolder(Protocol):
 
     async def release(self, chat_id: int) -> int: ...
 
+    async def holds(self, conversation_id: int) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ForeignAction:
@@ -228,6 +230,10 @@ class KeyFlow:
         """Shred a held key the user gave up on (no key in hand needed)."""
         if self.holder is not None:
             await self.holder.release(chat.chat_id)
+
+    async def holds(self, conversation_id: int) -> bool:
+        """Whether a sealed key of this conversation waits for its retry (never, without an outbox)."""
+        return self.holder is not None and await self.holder.holds(conversation_id)
 
     @staticmethod
     def failure_event(effects: list[fx.Effect]) -> ev.Event | None:

@@ -86,6 +86,10 @@ class SealedOutbox:
         """The user gave up waiting: shred the chat's sealed keys now instead of at expiry."""
         return await self.repo.delete_for_chat(chat_id)
 
+    async def holds(self, conversation_id: int) -> bool:
+        """Whether a sealed key of this conversation still waits here (recovery finds the ones that don't)."""
+        return await self.repo.holds(conversation_id)
+
 
 class OutboxWorker(PeriodicJob):
     """Retries held keys; exactly one worker (of any replica) handles a row at a time."""
@@ -137,8 +141,7 @@ class OutboxWorker(PeriodicJob):
                                        item.attempts, owner=self.owner)
             return
         if expired and not self.keyring.knows(item.kek_id):
-            await self.repo.delete(item.id)
-            await self.runtime.resume(chat, _give_up(item.purpose, conv.attempt), None)
+            await self._finish(item, chat, _give_up(item.purpose, conv.attempt), None)
             return
         try:
             key = self.keyring.open(item.sealed, item.kek_id, aad_for(
@@ -147,17 +150,23 @@ class OutboxWorker(PeriodicJob):
         except SealingError:
             log.error("outbox row %s failed authentication (tampered, or another attempt or workspace); dropped",
                       item.id)
-            await self.repo.delete(item.id)
-            await self.runtime.resume(chat, _give_up(item.purpose, conv.attempt), None)
+            await self._finish(item, chat, _give_up(item.purpose, conv.attempt), None)
             return
         try:
             event = await self._attempt(chat, conv, item, key, expired)
             if event is None:
                 return
-            await self.repo.delete(item.id)
-            await self.runtime.resume(chat, event, key)
+            await self._finish(item, chat, event, key)
         finally:
             del key
+
+    async def _finish(self, item: OutboxItem, chat: ChatRef, event: ev.Event, key: SecretKey | None) -> None:
+        """Save the verdict, then shred the row: a crash in between leaves the row, whose next claim finds
+        the conversation moved on and shreds it; the other order would leave a ``held`` conversation
+        waiting on a row that is gone (recovery catches that too, but only after a pipeline timeout)."""
+        assert item.id is not None
+        await self.runtime.resume(chat, event, key)
+        await self.repo.delete(item.id)
 
     async def _attempt(self, chat: ChatRef, conv: Conversation, item: OutboxItem, key: SecretKey,
                        expired: bool) -> ev.Event | None:

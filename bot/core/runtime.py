@@ -210,6 +210,31 @@ class Runtime:
                 continue
             told += 1
             log.warning("key pipeline of chat %s was interrupted (process gone); asked to paste again", chat.chat_id)
+        return told + await self._recover_lost_holds(idle_since)
+
+    async def _recover_lost_holds(self, idle_since: datetime) -> int:
+        """Tell users held for a retry whose sealed key never reached the outbox (the process died between
+        saving ``held`` and sealing the key) to paste again, instead of after the whole hold window.
+
+        Saving ``held`` and sealing happen under the chat's locks, and the outbox worker removes a row only
+        after the verdict it carries is saved, so "held, nothing sealed" seen under the same locks is final.
+        """
+        told = 0
+        for row in await self.conversations.find_held_without_seal(idle_since):
+            chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
+
+            async def lost(conv: Conversation, conversation_id: int | None = row.id) -> ev.Event:
+                if conv.step != Step.HELD or conversation_id is None or await self.keyflow.holds(conversation_id):
+                    raise _StillRunning
+                return ev.HoldLost(conv.attempt)
+
+            try:
+                await self._apply(chat, lost, notify=True)
+            except _StillRunning:
+                continue
+            told += 1
+            log.warning("chat %s was held for a retry but its key was never sealed; asked to paste again",
+                        chat.chat_id)
         return told
 
     @property

@@ -167,6 +167,22 @@ class ConversationRepository:
         async with self._sessions() as session:
             return list((await session.scalars(stmt)).all())
 
+    async def find_held_without_seal(self, idle_since: datetime, limit: int = 100) -> list[Conversation]:
+        """Conversations at ``held`` since before ``idle_since`` whose sealed key is not in the outbox.
+
+        Such a conversation waits on a retry that will never come (the process died between saving the step
+        and sealing the key); one query finds them however many keys are held during an outage.
+        """
+        sealed = select(col(OutboxItem.id)).where(col(OutboxItem.conversation_id) == col(Conversation.id))
+        stmt = (
+            select(Conversation)
+            .where(col(Conversation.step) == "held", col(Conversation.updated_at) < idle_since, ~sealed.exists())
+            .order_by(col(Conversation.updated_at), col(Conversation.id))
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(stmt)).all())
+
     async def count(self) -> int:
         """How many conversations are stored."""
         async with self._sessions() as session:

@@ -109,6 +109,12 @@ class OutboxRepository:
         async with self._sessions.begin() as session:
             return rowcount(await session.execute(stmt)) == 1
 
+    async def holds(self, conversation_id: int) -> bool:
+        """True while a sealed key of this conversation waits in the outbox (leased or not)."""
+        stmt = select(col(OutboxItem.id)).where(col(OutboxItem.conversation_id) == conversation_id).limit(1)
+        async with self._sessions() as session:
+            return (await session.scalars(stmt)).first() is not None
+
     async def delete(self, item_id: int) -> bool:
         """Shred the item (a real DELETE); True if it existed."""
         async with self._sessions.begin() as session:

@@ -485,6 +485,15 @@ def test_giving_up_on_a_held_key_shreds_it(action: str, target: Step) -> None:
     assert late.conversation.step == target  # a retry that finished meanwhile changes nothing
 
 
+def test_a_hold_whose_key_was_never_sealed_asks_for_the_key_again_once() -> None:
+    held = _held()
+    t = step(held, ev.HoldLost(held.attempt), HOLD)
+    assert t.conversation.step == Step.PASTE_KEY and renders(t)[0].notice == "interrupted" and renders(t)[0].fresh
+    assert fx.Audit("hold_lost") in t.effects and t.conversation.workspace_id == "ws"
+    assert step(t.conversation, ev.HoldLost(held.attempt), HOLD).effects == ()  # moved on: nothing more to say
+    assert step(held, ev.HoldLost(held.attempt - 1), HOLD).effects == ()  # an older attempt's hold
+
+
 def test_fix_the_permissions_ends_on_editing_the_existing_key() -> None:
     conv = Conversation(step=Step.KEY_PROBLEM, problem="missing_scope", problem_detail="model.request")
     t = press(conv, "fix_permissions")
