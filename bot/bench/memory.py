@@ -69,7 +69,8 @@ async def resume(standins: StandIns, chat_ids: Sequence[int], timeout: float = 6
 
 async def measure_memory(standins: StandIns, *, folder: Path, postgres_url: str | None, sizes: Sequence[int],
                          start_bot: Callable[[Database, str], Awaitable[BotProcess]],
-                         walk: Callable[[int], Awaitable[WalkResult]], resumed_users: int = 200) -> dict[str, Any]:
+                         walk: Callable[[int], Awaitable[WalkResult]], resumed_users: int = 200,
+                         settle_s: float = 1.0) -> dict[str, Any]:
     """RSS of one bot process as its database grows to each size, after the same traffic at each size.
 
     One process for all sizes, so the growth is the growth of that process and nothing else; rows are
@@ -94,7 +95,7 @@ async def measure_memory(standins: StandIns, *, folder: Path, postgres_url: str 
             walked = await walk(size)
             step = max(1, len(stored) // resumed_users)
             answered = await resume(standins, stored[::step][:resumed_users])
-            await asyncio.sleep(1.0)  # let the last pipelines finish and the allocator settle
+            await asyncio.sleep(settle_s)  # let the last pipelines finish and the allocator settle
             point = MemoryPoint(size, bot.rss_mb(), peak_rss_mb(bot.pid), seed_s, answered, walked.completed)
             points[str(size)] = point.to_json()
     finally:

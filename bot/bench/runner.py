@@ -15,7 +15,7 @@ import contextlib
 import importlib.util
 import secrets
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +48,7 @@ __all__ = ["BenchOptions", "Transport", "run_bench", "webhook_available"]
 Transport = Literal["polling", "webhook"]
 RATES = (50, 200, 500)
 MEMORY_SIZES = (1_000, 10_000, 100_000)
+QUICK_MEMORY_SIZES = (1_000, 100_000)  # the growth target's two ends; the middle point costs ~4 s of a quick run
 # Issue 14's targets: sent -> deleted p99 per paste rate, in both transports; throughput and CPU per update
 # against the echo bot; memory; Telegram calls per guide step.
 TARGETS = {"exposure_p99_ms_at_50": 25.0, "exposure_p99_ms_at_200": 50.0, "exposure_p99_ms_at_500": 100.0,
@@ -70,7 +71,7 @@ class BenchOptions:
     postgres_url: str | None = None  # the server to create scratch databases on (resolved at start)
     workdir: Path = field(default_factory=lambda: Path("var/bench"))
     rates: Sequence[int] = RATES
-    memory_sizes: Sequence[int] = MEMORY_SIZES
+    memory_sizes: Sequence[int] | None = None
     wave_s: float | None = None  # seconds of pasting per rate
     light_users: int | None = None
     saturated_users: int | None = None
@@ -80,7 +81,9 @@ class BenchOptions:
     guard_lane: str | None = None  # GUARD_LANE for the bot under test (None: the bot's default)
 
     def __post_init__(self) -> None:
-        self.wave_s = self.wave_s if self.wave_s is not None else (0.3 if self.quick else 2.0)
+        # quick: 10 / 40 / 100 pastes per wave; enough for a p99 that is the worst of them, and under a minute
+        self.wave_s = self.wave_s if self.wave_s is not None else (0.2 if self.quick else 2.0)
+        self.memory_sizes = self.memory_sizes or (QUICK_MEMORY_SIZES if self.quick else MEMORY_SIZES)
         self.light_users = self.light_users if self.light_users is not None else (4 if self.quick else 40)
         self.saturated_users = self.saturated_users if self.saturated_users is not None else \
             (30 if self.quick else 300)
@@ -123,6 +126,15 @@ class Bench:
         self.standins = StandIns(openai_latency_ms=options.openai_latency_ms)
         self.workdir = options.workdir
         self.processes: list[BotProcess] = []
+        self.phases_s: dict[str, float] = {}  # where the run's time went (``bench --quick`` must stay under a minute)
+
+    @contextlib.asynccontextmanager
+    async def phase(self, name: str) -> AsyncIterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases_s[name] = round(time.monotonic() - started, 2)
 
     @property
     def tap(self) -> Any:
@@ -225,24 +237,31 @@ class Bench:
             names = [f"ws_p{user_id}" for user_id in paste_ids]
             self.workspaces(names)
             await seed_conversations(database.url, paste_ids, step=AT_PASTE_STEP, workspaces=names)
-            bot = await self.start_ours(database, transport, f"bot-{transport}")
-            run.light = await _with_cpu(bot, self.light_walk(options.light_users or 1))
+            async with self.phase(f"{transport}: start"):
+                bot = await self.start_ours(database, transport, f"bot-{transport}")
+            async with self.phase(f"{transport}: light walk"):
+                run.light = await _with_cpu(bot, self.light_walk(options.light_users or 1))
             users, _ = self.walkers(options.saturated_users or 1)
-            run.saturated = await _with_cpu(bot, walk_saturated(users, concurrency=options.saturated_concurrency))
+            async with self.phase(f"{transport}: throughput"):
+                run.saturated = await _with_cpu(bot, walk_saturated(users, concurrency=options.saturated_concurrency))
             for rate, ids in waves.items():
-                await asyncio.sleep(0.5 if options.quick else 2.0)  # the previous phase's last calls land
+                await asyncio.sleep(0.3 if options.quick else 2.0)  # the previous phase's last calls land
                 wave_users = [self.user(user_id, workspace=f"ws_p{user_id}") for user_id in ids]
-                run.waves[str(rate)] = await paste_wave(self.standins, wave_users, rate, cpu=bot.cpu_seconds,
-                                                        settle_timeout_s=30.0 if options.quick else 180.0,
-                                                        stall_s=10.0 if options.quick else 30.0)
+                async with self.phase(f"{transport}: wave {rate}/s"):
+                    run.waves[str(rate)] = await paste_wave(self.standins, wave_users, rate, cpu=bot.cpu_seconds,
+                                                            settle_timeout_s=30.0 if options.quick else 180.0,
+                                                            stall_s=10.0 if options.quick else 30.0)
             bot.stop()
             run.bot_log_errors = _log_errors(bot.log_text())
             bot = None
             self.standins.fresh_telegram()
-            echo = await self.start_echo(transport, f"echo-{transport}")
+            async with self.phase(f"{transport}: echo start"):
+                echo = await self.start_echo(transport, f"echo-{transport}")
             try:
                 users, _ = self.walkers(options.saturated_users or 1, echo=True)
-                run.echo = await _with_cpu(echo, walk_saturated(users, concurrency=options.saturated_concurrency))
+                async with self.phase(f"{transport}: echo throughput"):
+                    run.echo = await _with_cpu(echo, walk_saturated(users,
+                                                                    concurrency=options.saturated_concurrency))
             finally:
                 echo.stop()
                 run.echo_log_errors = _log_errors(echo.log_text())
@@ -289,8 +308,9 @@ class Bench:
             return await self.light_walk(2 if self.options.quick else 5)
 
         return await measure_memory(self.standins, folder=self.workdir, postgres_url=self.options.postgres_url,
-                                    sizes=self.options.memory_sizes, start_bot=start, walk=walk,
-                                    resumed_users=15 if self.options.quick else 200)
+                                    sizes=self.options.memory_sizes or MEMORY_SIZES, start_bot=start, walk=walk,
+                                    resumed_users=15 if self.options.quick else 200,
+                                    settle_s=0.5 if self.options.quick else 1.0)
 
     async def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -305,17 +325,22 @@ class Bench:
             for transport in self.options.transports:
                 if transport == "webhook" and not webhook_available():
                     continue
-                runs[transport] = await self.transport_run(transport)
-            key_entry = await self.key_entry() if self.options.key_entry_users else {}
-            memory = await self.memory()
+                async with self.phase(transport):
+                    runs[transport] = await self.transport_run(transport)
+            async with self.phase("key entry"):
+                key_entry = await self.key_entry() if self.options.key_entry_users else {}
+            async with self.phase("memory"):
+                memory = await self.memory()
         finally:
             for process in self.processes:
                 with contextlib.suppress(Exception):
                     process.stop()
             self.standins.stop()
         machine = {**machine_info(), "load_before": load_before, "load_after": load_average()}
-        return assemble(self.options, runs, memory, key_entry=key_entry, machine=machine,
-                        elapsed_s=time.monotonic() - started)
+        report = assemble(self.options, runs, memory, key_entry=key_entry, machine=machine,
+                          elapsed_s=time.monotonic() - started)
+        report["phases_s"] = self.phases_s
+        return report
 
 
 async def _with_cpu(process: BotProcess, walk: Awaitable[WalkResult]) -> WalkResult:
@@ -443,7 +468,7 @@ def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[
                           "rates_per_s": list(options.rates), "wave_s": options.wave_s,
                           "light_users": options.light_users, "saturated_users": options.saturated_users,
                           "saturated_concurrency": options.saturated_concurrency,
-                          "memory_sizes": list(options.memory_sizes), "key_entry_users": options.key_entry_users,
+                          "memory_sizes": list(options.memory_sizes or ()), "key_entry_users": options.key_entry_users,
                           "bot_settings": dict(options.bot_settings),
                           "guard_lane": options.guard_lane or "default",
                           "webhook_available": webhook_available()}
