@@ -129,7 +129,8 @@ def _advance(conv: Conversation, event: ev.Event, policy: Policy, now: float) ->
             return _on_start(conv, policy, now)
         case ev.RestartAsked():
             fresh_start = _keep_connection(conv, now)
-            return Transition(fresh_start, (fx.Render(fresh=True, notice="restarted"),))
+            released: tuple[fx.Effect, ...] = (fx.ReleaseHeld(),) if conv.step == Step.HELD else ()
+            return Transition(fresh_start, (*released, fx.Render(fresh=True, notice="restarted")))
         case ev.CancelAsked():
             return _on_cancel(conv, now)
         case ev.HelpAsked():

@@ -79,6 +79,7 @@ class BenchOptions:
     key_entry_users: int | None = None  # per path in the chat-paste vs Mini App comparison (0 skips it)
     bot_settings: dict[str, str] = field(default_factory=dict)  # extra settings of the measured bot
     guard_lane: str | None = None  # GUARD_LANE for the bot under test (None: the bot's default)
+    webhook_workers: int = 1  # the webhook bot as ``run --webhook --workers N`` (its CPU counts every worker)
 
     def __post_init__(self) -> None:
         # quick: 10 / 40 / 100 pastes per wave; enough for a p99 that is the worst of them, and under a minute
@@ -162,6 +163,8 @@ class Bench:
                           "WEBHOOK_SECRET_TOKEN": secrets.token_urlsafe(24),
                           "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram"})
             args.append("--webhook")
+            if self.options.webhook_workers > 1:
+                args += ["--workers", str(self.options.webhook_workers)]
         env = self.standins.bot_environment(database.url, **extra)
         bot = BotProcess(bot_command(*args), env, self.workdir / f"{label}.log")
         self.processes.append(bot)
@@ -470,7 +473,7 @@ def assemble(options: BenchOptions, runs: dict[str, TransportRun], memory: dict[
                           "saturated_concurrency": options.saturated_concurrency,
                           "memory_sizes": list(options.memory_sizes or ()), "key_entry_users": options.key_entry_users,
                           "bot_settings": dict(options.bot_settings),
-                          "guard_lane": options.guard_lane or "default",
+                          "guard_lane": options.guard_lane or "default", "webhook_workers": options.webhook_workers,
                           "webhook_available": webhook_available()}
     report["machine"] = machine
     report["elapsed_s"] = round(elapsed_s, 1)

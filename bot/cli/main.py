@@ -30,13 +30,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.telegram_bot_token is None:
         log.error("TELEGRAM_BOT_TOKEN is not set. Without a token, try `onboarding-bot try` (offline mode).")
         return 2
-    for warning in settings.startup_warnings():
-        log.warning(warning)
-    asyncio.run(migrate_database(settings.database_url))
+    listen_fd = getattr(args, "listen_fd", None)
+    if getattr(args, "workers", 1) != 1 and not getattr(args, "webhook", False):
+        log.error("--workers needs --webhook: polling has exactly one consumer (Telegram's getUpdates)")
+        return 2
+    if listen_fd is None:  # a worker's supervisor already warned and migrated the database
+        for warning in settings.startup_warnings():
+            log.warning(warning)
+        asyncio.run(migrate_database(settings.database_url))
     if getattr(args, "webhook", False):
         from bot.cli.webhook import run_webhook
+        from bot.cli.workers import run_webhook_workers
 
-        return run_webhook(settings)
+        workers = getattr(args, "workers", 1)
+        if workers != 1 and listen_fd is None:
+            return run_webhook_workers(settings, workers)
+        return run_webhook(settings, listen_fd=listen_fd)
     from telegram.error import InvalidToken, NetworkError
 
     bot_app = build_bot(settings, sole_consumer=True)  # polling: Telegram has one consumer
@@ -125,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help=cmd_run.__doc__)
     run.add_argument("--webhook", action="store_true",
                      help="serve Telegram's webhook, /healthz, /readyz and /metrics on WEBHOOK_LISTEN:WEBHOOK_PORT")
+    run.add_argument("--workers", type=int, default=1,
+                     help="with --webhook: this many worker processes on one port (above 1 needs PostgreSQL)")
+    run.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker of --workers
     run.set_defaults(func=cmd_run)
     sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
     sandbox = sub.add_parser("sandbox", help=cmd_sandbox.__doc__)

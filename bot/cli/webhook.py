@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Generator, Iterable
 from types import FrameType
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["GRACEFUL_SHUTDOWN_S", "add_webhook_parser", "cmd_webhook", "mounted_routes", "run_webhook",
            "webhook_path"]
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACEFUL_SHUTDOWN_S = 25  # in-flight requests; Kubernetes' default grace period is 30 s
 DEFAULT_MAX_CONNECTIONS = 40  # Telegram's default (1-100)
 
@@ -60,9 +62,10 @@ def mounted_routes(bot_app: BotApp) -> list[BaseRoute]:
 class _GracefulServer(uvicorn.Server):
     """uvicorn, but the first signal also flips readiness, and a graceful stop exits with status 0."""
 
-    def __init__(self, config: uvicorn.Config, state: WebState) -> None:
+    def __init__(self, config: uvicorn.Config, state: WebState, *, handled: tuple[int, ...] = STOP_SIGNALS) -> None:
         super().__init__(config)
         self._web = state
+        self._handled = handled
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._web.stopping = True
@@ -75,8 +78,9 @@ class _GracefulServer(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in self._handled}
+        if signal.SIGINT not in self._handled:  # a worker: Ctrl-C reaches the supervisor, which sends SIGTERM
+            originals[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             yield
         finally:
@@ -84,8 +88,9 @@ class _GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = ()) -> int:
-    """Serve the webhook, probes and metrics on WEBHOOK_LISTEN:WEBHOOK_PORT until SIGTERM."""
+def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = (), listen_fd: int | None = None) -> int:
+    """Serve the webhook, probes and metrics on WEBHOOK_LISTEN:WEBHOOK_PORT until SIGTERM; with ``listen_fd``,
+    on the socket a ``--workers`` supervisor bound (bot/cli/workers.py)."""
     from bot.telegram.application import build_bot
 
     bot_app = build_bot(settings)
@@ -97,8 +102,12 @@ def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = ()) -
     config = server_config(app, settings.webhook_listen, settings.webhook_port, lifespan="on",
                            log_config=None, access_log=False, server_header=False,
                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    server = _GracefulServer(config, state)
-    server.run()
+    if listen_fd is None:
+        server = _GracefulServer(config, state)
+        server.run()
+    else:
+        server = _GracefulServer(config, state, handled=(signal.SIGTERM,))
+        server.run(sockets=[socket.socket(fileno=listen_fd)])
     return 0 if server.started else 1
 
 

@@ -74,7 +74,7 @@ class KeyHolder(Protocol):
 
     async def release(self, chat_id: int) -> int: ...
 
-    async def holds(self, conversation_id: int) -> bool: ...
+    async def holds(self, chat_id: int) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +231,9 @@ class KeyFlow:
         if self.holder is not None:
             await self.holder.release(chat.chat_id)
 
-    async def holds(self, conversation_id: int) -> bool:
-        """Whether a sealed key of this conversation waits for its retry (never, without an outbox)."""
-        return self.holder is not None and await self.holder.holds(conversation_id)
+    async def holds(self, chat_id: int) -> bool:
+        """Whether a sealed key of this chat waits for its retry (never, without an outbox)."""
+        return self.holder is not None and await self.holder.holds(chat_id)
 
     @staticmethod
     def failure_event(effects: list[fx.Effect]) -> ev.Event | None:

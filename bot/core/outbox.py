@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.core.periodic import PeriodicJob
@@ -86,9 +87,9 @@ class SealedOutbox:
         """The user gave up waiting: shred the chat's sealed keys now instead of at expiry."""
         return await self.repo.delete_for_chat(chat_id)
 
-    async def holds(self, conversation_id: int) -> bool:
-        """Whether a sealed key of this conversation still waits here (recovery finds the ones that don't)."""
-        return await self.repo.holds(conversation_id)
+    async def holds(self, chat_id: int) -> bool:
+        """Whether a sealed key of this chat still waits here (recovery finds held chats that have none)."""
+        return await self.repo.holds(chat_id)
 
 
 class OutboxWorker(PeriodicJob):
@@ -148,9 +149,12 @@ class OutboxWorker(PeriodicJob):
                 item.conversation_id, item.chat_id, item.purpose, attempt=conv.attempt,
                 workspace_id=conv.workspace_id))
         except SealingError:
-            log.error("outbox row %s failed authentication (tampered, or another attempt or workspace); dropped",
+            # Sealed for another attempt or workspace of this conversation (a paste after /restart, a row left
+            # by a crash) or tampered with: nothing it says is about the current attempt, so no verdict is
+            # reported for it. If the current attempt has no seal either, recovery tells the user.
+            log.error("outbox row %s failed authentication (another attempt or workspace, or tampered); dropped",
                       item.id)
-            await self._finish(item, chat, _give_up(item.purpose, conv.attempt), None)
+            await self.repo.delete(item.id)
             return
         try:
             event = await self._attempt(chat, conv, item, key, expired)
@@ -161,12 +165,10 @@ class OutboxWorker(PeriodicJob):
             del key
 
     async def _finish(self, item: OutboxItem, chat: ChatRef, event: ev.Event, key: SecretKey | None) -> None:
-        """Save the verdict, then shred the row: a crash in between leaves the row, whose next claim finds
-        the conversation moved on and shreds it; the other order would leave a ``held`` conversation
-        waiting on a row that is gone (recovery catches that too, but only after a pipeline timeout)."""
+        """Shred the row, then save its verdict, both under the chat's locks (see ``Runtime.resume``): a
+        crash in between leaves ``held`` with nothing sealed, which recovery tells the user about."""
         assert item.id is not None
-        await self.runtime.resume(chat, event, key)
-        await self.repo.delete(item.id)
+        await self.runtime.resume(chat, event, key, discard=partial(self.repo.delete, item.id))
 
     async def _attempt(self, chat: ChatRef, conv: Conversation, item: OutboxItem, key: SecretKey,
                        expired: bool) -> ev.Event | None:

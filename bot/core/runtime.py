@@ -144,9 +144,15 @@ class Runtime:
             self._spawn(self._pipeline(chat, deferred, key))
         return result
 
-    async def resume(self, chat: ChatRef, event: ev.Event, key: SecretKey | None) -> None:
-        """Feed a verdict reached outside an update (the outbox worker) and finish the pipeline inline."""
-        _result, deferred, _ = await self._apply(chat, event, key=key, notify=True)
+    async def resume(self, chat: ChatRef, event: ev.Event, key: SecretKey | None,
+                     discard: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Feed a verdict reached outside an update (the outbox worker) and finish the pipeline inline.
+
+        ``discard`` (shred the outbox row that carried the key) runs under the chat's locks just before the
+        verdict is saved: never a row left for a verdict already saved, and recovery, which looks under the
+        same locks, never sees "held, nothing sealed" while a verdict is on its way.
+        """
+        _result, deferred, _ = await self._apply(chat, event, key=key, notify=True, before_save=discard)
         if deferred:
             await self._pipeline(chat, deferred, key)
 
@@ -204,37 +210,45 @@ class Runtime:
                     raise _StillRunning
                 return ev.Started(None)
 
-            try:
-                await self._apply(chat, interrupted, notify=True)
-            except _StillRunning:
-                continue
-            told += 1
-            log.warning("key pipeline of chat %s was interrupted (process gone); asked to paste again", chat.chat_id)
+            if await self._recover_one(chat, interrupted):
+                told += 1
+                log.warning("key pipeline of chat %s was interrupted (process gone); asked to paste again",
+                            chat.chat_id)
         return told + await self._recover_lost_holds(idle_since)
 
-    async def _recover_lost_holds(self, idle_since: datetime) -> int:
-        """Tell users held for a retry whose sealed key never reached the outbox (the process died between
-        saving ``held`` and sealing the key) to paste again, instead of after the whole hold window.
+    async def _recover_one(self, chat: ChatRef, event: Callable[[Conversation], Awaitable[ev.Event]]) -> bool:
+        """Apply a recovery event under the chat's locks; one chat that fails never stops the others."""
+        try:
+            await self._apply(chat, event, notify=True)
+        except _StillRunning:
+            return False
+        except Exception:
+            log.exception("recovery of chat %s failed; tried again on the next pass", chat.chat_id)
+            return False
+        return True
 
-        Saving ``held`` and sealing happen under the chat's locks, and the outbox worker removes a row only
-        after the verdict it carries is saved, so "held, nothing sealed" seen under the same locks is final.
+    async def _recover_lost_holds(self, idle_since: datetime) -> int:
+        """Tell users held for a retry whose sealed key is not in the outbox (the process died between saving
+        ``held`` and sealing the key, or between the worker shredding a row and saving its verdict) to paste
+        again, instead of after the whole hold window.
+
+        Sealing happens under the chat's locks right after ``held`` is saved, and the outbox worker shreds a
+        row under the same locks right before it saves the row's verdict (``resume(discard=...)``), so
+        "held, nothing sealed for this chat" seen under those locks means no process is going to retry it.
         """
         told = 0
         for row in await self.conversations.find_held_without_seal(idle_since):
             chat = ChatRef(row.chat_id, row.user_id, row.username, row.language)
 
-            async def lost(conv: Conversation, conversation_id: int | None = row.id) -> ev.Event:
-                if conv.step != Step.HELD or conversation_id is None or await self.keyflow.holds(conversation_id):
+            async def lost(conv: Conversation, chat_id: int = row.chat_id) -> ev.Event:
+                if conv.step != Step.HELD or await self.keyflow.holds(chat_id):
                     raise _StillRunning
                 return ev.HoldLost(conv.attempt)
 
-            try:
-                await self._apply(chat, lost, notify=True)
-            except _StillRunning:
-                continue
-            told += 1
-            log.warning("chat %s was held for a retry but its key was never sealed; asked to paste again",
-                        chat.chat_id)
+            if await self._recover_one(chat, lost):
+                told += 1
+                log.warning("chat %s was held for a retry but its key is not sealed; asked to paste again",
+                            chat.chat_id)
         return told
 
     @property
@@ -259,6 +273,7 @@ class Runtime:
     async def _apply(self, chat: ChatRef, event: ev.Event | EventSource, *, update_id: int | None = None,
                      pressed_message_id: int | None = None, key: SecretKey | None = None,
                      notify: bool = False, decided: Decided | None = None,
+                     before_save: Callable[[], Awaitable[object]] | None = None,
                      ) -> tuple[HandleResult, list[fx.Effect], SecretKey | None]:
         """Load, step, save (retrying on a concurrent change), then perform the effects.
 
@@ -269,6 +284,8 @@ class Runtime:
         async with self._locks.hold(chat.chat_id), self._cross.hold(chat_key):
             # Under both locks only this task can claim this update (its chat is fixed), so a read
             # here plus the claim committed with the save is enough (see ConversationRepository.save).
+            if before_save is not None:
+                await before_save()
             loaded: ConversationRow | None = None
             if update_id is not None:
                 seen, loaded = await self.conversations.get_unless_processed(chat.chat_id, update_id)

@@ -168,12 +168,12 @@ class ConversationRepository:
             return list((await session.scalars(stmt)).all())
 
     async def find_held_without_seal(self, idle_since: datetime, limit: int = 100) -> list[Conversation]:
-        """Conversations at ``held`` since before ``idle_since`` whose sealed key is not in the outbox.
+        """Conversations at ``held`` since before ``idle_since`` with no sealed key of their chat in the outbox.
 
         Such a conversation waits on a retry that will never come (the process died between saving the step
         and sealing the key); one query finds them however many keys are held during an outage.
         """
-        sealed = select(col(OutboxItem.id)).where(col(OutboxItem.conversation_id) == col(Conversation.id))
+        sealed = select(col(OutboxItem.id)).where(col(OutboxItem.chat_id) == col(Conversation.chat_id))
         stmt = (
             select(Conversation)
             .where(col(Conversation.step) == "held", col(Conversation.updated_at) < idle_since, ~sealed.exists())

@@ -109,9 +109,9 @@ class OutboxRepository:
         async with self._sessions.begin() as session:
             return rowcount(await session.execute(stmt)) == 1
 
-    async def holds(self, conversation_id: int) -> bool:
-        """True while a sealed key of this conversation waits in the outbox (leased or not)."""
-        stmt = select(col(OutboxItem.id)).where(col(OutboxItem.conversation_id) == conversation_id).limit(1)
+    async def holds(self, chat_id: int) -> bool:
+        """True while a sealed key of this chat waits in the outbox (leased or not)."""
+        stmt = select(col(OutboxItem.id)).where(col(OutboxItem.chat_id) == chat_id).limit(1)
         async with self._sessions() as session:
             return (await session.scalars(stmt)).first() is not None
 

@@ -4,7 +4,10 @@ Found by the short drill in CI: one user's chat showed "held" at the end. Saving
 are two writes; a SIGKILL (or a database restart past the busy-database retries) between them left a
 conversation waiting on a retry nothing would ever make, and ``/start`` only showed "held" again until the
 whole hold window (``OUTBOX_HOLD_MINUTES`` + 1 minute) ran out. The outbox worker had the same gap the other
-way round: it shredded the row before saving the verdict the row carried.
+way round: it shredded the row, then (outside the chat's locks) saved the verdict the row carried; now the
+shred and the save happen under the chat's locks, so recovery can tell a crash from a verdict on its way.
+A row sealed for another attempt (left by a crash, or from before a /restart) used to report a give-up for
+the current attempt; it is dropped without a word.
 """
 
 from __future__ import annotations
@@ -98,10 +101,10 @@ async def test_a_held_conversation_whose_key_is_sealed_is_left_to_the_outbox(
     assert await bot_app.runtime.recover_interrupted() == 0
     still = conversation_of(await bot_app.runtime.conversations.get(chat.chat_id))
     assert still is not None and still.step == Step.HELD
-    assert await outbox_of(bot_app).holds(conversation_id)
+    assert await outbox_of(bot_app).holds(chat.chat_id)
 
 
-async def test_the_worker_saves_a_verdict_before_it_shreds_the_row(
+async def test_a_worker_that_dies_before_it_reaches_the_chat_keeps_the_row_for_a_retry(
         bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert bot_app.worker is not None
     bot_app.runtime.keyflow.verifier = Valid()
@@ -114,12 +117,54 @@ async def test_the_worker_saves_a_verdict_before_it_shreds_the_row(
     real_resume = bot_app.runtime.resume
     monkeypatch.setattr(bot_app.runtime, "resume", killed)
     assert await bot_app.worker.run_once() == 1
-    assert await outbox_of(bot_app).holds(conversation_id)  # kept: its lease runs out and it is tried again
+    assert await outbox_of(bot_app).holds(chat.chat_id)  # kept: its lease runs out and it is tried again
 
     monkeypatch.setattr(bot_app.runtime, "resume", real_resume)
     worker = bot_app.worker
     worker.clock = lambda: datetime.now(UTC) + timedelta(seconds=worker.lease_s + 1)  # the lease has run out
     assert await bot_app.worker.run_once() == 1
-    assert not await outbox_of(bot_app).holds(conversation_id)
+    assert not await outbox_of(bot_app).holds(chat.chat_id)
     after = conversation_of(await bot_app.runtime.conversations.get(chat.chat_id))
     assert after is not None and after.step == Step.DT_LOG_IN  # verified; connecting by hand (no auto-connect)
+
+
+async def test_a_verdict_lost_after_its_row_was_shredded_is_told_as_an_interruption(
+        bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bot_app.worker is not None
+    bot_app.runtime.keyflow.verifier = Valid()
+    chat, conversation_id = await held(bot_app, telegram[0], 4)
+    await seal(bot_app, chat, conversation_id, due_now=True)
+    conversations = bot_app.runtime.conversations
+
+    async def database_gone(*_args: object, **_kwargs: object) -> bool:
+        raise ConnectionError("the database went away between the shred and the save")
+
+    monkeypatch.setattr(conversations, "save", database_gone)
+    assert await bot_app.worker.run_once() == 1
+    monkeypatch.undo()
+    assert not await outbox_of(bot_app).holds(chat.chat_id)  # shredded under the lock, verdict not saved
+    still = conversation_of(await conversations.get(chat.chat_id))
+    assert still is not None and still.step == Step.HELD
+
+    later(bot_app, bot_app.runtime.policy.pipeline_timeout_s + 1)
+    assert await bot_app.runtime.recover_interrupted() == 1
+    told = conversation_of(await conversations.get(chat.chat_id))
+    assert told is not None and told.step == Step.PASTE_KEY
+
+
+async def test_a_row_sealed_for_another_attempt_is_dropped_without_a_verdict(
+        bot_app: BotApp, telegram: tuple[FakeTelegram, str]) -> None:
+    assert bot_app.worker is not None
+    chat, conversation_id = await held(bot_app, telegram[0], 5)
+    await seal(bot_app, chat, conversation_id, due_now=True)  # sealed for attempt 1
+    row = await bot_app.runtime.conversations.get(chat.chat_id)
+    assert row is not None and row.state is not None
+    row.state = {**row.state, "attempt": 2}  # the user pasted again (after a /restart) and waits on attempt 2
+    assert await bot_app.runtime.conversations.save(row, row.version)
+    before = len(telegram[0].messages(chat.chat_id, bot_id=BOT_ID))
+
+    assert await bot_app.worker.run_once() == 1
+    assert not await outbox_of(bot_app).holds(chat.chat_id)
+    after = conversation_of(await bot_app.runtime.conversations.get(chat.chat_id))
+    assert after is not None and after.step == Step.HELD and after.attempt == 2  # no give-up for attempt 2
+    assert len(telegram[0].messages(chat.chat_id, bot_id=BOT_ID)) == before  # nothing said about it

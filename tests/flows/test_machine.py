@@ -494,6 +494,11 @@ def test_a_hold_whose_key_was_never_sealed_asks_for_the_key_again_once() -> None
     assert step(held, ev.HoldLost(held.attempt - 1), HOLD).effects == ()  # an older attempt's hold
 
 
+def test_restart_while_a_key_is_held_shreds_it() -> None:
+    t = step(_held(), ev.RestartAsked(), HOLD)
+    assert t.conversation.step != Step.HELD and fx.ReleaseHeld() in t.effects
+
+
 def test_fix_the_permissions_ends_on_editing_the_existing_key() -> None:
     conv = Conversation(step=Step.KEY_PROBLEM, problem="missing_scope", problem_detail="model.request")
     t = press(conv, "fix_permissions")
