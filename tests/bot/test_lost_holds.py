@@ -12,9 +12,7 @@ the current attempt; it is dropped without a word.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +20,12 @@ from bot.core.ports import ChatRef
 from bot.core.runtime import conversation_of
 from bot.standins.sandbox import SANDBOX_BOT_TOKEN
 from bot.standins.telegram import FakeTelegram
-from bot.telegram.application import BotApp, build_bot
+from bot.telegram.application import BotApp
 from flows.outcomes import VerificationOutcome, VerificationResult
 from flows.secret import SecretKey
 from flows.steps import Step
 from storage.db import session_factory
-from storage.migrate import upgrade
 from storage.repositories import OutboxRepository
-from tests.bot.support import sandbox_settings
 from tests.e2e.pasting import fresh_key
 
 INTERRUPTED = "I was interrupted while checking your key"
@@ -39,15 +35,6 @@ BOT_ID = int(SANDBOX_BOT_TOKEN.split(":")[0])
 class Valid:
     async def verify(self, key: SecretKey) -> VerificationResult:
         return VerificationResult(VerificationOutcome.VALID)
-
-
-@pytest.fixture
-async def bot_app(telegram: tuple[FakeTelegram, str], tmp_path: Path) -> AsyncIterator[BotApp]:
-    created = build_bot(sandbox_settings(telegram[1], tmp_path))
-    await upgrade(created.settings.database_url)
-    yield created
-    for close in created.closers:
-        await close()
 
 
 async def held(app: BotApp, telegram: FakeTelegram, chat_id: int) -> tuple[ChatRef, int]:
@@ -70,6 +57,14 @@ async def seal(app: BotApp, chat: ChatRef, conversation_id: int, due_now: bool =
     assert holder is not None
     await holder.hold(chat.chat_id, conversation_id, 1, "verify", SecretKey(fresh_key()), f"ws_{chat.chat_id}",
                       retry_after_s=0.0 if due_now else None, at_slot=due_now)
+
+
+async def held_and_due(app: BotApp, telegram: FakeTelegram, chat_id: int) -> ChatRef:
+    """A held chat whose key is sealed and due now, with an OpenAI that would accept it."""
+    app.runtime.keyflow.verifier = Valid()
+    chat, conversation_id = await held(app, telegram, chat_id)
+    await seal(app, chat, conversation_id, due_now=True)
+    return chat
 
 
 def outbox_of(app: BotApp) -> OutboxRepository:
@@ -107,9 +102,7 @@ async def test_a_held_conversation_whose_key_is_sealed_is_left_to_the_outbox(
 async def test_a_worker_that_dies_before_it_reaches_the_chat_keeps_the_row_for_a_retry(
         bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert bot_app.worker is not None
-    bot_app.runtime.keyflow.verifier = Valid()
-    chat, conversation_id = await held(bot_app, telegram[0], 3)
-    await seal(bot_app, chat, conversation_id, due_now=True)
+    chat = await held_and_due(bot_app, telegram[0], 3)
 
     async def killed(*_args: object) -> None:
         raise RuntimeError("the process died before the verdict was saved")
@@ -131,9 +124,7 @@ async def test_a_worker_that_dies_before_it_reaches_the_chat_keeps_the_row_for_a
 async def test_a_verdict_lost_after_its_row_was_shredded_is_told_as_an_interruption(
         bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert bot_app.worker is not None
-    bot_app.runtime.keyflow.verifier = Valid()
-    chat, conversation_id = await held(bot_app, telegram[0], 4)
-    await seal(bot_app, chat, conversation_id, due_now=True)
+    chat = await held_and_due(bot_app, telegram[0], 4)
     conversations = bot_app.runtime.conversations
 
     async def database_gone(*_args: object, **_kwargs: object) -> bool:

@@ -7,31 +7,15 @@ user told to start over, although the replica that sealed it could still open it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from bot.standins.telegram import FakeTelegram
-from bot.telegram.application import BotApp, build_bot
+from bot.telegram.application import BotApp
 from flows.secret import SecretKey
 from storage.db import session_factory
-from storage.migrate import upgrade
 from storage.models import OutboxItem
 from storage.repositories import ConversationRepository, OutboxRepository
 from storage.sealing import KeyRing, aad_for
-from tests.bot.support import sandbox_settings
 from tests.e2e.pasting import fresh_key
-
-
-@pytest.fixture
-async def bot_app(telegram: tuple[FakeTelegram, str], tmp_path: Path) -> AsyncIterator[BotApp]:
-    created = build_bot(sandbox_settings(telegram[1], tmp_path))
-    await upgrade(created.settings.database_url)
-    yield created
-    for close in created.closers:
-        await close()
 
 
 def _item(conversation_id: int, chat_id: int, sealed: bytes, kek_id: str, due: datetime) -> OutboxItem:

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,20 +36,38 @@ def new_database_url(backend: str, folder: Path) -> str:
     """A fresh empty database of ``backend`` ("sqlite" or "postgres") for one bot stack."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{folder / 'bot.db'}"
-    base = os.environ[POSTGRES_URL_ENV]
     name = f"e2e_{uuid.uuid4().hex[:12]}"
+    postgres_admin(f'CREATE DATABASE "{name}"')
+    return _postgres_url_of(name)
 
-    async def create() -> None:
-        import asyncpg
 
-        admin = await asyncpg.connect(base.replace("+asyncpg", ""))
+@contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one stack, dropped afterwards even if bot processes still hold it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield _postgres_url_of(name)
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_admin(statement: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE) on the test server named by ``TEST_POSTGRES_URL``."""
+    import asyncpg
+
+    async def run() -> None:
+        admin = await asyncpg.connect(os.environ[POSTGRES_URL_ENV].replace("+asyncpg", ""))
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(statement)
         finally:
             await admin.close()
 
-    asyncio.run(create())
-    return base.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(run())
+
+
+def _postgres_url_of(name: str) -> str:
+    return os.environ[POSTGRES_URL_ENV].rsplit("/", 1)[0] + "/" + name
 
 
 def _command(args: tuple[str, ...] = ("run",)) -> list[str]:

@@ -24,7 +24,6 @@ import string
 import subprocess
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +43,7 @@ from bot.standins.chat_driver import ChatDriver, plain_text
 from bot.standins.sandbox import SANDBOX_BOT_TOKEN, Sandbox
 from bot.standins.server import BackgroundServer, free_port
 from flows.content import load_content
-from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command
+from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command, scratch_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -130,18 +129,6 @@ def _chat_of(update: dict[str, Any]) -> int | None:
 
 # --- the stack ----------------------------------------------------------------------------------------------
 
-def _postgres(statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        admin = await asyncpg.connect(os.environ[POSTGRES_URL_ENV].replace("+asyncpg", ""))
-        try:
-            await admin.execute(statement)
-        finally:
-            await admin.close()
-
-    asyncio.run(run())
-
 
 def _query(url: str, sql: str) -> list[Any]:
     import asyncpg
@@ -161,7 +148,6 @@ class ReplicaStack:
     folder: Path
     sandbox: Sandbox
     database_url: str
-    database_name: str
     dispatcher: Dispatcher
     dispatcher_server: BackgroundServer
     replicas: list[BotProcess]
@@ -173,38 +159,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaStack]:
     if not os.environ.get(POSTGRES_URL_ENV):
         pytest.skip(f"{POSTGRES_URL_ENV} is not set: the replica test needs PostgreSQL (CI sets it)")
     folder = tmp_path_factory.mktemp("replicas")
-    name = f"replicas_{uuid.uuid4().hex[:12]}"
-    _postgres(f'CREATE DATABASE "{name}"')
-    database_url = os.environ[POSTGRES_URL_ENV].rsplit("/", 1)[0] + "/" + name
-    sandbox = Sandbox().start()
-    ports = [free_port() for _ in range(REPLICAS)]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    dispatcher = Dispatcher(urls, calm_chats=set())
-    dispatcher_server = BackgroundServer(dispatcher.app())
-    dispatcher_server.start()
-    common = sandbox.bot_environment(database_url, webhook_url=f"{dispatcher_server.url}/hook",
-                                     webhook_secret_token=SECRET, webhook_listen="127.0.0.1",
-                                     replicas=REPLICAS, telegram_max_rate_per_s=90, outbox_first_retry_s=0.5,
-                                     outbox_poll_s=0.3)
-    replicas = [BotProcess({**common, "WEBHOOK_PORT": str(port)}, folder / f"replica{i}.log",
-                           args=("run", "--webhook")) for i, port in enumerate(ports)]
-    created = ReplicaStack(folder, sandbox, database_url, name, dispatcher, dispatcher_server, replicas, urls)
-    try:
-        done = subprocess.run(_command(("webhook", "set")), env={**os.environ, **common}, capture_output=True,
-                              text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        for replica in replicas:  # all at once: their migrations must queue, not race
-            replica.start()
-        with httpx.Client(timeout=5, trust_env=False) as http:
-            for replica, url in zip(replicas, urls, strict=True):
-                _wait_ready(http, replica, url)
-        yield created
-    finally:
-        for replica in replicas:
-            replica.stop()
-        dispatcher_server.stop()
-        sandbox.stop()
-        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("replicas") as database_url:
+        sandbox = Sandbox().start()
+        ports = [free_port() for _ in range(REPLICAS)]
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        dispatcher = Dispatcher(urls, calm_chats=set())
+        dispatcher_server = BackgroundServer(dispatcher.app())
+        dispatcher_server.start()
+        common = sandbox.bot_environment(database_url, webhook_url=f"{dispatcher_server.url}/hook",
+                                         webhook_secret_token=SECRET, webhook_listen="127.0.0.1",
+                                         replicas=REPLICAS, telegram_max_rate_per_s=90, outbox_first_retry_s=0.5,
+                                         outbox_poll_s=0.3)
+        replicas = [BotProcess({**common, "WEBHOOK_PORT": str(port)}, folder / f"replica{i}.log",
+                               args=("run", "--webhook")) for i, port in enumerate(ports)]
+        created = ReplicaStack(folder, sandbox, database_url, dispatcher, dispatcher_server, replicas, urls)
+        try:
+            done = subprocess.run(_command(("webhook", "set")), env={**os.environ, **common}, capture_output=True,
+                                  text=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            for replica in replicas:  # all at once: their migrations must queue, not race
+                replica.start()
+            with httpx.Client(timeout=5, trust_env=False) as http:
+                for replica, url in zip(replicas, urls, strict=True):
+                    _wait_ready(http, replica, url)
+            yield created
+        finally:
+            for replica in replicas:
+                replica.stop()
+            dispatcher_server.stop()
+            sandbox.stop()
 
 
 def _wait_ready(http: httpx.Client, replica: BotProcess, url: str) -> None:

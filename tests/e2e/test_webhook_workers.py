@@ -8,12 +8,10 @@ a supervisor killed outright takes its workers with it, and SQLite (no cross-pro
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from bot.standins.chat_driver import ChatDriver, plain_text
 from bot.standins.demo_keys import DEMO_KEYS
 from bot.standins.sandbox import Sandbox
 from bot.standins.server import free_port
-from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command
+from tests.e2e.harness import POSTGRES_URL_ENV, BotProcess, _command, scratch_postgres_database
 from tests.e2e.test_webhook_e2e import walk_to_paste
 
 pytestmark = pytest.mark.e2e
@@ -64,18 +62,6 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
         time.sleep(0.1)
     raise TimeoutError(what)
 
-
-def _postgres(statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        admin = await asyncpg.connect(os.environ[POSTGRES_URL_ENV].replace("+asyncpg", ""))
-        try:
-            await admin.execute(statement)
-        finally:
-            await admin.close()
-
-    asyncio.run(run())
 
 
 class WorkersStack:
@@ -130,15 +116,13 @@ class WorkersStack:
 def workers_stack(tmp_path: Path) -> Iterator[WorkersStack]:
     if not os.environ.get(POSTGRES_URL_ENV):
         pytest.skip(f"{POSTGRES_URL_ENV} is not set: several workers need PostgreSQL (CI sets it)")
-    name = f"workers_{uuid.uuid4().hex[:12]}"
-    _postgres(f'CREATE DATABASE "{name}"')
-    stack = WorkersStack(tmp_path, os.environ[POSTGRES_URL_ENV].rsplit("/", 1)[0] + "/" + name)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.close()
-        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("workers") as database_url:
+        stack = WorkersStack(tmp_path, database_url)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.close()
 
 
 @pytest.mark.postgres
