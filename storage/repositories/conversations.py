@@ -171,13 +171,15 @@ class ConversationRepository:
         """Conversations at ``held`` since before ``idle_since`` with no sealed key of their chat in the outbox.
 
         Such a conversation waits on a retry that will never come (the process died between saving the step
-        and sealing the key); one query finds them however many keys are held during an outage.
+        and sealing the key); one query finds them however many keys are held during an outage. Dated by when
+        the step was entered, not the last save, so a user who keeps pressing /start is not left waiting.
         """
         sealed = select(col(OutboxItem.id)).where(col(OutboxItem.chat_id) == col(Conversation.chat_id))
+        entered = col(Conversation.step_entered_at)
         stmt = (
             select(Conversation)
-            .where(col(Conversation.step) == "held", col(Conversation.updated_at) < idle_since, ~sealed.exists())
-            .order_by(col(Conversation.updated_at), col(Conversation.id))
+            .where(col(Conversation.step) == "held", entered < idle_since, ~sealed.exists())
+            .order_by(entered, col(Conversation.id))
             .limit(limit)
         )
         async with self._sessions() as session:

@@ -99,6 +99,23 @@ async def test_a_held_conversation_whose_key_is_sealed_is_left_to_the_outbox(
     assert await outbox_of(bot_app).holds(chat.chat_id)
 
 
+async def test_a_user_who_keeps_saving_the_held_conversation_is_still_told_in_time(
+        bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    chat, _ = await held(bot_app, telegram[0], 6)
+    timeout = bot_app.runtime.policy.pipeline_timeout_s
+    later(bot_app, timeout + 1)
+    conversations = bot_app.runtime.conversations
+    real_clock = conversations._clock
+    monkeypatch.setattr(conversations, "_clock", lambda: real_clock() + timedelta(seconds=timeout + 1))
+    row = await conversations.get(chat.chat_id)
+    assert row is not None
+    assert await conversations.save(row, row.version)  # a /start at held: saved just now, the step unchanged
+
+    assert await bot_app.runtime.recover_interrupted() == 1
+    after = conversation_of(await conversations.get(chat.chat_id))
+    assert after is not None and after.step == Step.PASTE_KEY
+
+
 async def test_a_worker_that_dies_before_it_reaches_the_chat_keeps_the_row_for_a_retry(
         bot_app: BotApp, telegram: tuple[FakeTelegram, str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert bot_app.worker is not None
