@@ -155,13 +155,18 @@ class ConversationRepository:
     async def find_stale(
         self, step_in: Collection[str], idle_since: datetime, limit: int = 100
     ) -> list[Conversation]:
-        """Conversations parked at one of ``step_in`` with no update since ``idle_since``, oldest first."""
+        """Conversations that entered one of ``step_in`` before ``idle_since``, oldest first.
+
+        Dated by when the step was entered, not the last save: a /start that saves the same step again
+        must not postpone the recovery that looks for them.
+        """
         if not step_in:
             return []
+        entered = col(Conversation.step_entered_at)
         stmt = (
             select(Conversation)
-            .where(col(Conversation.step).in_(list(step_in)), col(Conversation.updated_at) < idle_since)
-            .order_by(col(Conversation.updated_at), col(Conversation.id))
+            .where(col(Conversation.step).in_(list(step_in)), entered < idle_since)
+            .order_by(entered, col(Conversation.id))
             .limit(limit)
         )
         async with self._sessions() as session:
@@ -171,8 +176,8 @@ class ConversationRepository:
         """Conversations at ``held`` since before ``idle_since`` with no sealed key of their chat in the outbox.
 
         Such a conversation waits on a retry that will never come (the process died between saving the step
-        and sealing the key); one query finds them however many keys are held during an outage. Dated by when
-        the step was entered, not the last save, so a user who keeps pressing /start is not left waiting.
+        and sealing the key); one query finds them however many keys are held during an outage. Dated by step
+        entry, as :meth:`find_stale`.
         """
         sealed = select(col(OutboxItem.id)).where(col(OutboxItem.chat_id) == col(Conversation.chat_id))
         entered = col(Conversation.step_entered_at)

@@ -241,6 +241,15 @@ class TestConversations:
         assert [conv.chat_id for conv in limited] == [1]
         assert await repo.find_stale([], idle_since=T0 + timedelta(days=1)) == []
 
+    async def test_find_stale_dates_by_step_entry_not_by_the_last_save(self, sessions: Sessions) -> None:
+        clock = FakeClock(T0)
+        repo = ConversationRepository(sessions, clock=clock)
+        row = await repo.create(chat_id=1, user_id=1, step="verifying")  # entered at T0
+        clock.advance(minutes=40)
+        assert await repo.save(row, row.version)  # a /start at the same step, saved at T0+40
+        stale = await repo.find_stale({"verifying"}, idle_since=T0 + timedelta(minutes=30))
+        assert [conv.chat_id for conv in stale] == [1]
+
     async def test_count_counts_conversations(self, sessions: Sessions) -> None:
         repo = ConversationRepository(sessions)
         assert await repo.count() == 0
