@@ -63,6 +63,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     started_at: float
     deaths: int = 0  # young deaths in a row (how long the next restart waits)
+    signals: set[int] = field(default_factory=set)  # what the supervisor has passed on to it already
 
 
 @dataclass
@@ -87,12 +88,20 @@ class WorkerPool:
         for index in range(self.count):
             self.spawn(index)
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Pass the signal on; each worker drains and exits on its own."""
+    def stop(self) -> None:
+        """Stop restarting workers and let the supervising loop pass SIGTERM on to each.
+
+        Only sets a flag, so it is safe in a signal handler: a signal that lands while a worker is being
+        spawned (its process exists, the pool does not list it yet) still reaches that worker on the loop's
+        next pass, instead of leaving it serving until the stop deadline kills it."""
         self.stopping = True
+
+    def pass_on(self, sig: int) -> None:
+        """Send ``sig`` to every running worker that has not had it yet (each drains and exits on its own)."""
         for worker in self.workers.values():
-            if worker.process.poll() is None:
+            if sig not in worker.signals and worker.process.poll() is None:
                 worker.process.send_signal(sig)
+                worker.signals.add(sig)
 
     def watch_once(self) -> None:
         """Notice workers that exited: restart them (unless stopping), after their pause."""
@@ -130,9 +139,12 @@ class WorkerPool:
         while self.workers:
             self.watch_once()
             if self.stopping:
-                stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
+                if stop_deadline is None:
+                    log.info("stopping %s webhook workers", len(self.workers))
+                    stop_deadline = time.monotonic() + STOP_GRACE_S
+                self.pass_on(signal.SIGTERM)
                 if time.monotonic() > stop_deadline:  # a worker ignored SIGTERM: end it
-                    self.stop(signal.SIGKILL)
+                    self.pass_on(signal.SIGKILL)
                     self.clean = False
             time.sleep(0.1)
         return 0 if self.clean else 1
@@ -157,9 +169,8 @@ def run_webhook_workers(settings: Settings, count: int) -> int:
     env = {**os.environ, "REPLICAS": str(settings.replicas * count)}  # each worker's share of the send budget
     pool = WorkerPool([sys.executable, "-m", "bot.cli", "run", "--webhook"], env, sock.fileno(), count)
 
-    def on_signal(sig: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping %s webhook workers", sig, len(pool.workers))
-        pool.stop(signal.SIGTERM)
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        pool.stop()  # the loop logs it and passes SIGTERM on: no logging or signalling inside the handler
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)

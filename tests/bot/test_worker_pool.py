@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
@@ -40,7 +39,7 @@ def test_sigterm_drains_every_worker_and_reports_a_clean_stop() -> None:
                        "time.sleep(60)", count=2)
     pool.start()
     time.sleep(0.5)  # the children installed their handlers
-    pool.stop(signal.SIGTERM)
+    pool.stop()
     assert pool.run_until_stopped() == 0
 
 
@@ -50,8 +49,32 @@ def test_a_worker_that_fails_its_shutdown_makes_the_stop_unclean() -> None:
                        "time.sleep(60)")
     pool.start()
     time.sleep(0.5)
-    pool.stop(signal.SIGTERM)
+    pool.stop()
     assert pool.run_until_stopped() == 1
+
+
+def test_a_stop_signal_that_lands_while_a_worker_is_spawned_still_reaches_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI saw it: SIGTERM arrived between a restarted worker's fork and the pool listing it, so the worker
+    # was never told to stop, served on until the stop deadline killed it, and the supervisor exited 1.
+    pool, _sock = _pool("import signal, sys, time\n"
+                       "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+                       "time.sleep(60)", count=2)
+    real_popen = workers.subprocess.Popen
+
+    def popen_then_signal(*args: object, **kwargs: object) -> object:
+        process = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        pool.stop()  # what the SIGTERM handler does, before spawn() has recorded the worker
+        return process
+
+    monkeypatch.setattr(workers.subprocess, "Popen", popen_then_signal)
+    monkeypatch.setattr(workers, "STOP_GRACE_S", 20.0)
+    pool.start()
+    children = [worker.process for worker in pool.workers.values()]
+    started = time.monotonic()
+    assert pool.run_until_stopped() == 0
+    assert time.monotonic() - started < 10  # drained on SIGTERM, not killed at the deadline
+    assert all(child.poll() is not None for child in children)
 
 
 def test_more_than_one_worker_needs_postgresql() -> None:
