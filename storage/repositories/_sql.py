@@ -23,10 +23,11 @@ def dialect_name(session: AsyncSession) -> str:
 
 
 def insert_ignoring_conflict(
-    session: AsyncSession, model: Any, values: Mapping[str, Any], conflict_columns: Sequence[str]
+    session: AsyncSession | str, model: Any, values: Mapping[str, Any], conflict_columns: Sequence[str]
 ) -> Insert:
-    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING`` in the session's dialect."""
-    name = dialect_name(session)
+    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING`` in the session's dialect (or a dialect name,
+    for a statement built once)."""
+    name = session if isinstance(session, str) else dialect_name(session)
     if name == "postgresql":
         return (
             postgresql.insert(model)

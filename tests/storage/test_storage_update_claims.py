@@ -34,3 +34,21 @@ async def test_claiming_an_already_claimed_update_in_a_save_is_harmless(
     assert await updates.claim(9003)
     assert await conversations.save(row, row.version, claim_update=9003)
     assert await updates.seen(9003)
+
+
+async def test_one_read_says_whether_an_update_was_processed_and_loads_the_chat(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    conversations, updates = ConversationRepository(sessions), ProcessedUpdateRepository(sessions)
+    assert await conversations.get_unless_processed(504, 9004) == (False, None)  # a chat's first update
+    assert await updates.claim(9004)
+    assert await conversations.get_unless_processed(504, 9004) == (True, None)  # even with no conversation
+    row = await conversations.create(chat_id=504, user_id=7, step="welcome", state={"step": "welcome"},
+                                     choices={"plan": "free"}, workspace_id="ws_504")
+    seen, loaded = await conversations.get_unless_processed(504, 9005)
+    assert not seen and loaded is not None
+    assert loaded.model_dump() == row.model_dump() == (await conversations.get(504)).model_dump()  # type: ignore[union-attr]
+    loaded.step = "open_keys_page"
+    assert await conversations.save(loaded, loaded.version, claim_update=9005)
+    assert await conversations.get_unless_processed(504, 9005) == (True, None)
+    assert (await conversations.get_unless_processed(504, 9006))[1].step == "open_keys_page"  # type: ignore[union-attr]
