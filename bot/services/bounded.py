@@ -5,17 +5,29 @@ buffers whole bodies); a broken gzip body raised ``httpx.DecodingError``, which 
 it aborted a whole outbox pass. Here the body is read chunk by chunk (decoded, so a gzip bomb counts at
 its inflated size) and reading stops at the cap; both failures become one exception the callers turn
 into an indeterminate outcome ("we could not read OpenAI's answer"), never a verdict on the key.
+
+And at most a pool's worth of requests at a time (:class:`InFlight`): httpcore's pool re-scans every queued
+request against every connection whenever a request starts or ends, so a burst of pastes (a verification
+sends its probes at once) that queued hundreds of requests in a 100-connection pool spent ~40 % of the
+bot's CPU in that scan (py-spy, docs/benchmarks.md). Waiting on a semaphore instead costs the same time
+and next to no CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
-__all__ = ["MAX_RESPONSE_BYTES", "UnreadableResponse", "send_bounded"]
+__all__ = ["MAX_RESPONSE_BYTES", "OUTBOUND_CONNECTIONS", "InFlight", "UnreadableResponse", "outbound_client",
+           "send_bounded"]
 
 MAX_RESPONSE_BYTES = 1 << 20  # OpenAI's and DoubleTick's answers here are a few KB
+OUTBOUND_CONNECTIONS = 100  # httpx's own default pool size, made explicit so the gate can match it
+KEEPALIVE_CONNECTIONS = 20  # httpx's default too: idle connections kept for the next burst
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
@@ -28,12 +40,47 @@ class UnreadableResponse(Exception):
         self.status = status
 
 
-async def send_bounded(client: httpx.AsyncClient, method: str, url: str, *,
+def outbound_client() -> httpx.AsyncClient:
+    """The client a service makes for itself: redirects not followed, a pool the size :class:`InFlight` admits."""
+    limits = httpx.Limits(max_connections=OUTBOUND_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS)
+    return httpx.AsyncClient(follow_redirects=False, limits=limits)
+
+
+class InFlight:
+    """At most ``size`` requests inside one client at a time; the others wait here, first come first served."""
+
+    def __init__(self, size: int = OUTBOUND_CONNECTIONS) -> None:
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def slot(self, wait_s: float | None) -> AsyncIterator[None]:
+        """Hold one slot; waiting longer than ``wait_s`` raises ``httpx.PoolTimeout``, as a full pool would."""
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("every connection stayed busy") from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+async def send_bounded(client: httpx.AsyncClient, method: str, url: str, *, gate: InFlight | None = None,
                        limit: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> httpx.Response:
     """``client.request`` with the body read up to ``limit`` bytes; :class:`UnreadableResponse` beyond.
 
-    Transport errors and timeouts propagate as httpx raises them.
+    With a ``gate``, the request first waits for a slot (at most the pool timeout). Transport errors and
+    timeouts propagate as httpx raises them.
     """
+    if gate is None:
+        return await _send(client, method, url, limit, **kwargs)
+    wait_s = httpx.Timeout(kwargs["timeout"]).pool if "timeout" in kwargs else client.timeout.pool
+    async with gate.slot(wait_s):
+        return await _send(client, method, url, limit, **kwargs)
+
+
+async def _send(client: httpx.AsyncClient, method: str, url: str, limit: int, **kwargs: Any) -> httpx.Response:
     request = client.build_request(method, url, **kwargs)
     response = await client.send(request, stream=True)
     try:

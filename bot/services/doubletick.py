@@ -55,7 +55,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from bot.services.bounded import UnreadableResponse, send_bounded
+from bot.services.bounded import InFlight, UnreadableResponse, outbound_client, send_bounded
 from bot.services.upstream_text import safe_message
 from flows.outcomes import ConnectionOutcome, ConnectionResult
 from flows.secret import SecretKey
@@ -174,7 +174,8 @@ class DoubleTickConnector:
         self.max_retry_after_s = max_retry_after_s
         self._fingerprint_secret = fingerprint_secret or None
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._client = client or outbound_client()
+        self._gate = InFlight()  # the bursts wait here, not in httpcore's pool (bot/services/bounded.py)
 
     @property
     def configured(self) -> bool:
@@ -264,6 +265,7 @@ class DoubleTickConnector:
                 self._client,
                 method,
                 self.base_url + path,
+                gate=self._gate,
                 headers=headers,
                 content=body,
                 timeout=self.timeout,

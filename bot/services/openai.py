@@ -49,7 +49,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.services.bounded import UnreadableResponse, send_bounded
+from bot.services.bounded import InFlight, UnreadableResponse, outbound_client, send_bounded
 from bot.services.upstream_text import (
     safe_code,
     safe_echo,
@@ -325,7 +325,8 @@ class OpenAIVerifier:
         self.probe_model = probe_model or (self.required_models[0] if self.required_models else "gpt-4o-mini")
         self.timeout = timeout
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._client = client or outbound_client()
+        self._gate = InFlight()  # the bursts wait here, not in httpcore's pool (bot/services/bounded.py)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -425,6 +426,7 @@ class OpenAIVerifier:
                 self._client,
                 method,
                 self.base_url + path,
+                gate=self._gate,
                 headers=headers,
                 json=json_body,
                 timeout=self.timeout,

@@ -129,14 +129,14 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
         .concurrent_updates(processor)
         # 32, not more: httpcore checks every pooled connection on each request (has_expired, a poll() per
         # idle socket); with 128 that was 12 % of the bot's CPU in the flame graph (docs/flame-polling.svg).
-        .request(ObservedRequest(connection_pool_size=32))
+        .request(ObservedRequest())
         .rate_limiter(ChatRateLimiter(settings.telegram_rate_per_replica, max_retries=RATE_LIMIT_RETRIES,
                                       max_wait_s=settings.telegram_max_wait_s))
         .post_init(_post_init)
         .build()
     )
     delete_bot = ExtBot(settings.telegram_bot_token.get_secret_value(), base_url=f"{base}/bot",
-                        base_file_url=f"{base}/file/bot", request=ObservedRequest(connection_pool_size=32))
+                        base_file_url=f"{base}/file/bot", request=ObservedRequest())
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     messenger = Messenger(application.bot, delete_bot, delete_deadline_s=settings.telegram_delete_deadline_s,

@@ -31,6 +31,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.core.ports import GuardVerdict
 from bot.telegram.messenger import Messenger
+from bot.telegram.request import ObservedRequest
 from bot.telegram.secret_guard import SecretGuard
 
 __all__ = ["Confirmations", "GuardLane", "Handover"]
@@ -115,7 +116,7 @@ class GuardLane:
         read_timeout = POLL_TIMEOUT_S + 10.0
         bot: ExtBot[None] = ExtBot(self.token, base_url=f"{self.base_url}/bot",
                                    base_file_url=f"{self.base_url}/file/bot",
-                                   request=HTTPXRequest(connection_pool_size=64),
+                                   request=ObservedRequest(connection_pool_size=64),
                                    get_updates_request=HTTPXRequest(read_timeout=read_timeout))
         guard = SecretGuard(Messenger(bot, bot, delete_deadline_s=self.delete_deadline_s,
                                       delete_slow_after_s=self.delete_notice_after_s,
