@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import TimedOut
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.metrics import record_rate_limited
 from bot.services.bounded import InFlight
@@ -36,8 +35,8 @@ class ObservedRequest(HTTPXRequest):
         self._gate = InFlight(connection_pool_size)
 
     async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        wait_s = kwargs.get("pool_timeout", DefaultValue(None))
-        if isinstance(wait_s, DefaultValue):
+        wait_s = kwargs.get("pool_timeout", BaseRequest.DEFAULT_NONE)
+        if not (wait_s is None or isinstance(wait_s, int | float)):  # PTB's "use the default" marker
             wait_s = self._client.timeout.pool
         try:
             async with self._gate.slot(wait_s):
