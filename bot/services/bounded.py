@@ -22,12 +22,20 @@ from typing import Any
 
 import httpx
 
-__all__ = ["MAX_RESPONSE_BYTES", "OUTBOUND_CONNECTIONS", "InFlight", "UnreadableResponse", "outbound_client",
-           "send_bounded"]
+__all__ = ["MAX_RESPONSE_BYTES", "OPENAI_CONNECTIONS", "OUTBOUND_CONNECTIONS", "QUEUE_WAIT_S", "InFlight",
+           "UnreadableResponse", "outbound_client", "send_bounded"]
 
 MAX_RESPONSE_BYTES = 1 << 20  # OpenAI's and DoubleTick's answers here are a few KB
 OUTBOUND_CONNECTIONS = 100  # httpx's own default pool size, made explicit so the gate can match it
 KEEPALIVE_CONNECTIONS = 20  # httpx's default too: idle connections kept for the next burst
+# OpenAI: each customer's probes go out under their own key (OpenAI's limits are per key and organisation),
+# so a burst of pastes is limited only by how many requests we keep open: 200 at ~0.8 s drain 1,000
+# verifications (5 probes each) in ~20 s, inside QUEUE_WAIT_S.
+OPENAI_CONNECTIONS = 200
+# How long a request may wait for a slot of its own client before it counts as a timeout. Waiting here is
+# our queue, not the far side's slowness, so it may be longer than the pool timeout; a verification stays
+# well inside the pipeline timeout (30 s here + a 10 s probe, then the connection: 3 tries of 10 s each).
+QUEUE_WAIT_S = 30.0
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
@@ -40,17 +48,19 @@ class UnreadableResponse(Exception):
         self.status = status
 
 
-def outbound_client() -> httpx.AsyncClient:
+def outbound_client(connections: int = OUTBOUND_CONNECTIONS) -> httpx.AsyncClient:
     """The client a service makes for itself: redirects not followed, a pool the size :class:`InFlight` admits."""
-    limits = httpx.Limits(max_connections=OUTBOUND_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=KEEPALIVE_CONNECTIONS)
     return httpx.AsyncClient(follow_redirects=False, limits=limits)
 
 
 class InFlight:
-    """At most ``size`` requests inside one client at a time; the others wait here, first come first served."""
+    """At most ``size`` requests inside one client at a time; the others wait here, first come first served,
+    for ``wait_s`` (None: each request's own pool timeout)."""
 
-    def __init__(self, size: int = OUTBOUND_CONNECTIONS) -> None:
+    def __init__(self, size: int = OUTBOUND_CONNECTIONS, wait_s: float | None = None) -> None:
         self._slots = asyncio.Semaphore(size)
+        self.wait_s = wait_s
 
     @asynccontextmanager
     async def slot(self, wait_s: float | None) -> AsyncIterator[None]:
@@ -70,12 +80,14 @@ async def send_bounded(client: httpx.AsyncClient, method: str, url: str, *, gate
                        limit: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> httpx.Response:
     """``client.request`` with the body read up to ``limit`` bytes; :class:`UnreadableResponse` beyond.
 
-    With a ``gate``, the request first waits for a slot (at most the pool timeout). Transport errors and
-    timeouts propagate as httpx raises them.
+    With a ``gate``, the request first waits for a slot (at most the gate's wait, else the pool timeout).
+    Transport errors and timeouts propagate as httpx raises them.
     """
     if gate is None:
         return await _send(client, method, url, limit, **kwargs)
-    wait_s = httpx.Timeout(kwargs["timeout"]).pool if "timeout" in kwargs else client.timeout.pool
+    wait_s = gate.wait_s
+    if wait_s is None:
+        wait_s = httpx.Timeout(kwargs["timeout"]).pool if "timeout" in kwargs else client.timeout.pool
     async with gate.slot(wait_s):
         return await _send(client, method, url, limit, **kwargs)
 

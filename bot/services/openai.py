@@ -49,7 +49,14 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.services.bounded import InFlight, UnreadableResponse, outbound_client, send_bounded
+from bot.services.bounded import (
+    OPENAI_CONNECTIONS,
+    QUEUE_WAIT_S,
+    InFlight,
+    UnreadableResponse,
+    outbound_client,
+    send_bounded,
+)
 from bot.services.upstream_text import (
     safe_code,
     safe_echo,
@@ -325,8 +332,9 @@ class OpenAIVerifier:
         self.probe_model = probe_model or (self.required_models[0] if self.required_models else "gpt-4o-mini")
         self.timeout = timeout
         self._owns_client = client is None
-        self._client = client or outbound_client()
-        self._gate = InFlight()  # the bursts wait here, not in httpcore's pool (bot/services/bounded.py)
+        self._client = client or outbound_client(OPENAI_CONNECTIONS)
+        # A burst of pastes waits here (up to QUEUE_WAIT_S), not in httpcore's pool (bot/services/bounded.py).
+        self._gate = InFlight(OPENAI_CONNECTIONS, wait_s=QUEUE_WAIT_S)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""

@@ -17,7 +17,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, delete, exists, func, literal, select, update
+from sqlalchemy import Row, Select, bindparam, case, delete, exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import col
@@ -63,11 +64,37 @@ _SAVE = (
 )
 
 
+_CLAIMED_UPDATE = bindparam("claimed_update", type_=_PROCESSED.c.update_id.type)  # None: nothing to claim
+_CLAIMED_AT = bindparam("claimed_at", type_=_PROCESSED.c.processed_at.type)
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 @cache
 def _claim(session_dialect: str) -> Insert:
     """``INSERT INTO processed_update ... ON CONFLICT DO NOTHING`` for a dialect, built once."""
-    values: dict[str, Any] = {"update_id": bindparam("claimed_update"), "processed_at": bindparam("claimed_at")}
+    values: dict[str, Any] = {"update_id": _CLAIMED_UPDATE, "processed_at": _CLAIMED_AT}
     return insert_ignoring_conflict(session_dialect, _PROCESSED, values, ["update_id"])
+
+
+def _save_and_claim() -> Select[Any]:
+    """PostgreSQL: the save and the update claim as one statement (one round trip, atomic as a statement).
+
+    The claim is a data-modifying CTE that inserts only if the versioned UPDATE matched a row: PostgreSQL runs
+    every such CTE exactly once whether or not the outer SELECT reads it
+    (https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING).
+    """
+    saved = _SAVE.cte("saved")
+    claim = (
+        postgresql.insert(_PROCESSED)
+        .from_select(["update_id", "processed_at"], select(_CLAIMED_UPDATE, _CLAIMED_AT).where(
+            exists(select(saved.c.version)), _CLAIMED_UPDATE.is_not(None)))
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .cte("claimed")
+    )
+    return select(saved.c.version, saved.c.updated_at, saved.c.step_entered_at).add_cte(claim)
+
+
+_SAVE_AND_CLAIM = _save_and_claim()
 
 
 def _row(found: Row[Any] | None) -> Conversation | None:
@@ -85,18 +112,24 @@ class ConversationRepository:
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._dialect: str | None = None  # learnt on the first save: PostgreSQL saves in one statement
+
+    async def _read_one(self, stmt: Select[Any], params: dict[str, Any]) -> Row[Any] | None:
+        """One statement, outside a transaction: a single statement sees one snapshot and is atomic anyway,
+        and without BEGIN and ROLLBACK/COMMIT it is one round trip to PostgreSQL instead of three."""
+        async with self._sessions() as session:
+            connection = await session.connection(execution_options=_AUTOCOMMIT)
+            return (await connection.execute(stmt, params)).first()
 
     async def get(self, chat_id: int) -> Conversation | None:
         """Return the chat's conversation, or None if it has none yet."""
-        async with self._sessions() as session:
-            return _row((await session.execute(_GET, {"chat_id": chat_id})).first())
+        return _row(await self._read_one(_GET, {"chat_id": chat_id}))
 
     async def get_unless_processed(self, chat_id: int, update_id: int) -> tuple[bool, Conversation | None]:
         """(was ``update_id`` processed already, the chat's conversation): the two reads every update
         starts with, in one statement (one round trip)."""
-        async with self._sessions() as session:
-            found = (await session.execute(_GET_UNLESS_PROCESSED, {"chat_id": chat_id, "update_id": update_id})).one()
-        if found.seen:
+        found = await self._read_one(_GET_UNLESS_PROCESSED, {"chat_id": chat_id, "update_id": update_id})
+        if found is not None and found.seen:  # (the outer join always returns its one row)
             return True, None
         return False, _row(found)
 
@@ -156,15 +189,23 @@ class ConversationRepository:
         now = self._clock()
         params = {f"new_{name}": getattr(conv, name) for name in _SAVED}
         params.update(new_choices=dict(conv.choices), new_state=dict(conv.state), new_version=expected_version + 1,
-                      new_updated_at=now, row_id=conv.id, expected_version=expected_version)
-        async with self._sessions.begin() as session:
-            returned = (await session.execute(_SAVE, params)).one_or_none()
-            if returned is not None and claim_update is not None:
-                claim = {"claimed_update": claim_update, "claimed_at": now}
-                await session.execute(_claim(dialect_name(session)), claim)
+                      new_updated_at=now, row_id=conv.id, expected_version=expected_version,
+                      claimed_update=claim_update, claimed_at=now)
+        if self._dialect is None:
+            async with self._sessions() as session:
+                self._dialect = dialect_name(session)
+        returned: Row[Any] | None
+        if self._dialect == "postgresql":
+            returned = await self._read_one(_SAVE_AND_CLAIM, params)  # one statement: atomic without BEGIN
+        else:
+            async with self._sessions.begin() as session:
+                returned = (await session.execute(_SAVE, params)).one_or_none()
+                if returned is not None and claim_update is not None:
+                    await session.execute(_claim(self._dialect), params)
         if returned is None:
             return False
-        conv.version, conv.updated_at, conv.step_entered_at = returned
+        conv.version, conv.updated_at, conv.step_entered_at = returned.version, returned.updated_at, \
+            returned.step_entered_at
         return True
 
     async def delete(self, chat_id: int) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.models import ProcessedUpdate
 from storage.repositories import ConversationRepository, ProcessedUpdateRepository
 
 
@@ -52,3 +54,23 @@ async def test_one_read_says_whether_an_update_was_processed_and_loads_the_chat(
     assert await conversations.save(loaded, loaded.version, claim_update=9005)
     assert await conversations.get_unless_processed(504, 9005) == (True, None)
     assert (await conversations.get_unless_processed(504, 9006))[1].step == "open_keys_page"  # type: ignore[union-attr]
+
+
+async def test_a_save_without_a_claim_claims_nothing_and_a_claim_lands_only_with_its_save(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # PostgreSQL saves and claims in one statement (a data-modifying CTE); SQLite in one transaction.
+    conversations, updates = ConversationRepository(sessions), ProcessedUpdateRepository(sessions)
+    row = await conversations.create(chat_id=505, user_id=505, step="welcome")
+    assert await conversations.save(row, row.version)
+    assert await _claims(sessions) == 0
+    stale = row.version - 1
+    assert not await conversations.save(row, stale, claim_update=9007)
+    assert not await updates.seen(9007)
+    assert await conversations.save(row, row.version, claim_update=9007)
+    assert await updates.seen(9007) and row.version == 3
+
+
+async def _claims(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(ProcessedUpdate))).scalar_one())
