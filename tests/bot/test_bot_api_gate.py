@@ -12,23 +12,17 @@ from telegram.error import TimedOut
 
 from bot.metrics import RATE_LIMITED
 from bot.telegram.request import ObservedRequest
+from tests.counting_upstream import CountingUpstream
 
 URL = "https://api.telegram.test/bot123:abc/"
 
 
-class BotApi:
+class BotApi(CountingUpstream):
     def __init__(self, delay_s: float, status: int = 200) -> None:
-        self.delay_s, self.status = delay_s, status
-        self.open = self.most_open = self.served = 0
+        super().__init__(delay_s)
+        self.status = status
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.open += 1
-        self.most_open = max(self.most_open, self.open)
-        try:
-            await asyncio.sleep(self.delay_s)
-        finally:
-            self.open -= 1
-        self.served += 1
+    def answer(self, request: httpx.Request) -> httpx.Response:
         if self.status == 429:
             return httpx.Response(429, json={"ok": False, "error_code": 429, "description": "Too Many Requests: "
                                              "retry after 3", "parameters": {"retry_after": 3}})

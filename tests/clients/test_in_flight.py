@@ -16,26 +16,14 @@ from bot.services.bounded import OPENAI_CONNECTIONS, InFlight, send_bounded
 from bot.services.openai import OpenAIVerifier
 from flows.outcomes import VerificationOutcome as Outcome
 from flows.secret import SecretKey
+from tests.counting_upstream import CountingUpstream
 from tests.e2e.pasting import fresh_key
 
 
-class Upstream:
-    """Answers after ``delay_s`` and remembers the most requests it ever had open at once."""
+class Upstream(CountingUpstream):
+    """OpenAI's answers to the verifier's probes (a model list, a model); anything else is a plain 200."""
 
-    def __init__(self, delay_s: float = 0.02) -> None:
-        self.delay_s = delay_s
-        self.open = 0
-        self.most_open = 0
-        self.served = 0
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.open += 1
-        self.most_open = max(self.most_open, self.open)
-        try:
-            await asyncio.sleep(self.delay_s)
-        finally:
-            self.open -= 1
-        self.served += 1
+    def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/models"):
             return httpx.Response(200, json={"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
         if "/models/" in request.url.path:
