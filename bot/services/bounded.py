@@ -33,8 +33,10 @@ KEEPALIVE_CONNECTIONS = 20  # httpx's default too: idle connections kept for the
 # verifications (5 probes each) in ~20 s, inside QUEUE_WAIT_S.
 OPENAI_CONNECTIONS = 200
 # How long a request may wait for a slot of its own client before it counts as a timeout. Waiting here is
-# our queue, not the far side's slowness, so it may be longer than the pool timeout; a verification stays
-# well inside the pipeline timeout (30 s here + a 10 s probe, then the connection: 3 tries of 10 s each).
+# our queue, not the far side's slowness, so it may be longer than the pool timeout. It lengthens the worst
+# verification by 20 s (to ~30 s of queue + one probe); recovery's PIPELINE_TIMEOUT_S (120 s) still covers
+# that plus a connection answered within its tries, but not DoubleTick asking for long Retry-After waits on
+# every try: a pipeline that slow is told "paste again" while it runs, as before this queue.
 QUEUE_WAIT_S = 30.0
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
