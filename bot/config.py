@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     # soon as the secret guard has deleted a pasted key (the update then waits in this process's queue).
     webhook_answer: Literal["after_processing", "after_guard"] = "after_processing"
     webhook_queue_max: int = 2000  # after_guard: more updates waiting than this are answered 503 (after the guard)
+    # Set: the guard lane takes Telegram's POSTs on this port (bot/web/guard_intake.py) and answers once a pasted
+    # key is deleted, whatever the main loop is busy with; WEBHOOK_PORT keeps the Mini App, API, probes, metrics.
+    webhook_guard_port: int | None = None
     telegram_max_rate_per_s: float = 30.0  # the bot's whole outbound budget, shared by the replicas
     replicas: int = 1  # how many replicas share that budget (each takes 1/REPLICAS of it)
     # A flood wait longer than this is not waited out inside a handler: the saved step is shown after it.

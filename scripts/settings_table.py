@@ -89,8 +89,14 @@ DOCS: dict[str, SettingDoc] = {
         "here, a crash loses what waits, as in polling). `after_guard` keeps deletions fast under bursts "
         "that outrun processing (docs/benchmarks.md).", "after_guard"),
     "webhook_queue_max": SettingDoc(
-        "Webhook mode", "With `WEBHOOK_ANSWER=after_guard`: updates waiting beyond this are answered 503 "
-        "(after their key is deleted), so Telegram holds the rest of a burst.", "5000"),
+        "Webhook mode", "With `WEBHOOK_ANSWER=after_guard` or `WEBHOOK_GUARD_PORT`: updates waiting beyond "
+        "this are answered 503 (after their key is deleted), so Telegram holds the rest of a burst.", "5000"),
+    "webhook_guard_port": SettingDoc(
+        "Webhook mode", "Set: the guard lane (its process, or its thread with `GUARD_LANE=thread`) takes "
+        "Telegram's POSTs on this port of `WEBHOOK_LISTEN`, deletes a pasted key, hands the update to the main "
+        "process and answers 200, whatever the main loop is busy with; `WEBHOOK_PORT` keeps the Mini App, the "
+        "agents' API, probes and metrics. Point `WEBHOOK_URL` and the proxy's webhook route at it; delivery "
+        "as with `after_guard` (README \"Webhook intake on the guard process\").", "8081"),
     "webhook_secret_token": SettingDoc(
         "Webhook mode", "Shared secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token`; requests "
         "without it are refused (32-256 of `A-Z a-z 0-9 _ -`).", "", _TOKEN),

@@ -48,7 +48,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = BenchOptions(quick=args.quick, openai_latency_ms=args.openai_latency_ms, transports=transports,
                            database=args.database, postgres_url=args.postgres, workdir=Path(args.workdir),
                            bot_settings=dict(_setting(text) for text in args.bot_setting),
-                           guard_lane=args.guard_lane, webhook_workers=args.webhook_workers)
+                           guard_lane=args.guard_lane, webhook_workers=args.webhook_workers,
+                           webhook_intake=args.webhook_intake)
     print(f"benchmark ({'quick' if args.quick else 'full'}) running; transports: {', '.join(transports)} ...",
           flush=True)
     report = asyncio.run(run_bench(options))
@@ -98,6 +99,8 @@ def add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help="GUARD_LANE for the bot under test (default: the bot's own default)")
     bench.add_argument("--webhook-workers", type=int, default=1, metavar="N",
                        help="the webhook bot as `run --webhook --workers N` (needs PostgreSQL above 1)")
+    bench.add_argument("--webhook-intake", choices=["guard", "server"], default="server",
+                       help="who takes the webhook POSTs: the guard lane on WEBHOOK_GUARD_PORT, or the web server")
     bench.set_defaults(func=cmd_bench)
 
     drill = sub.add_parser("drill", help=cmd_drill.__doc__)

@@ -80,6 +80,8 @@ class BenchOptions:
     bot_settings: dict[str, str] = field(default_factory=dict)  # extra settings of the measured bot
     guard_lane: str | None = None  # GUARD_LANE for the bot under test (None: the bot's default)
     webhook_workers: int = 1  # the webhook bot as ``run --webhook --workers N`` (its CPU counts every worker)
+    # Who takes Telegram's POSTs: the guard lane on a port of its own (WEBHOOK_GUARD_PORT), or the web server
+    webhook_intake: Literal["guard", "server"] = "server"
 
     def __post_init__(self) -> None:
         # quick: 10 / 40 / 100 pastes per wave; enough for a p99 that is the worst of them, and under a minute
@@ -160,8 +162,11 @@ class Bench:
         if transport == "webhook":
             port = loopback_port()
             extra.update({"WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(port),
-                          "WEBHOOK_SECRET_TOKEN": secrets.token_urlsafe(24),
-                          "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram"})
+                          "WEBHOOK_SECRET_TOKEN": secrets.token_urlsafe(24)})
+            if self.options.webhook_intake == "guard":
+                port = loopback_port()
+                extra["WEBHOOK_GUARD_PORT"] = str(port)
+            extra["WEBHOOK_URL"] = f"http://127.0.0.1:{port}/telegram"
             args.append("--webhook")
             if self.options.webhook_workers > 1:
                 args += ["--workers", str(self.options.webhook_workers)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import threading
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "add_webhook_parser", "cmd_webhook", "mounted_routes", "run_webhook",
            "webhook_path"]
+
+log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACEFUL_SHUTDOWN_S = 25  # in-flight requests; Kubernetes' default grace period is 30 s
@@ -94,7 +97,7 @@ def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = (), l
     from bot.telegram.application import build_bot
 
     bot_app = build_bot(settings)
-    state = WebState()
+    state = WebState(shared_port=listen_fd is not None)
     app = create_web_app(bot_app, webhook_path=webhook_path(settings), state=state,
                          extra_routes=[*extra_routes, *mounted_routes(bot_app)])
     # log_config=None: uvicorn's records go through the root logger and its redaction filter.
@@ -104,10 +107,15 @@ def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = (), l
                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     if listen_fd is None:
         server = _GracefulServer(config, state)
+        state.request_stop = lambda: server.handle_exit(signal.SIGTERM, None)
         server.run()
     else:
         server = _GracefulServer(config, state, handled=(signal.SIGTERM,))
+        state.request_stop = lambda: server.handle_exit(signal.SIGTERM, None)
         server.run(sockets=[socket.socket(fileno=listen_fd)])
+    if state.failure is not None:
+        log.error("the webhook server stopped: %s", type(state.failure).__name__)
+        return 1
     return 0 if server.started else 1
 
 

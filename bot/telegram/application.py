@@ -180,9 +180,9 @@ def build_bot(settings: Settings, *, sole_consumer: bool = False) -> BotApp:
     support.register(application)  # agent commands and /start <link> first: in group 0 the first match wins
     intake = Intake(messenger, limits, settings.policy)
     runtime.intake = intake  # a key whose message was slow to delete is admitted once it is gone
-    # Polling, and a webhook answered before processing, have nobody to redeliver a failed update
-    # (Telegram does it for a webhook answered 503 after processing).
-    queued = sole_consumer or settings.webhook_answer == "after_guard"
+    # Polling, and a webhook answered before processing (after_guard, or by the guard lane's intake), have
+    # nobody to redeliver a failed update (Telegram does it for a webhook answered 503 after processing).
+    queued = sole_consumer or settings.webhook_answer == "after_guard" or settings.webhook_guard_port is not None
     redelivery = Redelivery(application.update_queue, running=lambda: application.running) if queued else None
     BotHandlers(runtime, intake, guard, redelivery).register(application)
     application.add_handler(TypeHandler(Update, count_update), group=COUNT_GROUP)

@@ -92,6 +92,10 @@ class GuardLane:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._main.cancel)
 
+    def report_waiting(self, waiting: int) -> None:
+        """How many updates wait in the main process. Polling asks Telegram only when it wants more, so it
+        ignores this; the webhook intake (bot/web/guard_intake.py) answers 503 above its bound."""
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop polling; deletions under way finish (each is bounded by its own deadline)."""
         self.cancel()
@@ -124,9 +128,7 @@ class GuardLane:
         pending: set[asyncio.Task[None]] = set()
         try:
             await bot.initialize()
-            await bot.delete_webhook(drop_pending_updates=False)  # getUpdates answers 409 while one is set
-            self.ready.set()
-            await self._poll(bot, guard, pending)
+            await self._receive(bot, guard, pending)
         except asyncio.CancelledError:
             pass
         finally:
@@ -134,6 +136,12 @@ class GuardLane:
                 await asyncio.wait(pending, timeout=30)
             with contextlib.suppress(Exception):
                 await bot.shutdown()
+
+    async def _receive(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
+        """Take updates from Telegram until cancelled: here by ``getUpdates`` (the webhook intake overrides it)."""
+        await bot.delete_webhook(drop_pending_updates=False)  # getUpdates answers 409 while one is set
+        self.ready.set()
+        await self._poll(bot, guard, pending)
 
     async def _poll(self, bot: ExtBot[None], guard: SecretGuard, pending: set[asyncio.Task[None]]) -> None:
         confirmations = Confirmations(HOLD_WINDOW)
@@ -179,14 +187,20 @@ class GuardLane:
                      confirmations: Confirmations) -> GuardVerdict | None:
         """Delete first; the update may be confirmed to Telegram only after this."""
         try:
+            return await self._check(bot, guard, raw)
+        finally:
+            confirmations.settle(int(raw["update_id"]))
+
+    @staticmethod
+    async def _check(bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any]) -> GuardVerdict | None:
+        """Run the secret guard on one raw update (a pasted key is deleted before this returns)."""
+        try:
             update = Update.de_json(raw, bot)
             await guard.check(update)
             return guard.verdict_for(update)
         except Exception:  # the main loop's guard will look at it again
             log.exception("guard lane could not check update %s", raw.get("update_id"))
             return None
-        finally:
-            confirmations.settle(int(raw["update_id"]))
 
     async def _hand_over(self, raw: dict[str, Any], guarded: asyncio.Task[GuardVerdict | None],
                          before: asyncio.Task[None] | None) -> None:

@@ -29,10 +29,15 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.ports import DeleteOutcome, GuardVerdict
 from bot.telegram.guard_lane import SWITCH_INTERVAL_S, GuardLane, Handover
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bot.web.guard_intake import IntakeConfig
 
 __all__ = ["GuardProcess", "LaneConfig"]
 
@@ -54,14 +59,16 @@ class LaneConfig:
     delete_background_s: float = 600.0
     log_level: str = "INFO"
     redact: list[str] = field(default_factory=list)
+    intake: IntakeConfig | None = None  # set: the lane takes webhook POSTs instead of polling getUpdates
 
 
 class GuardProcess:
     """The parent's side: starts the child, reads its messages, hands updates over like :class:`GuardLane`."""
 
-    def __init__(self, config: LaneConfig, handover: Handover) -> None:
+    def __init__(self, config: LaneConfig, handover: Handover, outcome: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.handover = handover
+        self.outcome = outcome or (lambda _: None)  # the webhook intake's refusals, for /metrics
         self.failure: BaseException | None = None
         self.stopped = threading.Event()
         self._ready = threading.Event()
@@ -98,6 +105,11 @@ class GuardProcess:
             self._process.join(5)
         self._reader.join(5)
 
+    def report_waiting(self, waiting: int) -> None:
+        """Tell the webhook intake how many updates wait here (it answers 503 above WEBHOOK_QUEUE_MAX)."""
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send_bytes(_dump({"t": "w", "n": waiting}))
+
     def _read(self) -> None:
         goodbye = False
         try:
@@ -110,6 +122,8 @@ class GuardProcess:
                     settled = self._settling.pop(int(message["u"]), None)
                     if settled is not None and not settled.done():
                         settled.set_result(DeleteOutcome(message["o"]))
+                elif kind == "m":
+                    self.outcome(str(message["o"]))
                 elif kind == "ready":
                     self._ready.set()
                 elif kind == "failed":
@@ -165,9 +179,7 @@ def child_main(config: LaneConfig, conn: Connection) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it tells us to stop
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    lane = GuardLane(config.token, config.base_url, config.allowed_updates, _handover_to(outbox),
-                     delete_deadline_s=config.delete_deadline_s, delete_notice_after_s=config.delete_notice_after_s,
-                     delete_background_s=config.delete_background_s)
+    lane = _lane(config, outbox)
     signal.signal(signal.SIGTERM, lambda *_: lane.cancel())
     writer = threading.Thread(target=_write, args=(conn, outbox), name="guard-lane-writer", daemon=True)
     writer.start()
@@ -185,6 +197,18 @@ def child_main(config: LaneConfig, conn: Connection) -> None:
     finally:
         outbox.put(None)
         writer.join(10)
+
+
+def _lane(config: LaneConfig, outbox: queue.SimpleQueue[bytes | None]) -> GuardLane:
+    """The lane the config asks for: polling ``getUpdates``, or taking webhook POSTs."""
+    deadlines = {"delete_deadline_s": config.delete_deadline_s, "delete_notice_after_s": config.delete_notice_after_s,
+                 "delete_background_s": config.delete_background_s}
+    if config.intake is None:
+        return GuardLane(config.token, config.base_url, config.allowed_updates, _handover_to(outbox), **deadlines)
+    from bot.web.guard_intake import WebhookIntake
+
+    return WebhookIntake(config.token, config.base_url, config.intake, _handover_to(outbox),
+                         outcome=lambda outcome: outbox.put(_dump({"t": "m", "o": outcome})), **deadlines)
 
 
 def _handover_to(outbox: queue.SimpleQueue[bytes | None]) -> Handover:
@@ -230,8 +254,11 @@ def _watch_parent(conn: Connection, lane: GuardLane) -> None:
     while True:
         try:
             if conn.poll(PARENT_CHECK_S):
-                if json.loads(conn.recv_bytes()).get("t") == "stop":
+                message = json.loads(conn.recv_bytes())
+                if message.get("t") == "stop":
                     break
+                if message.get("t") == "w":
+                    lane.report_waiting(int(message["n"]))
             elif os.getppid() != parent:
                 break
         except (EOFError, OSError):

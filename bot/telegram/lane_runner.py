@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from telegram import Update
 
@@ -19,8 +20,10 @@ from bot.core.ports import GuardVerdict
 from bot.telegram.guard_lane import GuardLane, Handover
 from bot.telegram.secret_guard import SecretGuard
 
-__all__ = ["Lane", "make_lane", "serve_with_lane"]
+__all__ = ["Lane", "handover_to", "make_lane", "serve_with_lane"]
 
+if TYPE_CHECKING:
+    from bot.web.guard_intake import IntakeConfig
 
 
 class Lane(Protocol):
@@ -33,9 +36,12 @@ class Lane(Protocol):
 
     def stop(self, timeout: float = 30.0) -> None: ...
 
+    def report_waiting(self, waiting: int) -> None: ...
 
-def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Handover) -> Lane:
-    """The lane runner for ``GUARD_LANE`` (``thread`` or ``process``)."""
+
+def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Handover, *,
+              intake: IntakeConfig | None = None, outcome: Callable[[str], None] | None = None) -> Lane:
+    """The lane runner for ``GUARD_LANE`` (``thread`` or ``process``); with ``intake``, it takes webhook POSTs."""
     options: dict[str, Any] = {
         "delete_deadline_s": settings.telegram_delete_deadline_s,
         "delete_notice_after_s": settings.telegram_delete_notice_after_s,
@@ -45,8 +51,30 @@ def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Ha
         from bot.telegram.guard_process import GuardProcess, LaneConfig
 
         return GuardProcess(LaneConfig(token, base_url, allowed_updates, log_level=settings.log_level,
-                                       redact=settings.secrets_to_redact(), **options), handover)
+                                       redact=settings.secrets_to_redact(), intake=intake, **options),
+                            handover, outcome)
+    if intake is not None:
+        from bot.web.guard_intake import WebhookIntake
+
+        return WebhookIntake(token, base_url, intake, handover, outcome=outcome, **options)
     return GuardLane(token, base_url, allowed_updates, handover, **options)
+
+
+def handover_to(application: Any, loop: asyncio.AbstractEventLoop) -> Handover:
+    """The lane's handover (from its thread): the update joins the application's queue on ``loop``, with the
+    guard's verdict settled first so the main loop's guard does not check it again."""
+    main_guard: SecretGuard | None = getattr(application.update_processor, "guard", None)
+
+    def deliver(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+        update = Update.de_json(raw, application.bot)
+        if main_guard is not None:
+            main_guard.settle(update.update_id, verdict)
+        application.update_queue.put_nowait(update)
+
+    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+        loop.call_soon_threadsafe(deliver, raw, verdict)
+
+    return handover
 
 
 async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asyncio.Event | None = None,
@@ -64,19 +92,8 @@ async def serve_with_lane(bot_app: Any, allowed_updates: list[str], *, stop: asy
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    main_guard: SecretGuard | None = getattr(application.update_processor, "guard", None)
-
-    def deliver(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
-        update = Update.de_json(raw, application.bot)
-        if main_guard is not None:
-            main_guard.settle(update.update_id, verdict)
-        application.update_queue.put_nowait(update)
-
-    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
-        loop.call_soon_threadsafe(deliver, raw, verdict)
-
     await application.initialize()
-    lane = make_lane(mode or settings.guard_lane, settings, allowed_updates, handover)
+    lane = make_lane(mode or settings.guard_lane, settings, allowed_updates, handover_to(application, loop))
     try:
         if application.post_init is not None:
             await application.post_init(application)

@@ -33,10 +33,8 @@ pastes/s in the bench. A crash loses what waits in the queue, as in polling; a q
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -54,7 +52,9 @@ from telegram import Update
 
 from bot.metrics import CONTENT_TYPE, record_webhook, refresh_from_database, render
 from bot.telegram.redelivery import is_transient
+from bot.web.guard_port import webhook_lane
 from bot.web.limits import FailedAuthThrottle
+from bot.web.webhook_request import MAX_UPDATE_BYTES, RETRY_AFTER_S, SECRET_HEADER, Refusal, read_update
 from flows.steps import Step
 from storage.db import session_factory
 from storage.migrate import alembic_config
@@ -74,9 +74,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_PATH = "/telegram"
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-MAX_UPDATE_BYTES = 1 << 20  # Telegram updates are a few KB; refuse to buffer anything absurd
-RETRY_AFTER_S = 2  # Telegram honours Retry-After on non-2xx webhook answers (clamped to 0..3600)
 PROBE_TIMEOUT_S = 3.0
 DRAIN_TIMEOUT_S = 20.0
 
@@ -85,9 +82,21 @@ _failures: ContextVar[list[BaseException] | None] = ContextVar("webhook_failures
 
 @dataclass
 class WebState:
-    """Mutable server state: ``stopping`` turns /readyz red and refuses new updates during shutdown."""
+    """Mutable server state: ``stopping`` turns /readyz red and refuses new updates during shutdown.
+
+    ``failure`` is why the server stops on its own (the guard lane's webhook intake died); ``request_stop``
+    asks the process runner to shut the server down (unset when an ASGI client drives the app in tests).
+    """
 
     stopping: bool = False
+    failure: BaseException | None = None
+    request_stop: Callable[[], None] | None = None
+    shared_port: bool = False  # ``--workers``: the guard lanes' webhook port is shared too (SO_REUSEPORT)
+
+    def fail(self, error: BaseException) -> None:
+        self.failure, self.stopping = error, True
+        if self.request_stop is not None:
+            self.request_stop()
 
 
 async def _note_failure(update: object, context: Any) -> None:
@@ -97,13 +106,10 @@ async def _note_failure(update: object, context: Any) -> None:
         failures.append(context.error)
 
 
-def _parse_update(body: bytes, bot: Any) -> Update | None:
-    """The update in ``body``, or None if it is not one (never logged: it may hold a key)."""
+def _parse_update(raw: dict[str, Any], bot: Any) -> Update | None:
+    """The update in ``raw``, or None if PTB cannot read it (never logged: it may hold a key)."""
     try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            return None
-        return Update.de_json(data, bot)
+        return Update.de_json(raw, bot)
     except Exception:
         return None
 
@@ -142,20 +148,11 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         return PlainTextResponse(reason, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     async def telegram(request: Request) -> Response:
-        supplied = request.headers.get(SECRET_HEADER, "").encode()
-        if not hmac.compare_digest(supplied, expected_secret):
-            record_webhook("forbidden")
-            return PlainTextResponse("forbidden", status_code=403)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            record_webhook("bad_request")
-            return PlainTextResponse("expected application/json", status_code=415)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_UPDATE_BYTES:
-                record_webhook("bad_request")
-                return PlainTextResponse("too large", status_code=413)
-        update = _parse_update(bytes(body), application.bot)
+        raw = await read_update(request, expected_secret)
+        if isinstance(raw, Refusal):
+            record_webhook(raw.outcome)
+            return PlainTextResponse(raw.reason, status_code=raw.status)
+        update = _parse_update(raw, application.bot)
         if update is None:
             record_webhook("bad_request")
             return PlainTextResponse("not an update", status_code=400)
@@ -246,11 +243,12 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await application.initialize()
-        await application.start()  # the update queue stays idle; it runs create_task and the job queue
+        await application.start()  # its queue takes what after_guard or the guard lane's intake hands over
         if application.post_init is not None:
             await application.post_init(application)  # commands, delete bot, outbox worker
         try:
-            yield
+            async with webhook_lane(bot_app, webhook_path, shared_port=web.shared_port, on_failure=web.fail):
+                yield
         finally:
             web.stopping = True
             bot_app.runtime.stop_queued()

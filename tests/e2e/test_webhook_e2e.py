@@ -36,15 +36,20 @@ PERSONAL_STEPS = [("Next", "Start a new secret key"), ("Next", "Who owns the key
 class WebhookStack:
     """Stand-ins, one `run --webhook` bot process, and its HTTP address."""
 
-    def __init__(self, folder: Path, **env: Any) -> None:
+    def __init__(self, folder: Path, *, guard_port: bool = False, **env: Any) -> None:
+        """``guard_port``: Telegram posts to the guard lane's own port (WEBHOOK_GUARD_PORT), not the server's."""
         self.folder = folder
         self.sandbox = Sandbox().start()
         self.sandbox.telegram.configure(webhook_max_attempts=60)  # survive a restart of the bot
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.webhook_url = f"{self.url}/telegram"
+        if guard_port:
+            env["webhook_guard_port"] = free_port()
+            self.webhook_url = f"http://127.0.0.1:{env['webhook_guard_port']}/telegram"
         self.database = folder / "bot.db"
         self.env = self.sandbox.bot_environment(
-            f"sqlite+aiosqlite:///{self.database}", webhook_url=f"{self.url}/telegram",
+            f"sqlite+aiosqlite:///{self.database}", webhook_url=self.webhook_url,
             webhook_secret_token=SECRET, webhook_listen="127.0.0.1", webhook_port=self.port, **env)
         self.cli_output = self.cli("webhook", "set")
         self.bot = BotProcess(self.env, folder / "bot.log", args=("run", "--webhook"))
@@ -81,7 +86,7 @@ class WebhookStack:
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-        return self.http.post(f"{self.url}/telegram", content=json.dumps(payload), headers=headers)
+        return self.http.post(self.webhook_url, content=json.dumps(payload), headers=headers)
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics (0 if the series does not exist yet)."""

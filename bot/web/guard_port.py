@@ -1,0 +1,91 @@
+"""The main process's side of the webhook intake on the guard lane (``WEBHOOK_GUARD_PORT``).
+
+Why its own module: the web server's lifespan starts it beside the bot and stops it first on the way
+down, and three small duties come with it: every update the lane hands over joins the application's
+queue (as in polling), the lane hears every 50 ms how many updates wait here (it answers 503 above
+``WEBHOOK_QUEUE_MAX``), and a lane that dies stops the server (no updates would arrive any more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from bot.core.ports import GuardVerdict
+from bot.metrics import record_webhook
+from bot.telegram.lane_runner import Lane, handover_to, make_lane
+from bot.web.guard_intake import IntakeConfig
+
+if TYPE_CHECKING:
+    from bot.telegram.application import BotApp
+
+__all__ = ["REPORT_EVERY_S", "webhook_lane"]
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY_S = 0.05  # how stale the lane's view of this process's queue may be
+
+
+def waiting_updates(application: Any) -> int:
+    """Updates queued here or being processed (PTB takes every queued update at once; its processor
+    bounds the handlers, not the queue, so both count)."""
+    return int(application.update_queue.qsize()) + int(getattr(application.update_processor, "in_flight", 0))
+
+
+@asynccontextmanager
+async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
+                       on_failure: Callable[[BaseException], None]) -> AsyncIterator[Lane | None]:
+    """Run the intake while the server runs (nothing when ``WEBHOOK_GUARD_PORT`` is unset)."""
+    settings = bot_app.settings
+    if settings.webhook_guard_port is None:
+        yield None
+        return
+    if settings.guard_lane == "off":
+        raise SystemExit("WEBHOOK_GUARD_PORT needs the guard lane: set GUARD_LANE=process (the default) or thread.")
+    assert settings.webhook_secret_token is not None  # create_web_app refuses to start without it
+    application = bot_app.application
+    deliver = handover_to(application, asyncio.get_running_loop())
+
+    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+        deliver(raw, verdict)
+        record_webhook("accepted")
+
+    intake = IntakeConfig(settings.webhook_listen, settings.webhook_guard_port, path,
+                          settings.webhook_secret_token.get_secret_value(), settings.webhook_queue_max,
+                          reuse_port=shared_port)
+    lane = make_lane(settings.guard_lane, settings, [], handover, intake=intake, outcome=record_webhook)
+    await asyncio.to_thread(lane.start)
+    if lane.failure is not None:
+        await asyncio.to_thread(lane.stop)
+        raise lane.failure
+    stopping = False
+
+    async def report() -> None:
+        last = -1
+        while True:
+            waiting = waiting_updates(application)
+            if waiting != last:
+                lane.report_waiting(waiting)
+                last = waiting
+            await asyncio.sleep(REPORT_EVERY_S)
+
+    async def watch() -> None:
+        await asyncio.to_thread(lane.stopped.wait)
+        if not stopping:
+            log.error("the webhook intake stopped (%s); the server stops too", type(lane.failure).__name__)
+            on_failure(lane.failure or RuntimeError("the webhook intake stopped"))
+
+    tasks = [asyncio.create_task(report()), asyncio.create_task(watch())]
+    try:
+        yield lane
+    finally:
+        stopping = True
+        await asyncio.to_thread(lane.stop)  # POSTs under way finish; what they handed over joins the queue
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
