@@ -40,6 +40,7 @@ from bot.config import Settings
 from bot.standins.sandbox import Sandbox
 from bot.standins.telegram import SandboxError
 from bot.telegram.application import ALLOWED_UPDATES, BotApp, build_bot
+from bot.telegram.secret_guard import data_carries_secret
 from flows.steps import SPECS, Step
 from flows.view import callback_data
 from storage.migrate import upgrade
@@ -314,7 +315,14 @@ async def _run(harness: Harness, example: Example, acts_: list[Act]) -> int:
             continue
         if synthetic is not None:
             updates.append(synthetic)
-        fetched = await application.bot.get_updates(offset=harness.offset, timeout=0, allowed_updates=ALLOWED_UPDATES)
+        raws = await application.bot.do_api_request("getUpdates", api_kwargs={
+            "offset": harness.offset, "timeout": 0, "allowed_updates": ALLOWED_UPDATES})
+        fetched = [Update.de_json(raw, application.bot) for raw in raws]
+        for raw, update in zip(raws, fetched, strict=True):
+            # The guard lane decides on the raw JSON (no PTB object for most updates): it must never miss
+            # what the check on PTB's own ``to_dict()`` finds.
+            if data_carries_secret(update.to_dict()) and not data_carries_secret(raw):
+                harness.failures.append(f"the raw JSON of update {update.update_id} hides a secret PTB sees")
         if fetched:
             harness.offset = fetched[-1].update_id + 1
         updates.extend(fetched)

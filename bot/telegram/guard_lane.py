@@ -32,7 +32,7 @@ from telegram.warnings import PTBUserWarning
 from bot.core.ports import GuardVerdict
 from bot.telegram.messenger import Messenger
 from bot.telegram.request import ObservedRequest
-from bot.telegram.secret_guard import SecretGuard
+from bot.telegram.secret_guard import SecretGuard, data_carries_secret
 
 __all__ = ["Confirmations", "GuardLane", "Handover"]
 
@@ -193,10 +193,15 @@ class GuardLane:
 
     @staticmethod
     async def _check(bot: ExtBot[None], guard: SecretGuard, raw: dict[str, Any]) -> GuardVerdict | None:
-        """Run the secret guard on one raw update (a pasted key is deleted before this returns)."""
+        """Run the secret guard on one raw update (a pasted key is deleted before this returns).
+
+        The raw JSON is looked at first: most updates (button presses, typed steps) hold nothing
+        key-shaped, and for them no PTB object is built here at all (0.2-0.3 ms of CPU each)."""
         try:
+            if not data_carries_secret(raw):
+                return None
             update = Update.de_json(raw, bot)
-            await guard.check(update)
+            await guard.check(update, data=raw)
             return guard.verdict_for(update)
         except Exception:  # the main loop's guard will look at it again
             log.exception("guard lane could not check update %s", raw.get("update_id"))

@@ -134,12 +134,14 @@ class SecretGuard:
         self._settled: OrderedDict[int, bool] = OrderedDict()  # updates the guard lane already checked
         self.observers: list[Any] = []  # callables(verdict) for metrics
 
-    async def check(self, update: object) -> None:
+    async def check(self, update: object, *, data: dict[str, Any] | None = None) -> None:
+        """Delete what ``update`` shows of a secret; ``data`` is its raw JSON when the caller has it (the
+        guard lane), which spares rebuilding it with ``to_dict()``."""
         if not isinstance(update, Update):
             return
         if self._settled.pop(update.update_id, False):
             return  # the guard lane looked at it (and deleted what it had to) before handing it over
-        if not data_carries_secret(update.to_dict()):
+        if not data_carries_secret(data if data is not None else update.to_dict()):
             return
         # Callback data, inline queries and other updates without a message of the user's: nothing shows
         # in a chat, so nothing to delete (the button handler treats unknown data as forged, stores none).
