@@ -92,7 +92,7 @@ class GuardLane:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._main.cancel)
 
-    def report_waiting(self, waiting: int) -> None:
+    def report_waiting(self, waiting: int, received: int) -> None:
         """How many updates wait in the main process. Polling asks Telegram only when it wants more, so it
         ignores this; the webhook intake (bot/web/guard_intake.py) answers 503 above its bound."""
 

@@ -105,10 +105,11 @@ class GuardProcess:
             self._process.join(5)
         self._reader.join(5)
 
-    def report_waiting(self, waiting: int) -> None:
-        """Tell the webhook intake how many updates wait here (it answers 503 above WEBHOOK_QUEUE_MAX)."""
+    def report_waiting(self, waiting: int, received: int) -> None:
+        """Tell the webhook intake how many updates wait here and how many came from it (it answers 503
+        above WEBHOOK_QUEUE_MAX)."""
         with contextlib.suppress(OSError, ValueError):
-            self._conn.send_bytes(_dump({"t": "w", "n": waiting}))
+            self._conn.send_bytes(_dump({"t": "w", "n": waiting, "r": received}))
 
     def _read(self) -> None:
         goodbye = False
@@ -258,7 +259,7 @@ def _watch_parent(conn: Connection, lane: GuardLane) -> None:
                 if message.get("t") == "stop":
                     break
                 if message.get("t") == "w":
-                    lane.report_waiting(int(message["n"]))
+                    lane.report_waiting(int(message["n"]), int(message["r"]))
             elif os.getppid() != parent:
                 break
         except (EOFError, OSError):

@@ -95,12 +95,14 @@ class WebhookIntake(GuardLane):
         self.outcome = outcome or (lambda _: None)
         self._secret = intake.secret.encode()
         self._server: _LaneServer | None = None
-        self._waiting = 0  # the main process's last report: updates queued or being processed
-        self._handed = 0  # handed over since that report
+        self._waiting = 0  # the main process's last report: updates queued or being processed there
+        self._received = 0  # ... and how many it had received from this lane by then
+        self._handed = 0  # how many this lane has handed over
 
-    def report_waiting(self, waiting: int) -> None:
-        """The main process's queue length (from any thread: a slightly stale count only shifts the bound)."""
-        self._waiting, self._handed = waiting, 0
+    def report_waiting(self, waiting: int, received: int) -> None:
+        """The main process's queue and what it received (from any thread): what waits there is
+        ``waiting`` plus what was handed over since (in the pipe), never more, however old the report."""
+        self._waiting, self._received = waiting, received
 
     def cancel(self) -> None:
         """Stop taking POSTs; those under way finish (uvicorn's graceful shutdown), then :meth:`serve` ends."""
@@ -134,7 +136,7 @@ class WebhookIntake(GuardLane):
         verdict = await self._check(bot, guard, raw)  # the key is gone (or its deletion is under way)
         if self._cancelled:
             return self._refuse("unavailable", 503, "shutting down")
-        if self._waiting + self._handed >= self.intake.queue_max:
+        if self._waiting + (self._handed - self._received) >= self.intake.queue_max:
             return self._refuse("unavailable", 503, "busy")
         self._handed += 1
         self.handover(raw, verdict)

@@ -50,8 +50,12 @@ async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
     application = bot_app.application
     deliver = handover_to(application, asyncio.get_running_loop())
 
-    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
+    received = 0
+
+    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:  # on the lane's reader thread
+        nonlocal received
         deliver(raw, verdict)
+        received += 1
         record_webhook("accepted")
 
     intake = IntakeConfig(settings.webhook_listen, settings.webhook_guard_port, path,
@@ -65,12 +69,14 @@ async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
     stopping = False
 
     async def report() -> None:
-        last = -1
+        last = (-1, -1)
         while True:
-            waiting = waiting_updates(application)
-            if waiting != last:
-                lane.report_waiting(waiting)
-                last = waiting
+            # "received" counts what reached this side, even if not yet in the queue (call_soon_threadsafe):
+            # such an update is counted neither there nor in transit for a moment, which only lets one more in.
+            now = (waiting_updates(application), received)
+            if now != last:
+                lane.report_waiting(*now)
+                last = now
             await asyncio.sleep(REPORT_EVERY_S)
 
     async def watch() -> None:

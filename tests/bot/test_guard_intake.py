@@ -116,14 +116,14 @@ async def test_a_full_queue_still_deletes_the_key_then_asks_telegram_to_send_it_
         telegram: tuple[FakeTelegram, str], tmp_path: Path, mode: str) -> None:
     fake, url = telegram
     with _intake(url, tmp_path, mode, queue_max=3) as (lane, intake_url, handed, refused):
-        lane.report_waiting(3)  # the main process says three updates wait there
+        lane.report_waiting(3, 0)  # the main process says three updates wait there
         await asyncio.sleep(0.3)  # the report crosses the pipe (process mode)
         sent = fake.send(USER, KEY)
         raw = _pending_update(url)
         busy = _post(intake_url, json.dumps(raw).encode())
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
         assert _deleted(fake, sent["message_id"]), "the key must not wait for the queue"
-        lane.report_waiting(0)
+        lane.report_waiting(0, 0)
         await asyncio.sleep(0.3)
         assert _post(intake_url, json.dumps(raw).encode()).status_code == 200  # Telegram's redelivery
         await _until(lambda: handed)
@@ -147,3 +147,26 @@ async def test_a_port_already_taken_stops_the_lane_with_the_reason(telegram: tup
         assert await asyncio.to_thread(lane.stopped.wait, 30)
         assert lane.failure is not None
         await asyncio.to_thread(lane.stop)
+
+
+@MODES
+async def test_the_bound_counts_what_waits_not_every_update_ever_handed_over(
+        telegram: tuple[FakeTelegram, str], tmp_path: Path, mode: str) -> None:
+    """A main process that keeps up reports "nothing waits" again and again; the lane must go on taking
+    updates long past ``queue_max`` of them (it once counted every hand-over since the last *changed* report)."""
+    fake, url = telegram
+    with _intake(url, tmp_path, mode, queue_max=3) as (lane, intake_url, handed, _):
+        for number in range(8):
+            fake.send(USER, f"hello {number}")
+            assert _post(intake_url, json.dumps(_pending_update(url)).encode()).status_code == 200, number
+            await _until(lambda: len(handed) > number)
+            lane.report_waiting(0, len(handed))  # processed at once: nothing waits
+            await asyncio.sleep(0.1 if mode == "process" else 0)  # the report crosses the pipe
+        # in transit counts too: with no report at all, the fourth unreported hand-over is refused
+        lane.report_waiting(0, len(handed))
+        await asyncio.sleep(0.2)
+        answers = []
+        for number in range(4):
+            fake.send(USER, f"burst {number}")
+            answers.append(_post(intake_url, json.dumps(_pending_update(url)).encode()).status_code)
+        assert answers == [200, 200, 200, 503]

@@ -26,7 +26,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def guard_stack(tmp_path: Path) -> Iterator[WebhookStack]:
-    created = WebhookStack(tmp_path, guard_port=True)
+    # A small queue bound: a walk of a dozen updates must pass it, so the lane has to learn from the main
+    # process that each update left the queue (it once counted every update handed over since the last
+    # *changed* report, and refused everything after the fourth of a steady walk).
+    created = WebhookStack(tmp_path, guard_port=True, webhook_queue_max=4)
     try:
         created.start_bot()
         yield created

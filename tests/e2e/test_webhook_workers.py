@@ -65,14 +65,17 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 
 
 class WorkersStack:
-    def __init__(self, folder: Path, database_url: str) -> None:
+    def __init__(self, folder: Path, database_url: str, **env: object) -> None:
         self.sandbox = Sandbox().start()
         self.sandbox.telegram.configure(webhook_max_attempts=60)  # keep redelivering while a worker restarts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = self.sandbox.bot_environment(database_url, webhook_url=f"{self.url}/telegram",
+        webhook_url = f"{self.url}/telegram"
+        if env.get("webhook_guard_port"):
+            webhook_url = f"http://127.0.0.1:{env['webhook_guard_port']}/telegram"
+        self.env = self.sandbox.bot_environment(database_url, webhook_url=webhook_url,
                                                 webhook_secret_token=SECRET, webhook_listen="127.0.0.1",
-                                                webhook_port=self.port)
+                                                webhook_port=self.port, **env)
         done = subprocess.run(_command(("webhook", "set")), env={**os.environ, **self.env}, capture_output=True,
                               text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -163,6 +166,37 @@ def test_workers_stop_when_their_supervisor_is_killed(workers_stack: WorkersStac
     assert len(workers) == WORKERS
     workers_stack.bot.kill()  # SIGKILL: the supervisor runs no code
     _wait(lambda: not any(_alive(pid) for pid in workers), 60, "orphaned workers kept running")
+
+
+@pytest.mark.postgres
+def test_workers_share_the_guard_port_and_each_lane_takes_its_share(tmp_path: Path) -> None:
+    """With WEBHOOK_GUARD_PORT every worker's guard process listens on that one port (SO_REUSEPORT)."""
+    if not os.environ.get(POSTGRES_URL_ENV):
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set: several workers need PostgreSQL (CI sets it)")
+    with scratch_postgres_database("workers_guard") as database_url:
+        stack = WorkersStack(tmp_path, database_url, webhook_guard_port=free_port())
+        try:
+            stack.start()
+            lanes = [pid for worker in _children(stack.pid) for pid in _children(worker)
+                     if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(lanes) == WORKERS, "every worker has its own guard process"
+            stack.sandbox.doubletick.configure(workspaces={"ws_guard_workers": "Guard Workers Inc"})
+            user = stack.user()
+            walk_to_paste(user, "ws_guard_workers")
+            pasted = user.send(DEMO_KEYS["valid"].key)
+            user.wait_guide("You're done")
+            assert user.message(pasted["message_id"])["deleted"]
+            others = [stack.user() for _ in range(8)]
+            for other in others:
+                other.send("/start")
+            for other in others:
+                other.wait_guide("Connect DoubleTick to OpenAI", timeout=30)
+            assert stack.bot.process is not None
+            stack.bot.process.send_signal(signal.SIGTERM)
+            assert stack.bot.process.wait(60) == 0, stack.bot.log()
+            assert not any(_alive(pid) for pid in lanes)
+        finally:
+            stack.close()
 
 
 def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
