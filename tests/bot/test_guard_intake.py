@@ -159,7 +159,7 @@ async def test_the_bound_counts_what_waits_not_every_update_ever_handed_over(
         for number in range(8):
             fake.send(USER, f"hello {number}")
             assert _post(intake_url, json.dumps(_pending_update(url)).encode()).status_code == 200, number
-            await _until(lambda: len(handed) > number)
+            await _until(lambda count=number: len(handed) > count)
             lane.report_waiting(0, len(handed))  # processed at once: nothing waits
             await asyncio.sleep(0.1 if mode == "process" else 0)  # the report crosses the pipe
         # in transit counts too: with no report at all, the fourth unreported hand-over is refused
