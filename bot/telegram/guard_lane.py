@@ -29,12 +29,12 @@ from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from bot.core.ports import GuardVerdict
+from bot.core.ports import DeleteOutcome, GuardVerdict
 from bot.telegram.messenger import Messenger
 from bot.telegram.request import ObservedRequest
 from bot.telegram.secret_guard import SecretGuard, data_carries_secret
 
-__all__ = ["Confirmations", "GuardLane", "Handover"]
+__all__ = ["UNCHECKED", "Confirmations", "GuardLane", "Handover"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ HOLD_WINDOW = 10  # updates fetched again per poll while a deletion holds the of
 HELD_POLL_S = 0.02  # at most this long between polls while a deletion is under way (it holds the offset)
 SWITCH_INTERVAL_S = 0.001  # how long the lane may wait for the GIL (CPython's default is 5 ms)
 Handover = Callable[[dict[str, Any], GuardVerdict | None], None]
+# Handed over when the lane's guard itself failed on an update (not "nothing to delete"): the main process's
+# guard must look at it again, and the webhook intake asks Telegram to send it again instead.
+UNCHECKED = GuardVerdict(DeleteOutcome.FAILED, 0.0, 0.0)
 
 
 def _chat_of(raw: dict[str, Any]) -> int | None:
@@ -203,9 +206,9 @@ class GuardLane:
             update = Update.de_json(raw, bot)
             await guard.check(update, data=raw)
             return guard.verdict_for(update)
-        except Exception:  # the main loop's guard will look at it again
+        except Exception:  # the main loop's guard looks at it again (UNCHECKED is never settled there)
             log.exception("guard lane could not check update %s", raw.get("update_id"))
-            return None
+            return UNCHECKED
 
     async def _hand_over(self, raw: dict[str, Any], guarded: asyncio.Task[GuardVerdict | None],
                          before: asyncio.Task[None] | None) -> None:

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from bot.core.ports import DeleteOutcome, GuardVerdict
-from bot.telegram.guard_lane import SWITCH_INTERVAL_S, GuardLane, Handover
+from bot.telegram.guard_lane import SWITCH_INTERVAL_S, UNCHECKED, GuardLane, Handover
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,6 +153,8 @@ class GuardProcess:
         fields = message.get("v")
         if fields is None:
             return None
+        if fields == "unchecked":
+            return UNCHECKED
         settled: concurrent.futures.Future[DeleteOutcome] | None = None
         if fields["p"]:
             settled = concurrent.futures.Future()
@@ -216,8 +218,10 @@ def _handover_to(outbox: queue.SimpleQueue[bytes | None]) -> Handover:
     """The lane's handover in the child: queue the message; the writer thread sends it (the lane never
     blocks on a full pipe, whatever the parent is busy with)."""
     def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
-        fields = None
-        if verdict is not None:
+        fields: dict[str, Any] | str | None = None
+        if verdict is UNCHECKED:
+            fields = "unchecked"
+        elif verdict is not None:
             fields = {"d": verdict.deletion.value, "r": verdict.received_at, "x": verdict.deleted_at,
                       "p": verdict.settled is not None}
         outbox.put(_dump({"t": "u", "raw": raw, "v": fields}))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from telegram import Update
 
 from bot.core.ports import GuardVerdict
-from bot.telegram.guard_lane import GuardLane, Handover
+from bot.telegram.guard_lane import UNCHECKED, GuardLane, Handover
 from bot.telegram.secret_guard import SecretGuard
 
 __all__ = ["Lane", "handover_to", "make_lane", "serve_with_lane"]
@@ -60,16 +60,20 @@ def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Ha
     return GuardLane(token, base_url, allowed_updates, handover, **options)
 
 
-def handover_to(application: Any, loop: asyncio.AbstractEventLoop) -> Handover:
+def handover_to(application: Any, loop: asyncio.AbstractEventLoop,
+                on_queued: Callable[[], None] | None = None) -> Handover:
     """The lane's handover (from its thread): the update joins the application's queue on ``loop``, with the
-    guard's verdict settled first so the main loop's guard does not check it again."""
+    guard's verdict settled first so the main loop's guard does not check it again (unless the lane's guard
+    failed on it: UNCHECKED). ``on_queued`` runs on ``loop`` once the update is in the queue."""
     main_guard: SecretGuard | None = getattr(application.update_processor, "guard", None)
 
     def deliver(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
         update = Update.de_json(raw, application.bot)
-        if main_guard is not None:
+        if main_guard is not None and verdict is not UNCHECKED:
             main_guard.settle(update.update_id, verdict)
         application.update_queue.put_nowait(update)
+        if on_queued is not None:
+            on_queued()
 
     def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:
         loop.call_soon_threadsafe(deliver, raw, verdict)

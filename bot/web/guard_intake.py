@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from telegram.ext import ExtBot
 
-from bot.telegram.guard_lane import GuardLane, Handover
+from bot.telegram.guard_lane import UNCHECKED, GuardLane, Handover
 from bot.telegram.secret_guard import SecretGuard
 from bot.web.limits import server_config
 from bot.web.webhook_request import RETRY_AFTER_S, Refusal, read_update
@@ -134,6 +134,8 @@ class WebhookIntake(GuardLane):
         if isinstance(raw, Refusal):
             return self._refuse(raw.outcome, raw.status, raw.reason)
         verdict = await self._check(bot, guard, raw)  # the key is gone (or its deletion is under way)
+        if verdict is UNCHECKED:  # the guard itself failed: Telegram sends it again, and the guard retries
+            return self._refuse("unavailable", 503, "try again")
         if self._cancelled:
             return self._refuse("unavailable", 503, "shutting down")
         if self._waiting + (self._handed - self._received) >= self.intake.queue_max:

@@ -37,9 +37,10 @@ def waiting_updates(application: Any) -> int:
 
 
 @asynccontextmanager
-async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
-                       on_failure: Callable[[BaseException], None]) -> AsyncIterator[Lane | None]:
-    """Run the intake while the server runs (nothing when ``WEBHOOK_GUARD_PORT`` is unset)."""
+async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool, on_failure: Callable[[BaseException], None],
+                       on_stop: Callable[[], None]) -> AsyncIterator[Lane | None]:
+    """Run the intake while the server runs (nothing when ``WEBHOOK_GUARD_PORT`` is unset); a lane that
+    stops on its own stops the server: ``on_failure`` when it failed, ``on_stop`` when it was told to."""
     settings = bot_app.settings
     if settings.webhook_guard_port is None:
         yield None
@@ -48,14 +49,16 @@ async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
         raise SystemExit("WEBHOOK_GUARD_PORT needs the guard lane: set GUARD_LANE=process (the default) or thread.")
     assert settings.webhook_secret_token is not None  # create_web_app refuses to start without it
     application = bot_app.application
-    deliver = handover_to(application, asyncio.get_running_loop())
-
     received = 0
 
-    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:  # on the lane's reader thread
+    def queued() -> None:  # on the loop, once the update is in the queue: the report never misses it
         nonlocal received
-        deliver(raw, verdict)
         received += 1
+
+    deliver = handover_to(application, asyncio.get_running_loop(), on_queued=queued)
+
+    def handover(raw: dict[str, Any], verdict: GuardVerdict | None) -> None:  # on the lane's reader thread
+        deliver(raw, verdict)
         record_webhook("accepted")
 
     intake = IntakeConfig(settings.webhook_listen, settings.webhook_guard_port, path,
@@ -71,9 +74,7 @@ async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
     async def report() -> None:
         last = (-1, -1)
         while True:
-            # "received" counts what reached this side, even if not yet in the queue (call_soon_threadsafe):
-            # such an update is counted neither there nor in transit for a moment, which only lets one more in.
-            now = (waiting_updates(application), received)
+            now = (waiting_updates(application), received)  # both read on the loop: one consistent view
             if now != last:
                 lane.report_waiting(*now)
                 last = now
@@ -81,17 +82,22 @@ async def webhook_lane(bot_app: BotApp, path: str, *, shared_port: bool,
 
     async def watch() -> None:
         await asyncio.to_thread(lane.stopped.wait)
-        if not stopping:
+        if stopping:
+            return
+        if lane.failure is None:  # told to stop on its own (a SIGTERM sent to the whole process group)
+            log.info("the webhook intake stopped; the server stops too")
+            on_stop()
+        else:
             log.error("the webhook intake stopped (%s); the server stops too", type(lane.failure).__name__)
-            on_failure(lane.failure or RuntimeError("the webhook intake stopped"))
+            on_failure(lane.failure)
 
     tasks = [asyncio.create_task(report()), asyncio.create_task(watch())]
     try:
         yield lane
     finally:
         stopping = True
-        await asyncio.to_thread(lane.stop)  # POSTs under way finish; what they handed over joins the queue
-        for task in tasks:
+        for task in tasks:  # first: a report sent while the lane stops could fill a pipe nobody reads
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.to_thread(lane.stop)  # POSTs under way finish; what they handed over joins the queue

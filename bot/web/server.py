@@ -94,7 +94,11 @@ class WebState:
     shared_port: bool = False  # ``--workers``: the guard lanes' webhook port is shared too (SO_REUSEPORT)
 
     def fail(self, error: BaseException) -> None:
-        self.failure, self.stopping = error, True
+        self.failure = error
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
         if self.request_stop is not None:
             self.request_stop()
 
@@ -247,7 +251,8 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
         if application.post_init is not None:
             await application.post_init(application)  # commands, delete bot, outbox worker
         try:
-            async with webhook_lane(bot_app, webhook_path, shared_port=web.shared_port, on_failure=web.fail):
+            async with webhook_lane(bot_app, webhook_path, shared_port=web.shared_port, on_failure=web.fail,
+                                    on_stop=web.stop):
                 yield
         finally:
             web.stopping = True

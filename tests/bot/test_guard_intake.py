@@ -170,3 +170,33 @@ async def test_the_bound_counts_what_waits_not_every_update_ever_handed_over(
             fake.send(USER, f"burst {number}")
             answers.append(_post(intake_url, json.dumps(_pending_update(url)).encode()).status_code)
         assert answers == [200, 200, 200, 503]
+
+
+async def test_a_guard_that_fails_asks_telegram_again_and_the_retry_deletes_the_key(
+        telegram: tuple[FakeTelegram, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "nothing to delete": an update whose check raised is answered 503 (Telegram sends it again),
+    never handed over as checked (the thread lane, so the failure can be planted in this process)."""
+    from bot.telegram.messenger import Messenger
+
+    original = Messenger.delete
+    failures = [RuntimeError("unexpected")]
+
+    async def flaky(self: Messenger, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Messenger, "delete", flaky)
+    fake, url = telegram
+    with _intake(url, tmp_path, "thread") as (_, intake_url, handed, refused):
+        sent = fake.send(USER, KEY)
+        body = json.dumps(_pending_update(url)).encode()
+        first = _post(intake_url, body)
+        assert first.status_code == 503 and first.headers["Retry-After"] == "2"
+        assert handed == [] and not _deleted(fake, sent["message_id"])
+        assert _post(intake_url, body).status_code == 200  # Telegram's redelivery
+        assert _deleted(fake, sent["message_id"])
+        await _until(lambda: handed)
+        verdict = handed[0][1]
+        assert verdict is not None and verdict.deletion is DeleteOutcome.DELETED
+        assert refused == ["unavailable"]

@@ -212,3 +212,31 @@ async def test_a_guard_process_that_dies_stops_the_bot_with_the_reason(telegram:
                 os.kill(started[0].pid, signal.SIGKILL)
                 await asyncio.sleep(5)  # the bot stops at once; this block is left by the exception
     assert fake.calls(method="getUpdates")
+
+
+async def test_an_update_the_lane_could_not_check_is_checked_again_by_the_main_guard(bot_app: Any) -> None:
+    """UNCHECKED (the lane's guard raised) is never settled in the main process, through the pipe too."""
+    import json
+    import queue
+
+    from bot.core.ports import DeleteOutcome
+    from bot.telegram import guard_process
+    from bot.telegram.guard_lane import UNCHECKED
+    from bot.telegram.lane_runner import handover_to
+
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    guard_process._handover_to(outbox)({"update_id": 7}, UNCHECKED)
+    sent = outbox.get_nowait()
+    assert sent is not None
+    parent = guard_process.GuardProcess(guard_process.LaneConfig("1:AA", "http://127.0.0.1:9", [], 5.0, 3.0),
+                                        lambda raw, verdict: None)
+    assert parent._verdict(json.loads(sent)) is UNCHECKED
+
+    guard = bot_app.application.update_processor.guard
+    handover = handover_to(bot_app.application, asyncio.get_running_loop())
+    text = {"message_id": 1, "date": 0, "chat": {"id": USER, "type": "private"}, "text": "hello"}
+    handover({"update_id": 11, "message": text}, UNCHECKED)
+    handover({"update_id": 12, "message": {**text, "message_id": 2}}, None)
+    await asyncio.sleep(0.05)  # the hand-over runs on the loop
+    assert 11 not in guard._settled and guard._settled.get(12) is True
+    assert UNCHECKED.deletion is DeleteOutcome.FAILED

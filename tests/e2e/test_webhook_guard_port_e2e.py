@@ -77,3 +77,11 @@ def test_a_guard_process_that_dies_stops_the_bot_with_an_error(guard_stack: Webh
     assert stack.bot.process is not None
     assert stack.bot.process.wait(40) == 1, stack.bot.log()
     assert "the webhook intake stopped" in stack.bot.log()
+
+
+def test_a_guard_process_told_to_stop_stops_the_bot_cleanly(guard_stack: WebhookStack) -> None:
+    """SIGTERM to the whole process group reaches the guard process too: a stop, not a failure (exit 0)."""
+    stack = guard_stack
+    os.kill(_guard_process(stack), signal.SIGTERM)
+    assert stack.bot.process is not None
+    assert stack.bot.process.wait(40) == 0, stack.bot.log()
