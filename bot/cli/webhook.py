@@ -105,14 +105,10 @@ def run_webhook(settings: Settings, *, extra_routes: Iterable[BaseRoute] = (), l
     config = server_config(app, settings.webhook_listen, settings.webhook_port, lifespan="on",
                            log_config=None, access_log=False, server_header=False,
                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    if listen_fd is None:
-        server = _GracefulServer(config, state)
-        state.request_stop = lambda: server.handle_exit(signal.SIGTERM, None)
-        server.run()
-    else:
-        server = _GracefulServer(config, state, handled=(signal.SIGTERM,))
-        state.request_stop = lambda: server.handle_exit(signal.SIGTERM, None)
-        server.run(sockets=[socket.socket(fileno=listen_fd)])
+    handled = STOP_SIGNALS if listen_fd is None else (signal.SIGTERM,)  # a worker's Ctrl-C is its supervisor's
+    server = _GracefulServer(config, state, handled=handled)
+    state.request_stop = lambda: server.handle_exit(signal.SIGTERM, None)
+    server.run(sockets=None if listen_fd is None else [socket.socket(fileno=listen_fd)])
     if state.failure is not None:
         log.error("the webhook server stopped: %s", type(state.failure).__name__)
         return 1

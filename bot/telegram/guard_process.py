@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from bot.web.guard_intake import IntakeConfig
 
-__all__ = ["GuardProcess", "LaneConfig"]
+__all__ = ["GuardProcess", "LaneConfig", "build_lane"]
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def child_main(config: LaneConfig, conn: Connection) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it tells us to stop
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    lane = _lane(config, outbox)
+    lane = build_lane(config, _handover_to(outbox), lambda outcome: outbox.put(_dump({"t": "m", "o": outcome})))
     signal.signal(signal.SIGTERM, lambda *_: lane.cancel())
     writer = threading.Thread(target=_write, args=(conn, outbox), name="guard-lane-writer", daemon=True)
     writer.start()
@@ -202,16 +202,16 @@ def child_main(config: LaneConfig, conn: Connection) -> None:
         writer.join(10)
 
 
-def _lane(config: LaneConfig, outbox: queue.SimpleQueue[bytes | None]) -> GuardLane:
-    """The lane the config asks for: polling ``getUpdates``, or taking webhook POSTs."""
+def build_lane(config: LaneConfig, handover: Handover, outcome: Callable[[str], None] | None = None) -> GuardLane:
+    """The lane the config asks for, wherever it runs (a thread of the bot, or the child here): polling
+    ``getUpdates``, or taking webhook POSTs."""
     deadlines = {"delete_deadline_s": config.delete_deadline_s, "delete_notice_after_s": config.delete_notice_after_s,
                  "delete_background_s": config.delete_background_s}
     if config.intake is None:
-        return GuardLane(config.token, config.base_url, config.allowed_updates, _handover_to(outbox), **deadlines)
+        return GuardLane(config.token, config.base_url, config.allowed_updates, handover, **deadlines)
     from bot.web.guard_intake import WebhookIntake
 
-    return WebhookIntake(config.token, config.base_url, config.intake, _handover_to(outbox),
-                         outcome=lambda outcome: outbox.put(_dump({"t": "m", "o": outcome})), **deadlines)
+    return WebhookIntake(config.token, config.base_url, config.intake, handover, outcome=outcome, **deadlines)
 
 
 def _handover_to(outbox: queue.SimpleQueue[bytes | None]) -> Handover:

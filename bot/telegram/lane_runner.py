@@ -1,9 +1,8 @@
-"""Run the bot with its updates arriving through a guard lane (polling mode): a thread or a process.
+"""Run the bot with its updates arriving through a guard lane: on a thread or in a process.
 
-Why its own module: the lane's two runners (:class:`~bot.telegram.guard_lane.GuardLane` on a thread,
-:class:`~bot.telegram.guard_process.GuardProcess` in a child process) both build on the lane's serve loop;
-choosing between them and wiring the chosen one to the application lives above both, so neither imports
-the other's chooser.
+Why its own module: the lane (:func:`~bot.telegram.guard_process.build_lane`: polling ``getUpdates``, or
+the webhook intake) runs on a thread of the bot or in the guard process's child; choosing where, and
+wiring it to the application (the hand-over), lives above both.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from telegram import Update
 
 from bot.core.ports import GuardVerdict
-from bot.telegram.guard_lane import UNCHECKED, GuardLane, Handover
+from bot.telegram.guard_lane import UNCHECKED, Handover
 from bot.telegram.secret_guard import SecretGuard
 
 __all__ = ["Lane", "handover_to", "make_lane", "serve_with_lane"]
@@ -42,22 +41,15 @@ class Lane(Protocol):
 def make_lane(mode: str, settings: Any, allowed_updates: list[str], handover: Handover, *,
               intake: IntakeConfig | None = None, outcome: Callable[[str], None] | None = None) -> Lane:
     """The lane runner for ``GUARD_LANE`` (``thread`` or ``process``); with ``intake``, it takes webhook POSTs."""
-    options: dict[str, Any] = {
-        "delete_deadline_s": settings.telegram_delete_deadline_s,
-        "delete_notice_after_s": settings.telegram_delete_notice_after_s,
-        "delete_background_s": settings.telegram_delete_background_s}
-    token, base_url = settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url
+    from bot.telegram.guard_process import GuardProcess, LaneConfig, build_lane
+
+    config = LaneConfig(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url,
+                        allowed_updates, settings.telegram_delete_deadline_s, settings.telegram_delete_notice_after_s,
+                        settings.telegram_delete_background_s, log_level=settings.log_level,
+                        redact=settings.secrets_to_redact(), intake=intake)
     if mode == "process":
-        from bot.telegram.guard_process import GuardProcess, LaneConfig
-
-        return GuardProcess(LaneConfig(token, base_url, allowed_updates, log_level=settings.log_level,
-                                       redact=settings.secrets_to_redact(), intake=intake, **options),
-                            handover, outcome)
-    if intake is not None:
-        from bot.web.guard_intake import WebhookIntake
-
-        return WebhookIntake(token, base_url, intake, handover, outcome=outcome, **options)
-    return GuardLane(token, base_url, allowed_updates, handover, **options)
+        return GuardProcess(config, handover, outcome)
+    return build_lane(config, handover, outcome)
 
 
 def handover_to(application: Any, loop: asyncio.AbstractEventLoop,

@@ -23,7 +23,7 @@ from bot.web.guard_intake import IntakeConfig
 if TYPE_CHECKING:
     from bot.telegram.application import BotApp
 
-__all__ = ["REPORT_EVERY_S", "webhook_lane"]
+__all__ = ["REPORT_EVERY_S", "waiting_updates", "webhook_lane"]
 
 log = logging.getLogger(__name__)
 

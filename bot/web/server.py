@@ -52,7 +52,7 @@ from telegram import Update
 
 from bot.metrics import CONTENT_TYPE, record_webhook, refresh_from_database, render
 from bot.telegram.redelivery import is_transient
-from bot.web.guard_port import webhook_lane
+from bot.web.guard_port import waiting_updates, webhook_lane
 from bot.web.limits import FailedAuthThrottle
 from bot.web.webhook_request import MAX_UPDATE_BYTES, RETRY_AFTER_S, SECRET_HEADER, Refusal, read_update
 from flows.steps import Step
@@ -185,10 +185,7 @@ def create_web_app(bot_app: BotApp, *, webhook_path: str = DEFAULT_WEBHOOK_PATH,
             log.warning("guard failed for update %s (%s); asking Telegram to redeliver", update.update_id,
                         type(error).__name__)
             return unavailable("try again")
-        # PTB takes every queued update at once (the processor bounds the handlers, not the queue), so
-        # what waits is counted where it waits: in the queue and in the processor.
-        waiting = application.update_queue.qsize() + getattr(application.update_processor, "in_flight", 0)
-        if waiting >= settings.webhook_queue_max:
+        if waiting_updates(application) >= settings.webhook_queue_max:
             return unavailable("busy")
         await application.update_queue.put(update)
         record_webhook("accepted")
